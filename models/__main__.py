@@ -1,0 +1,57 @@
+"""``python -m models list|fetch [NAME...]``: show and fetch the registry's models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from models.fetch import ModelError, cache_dir, is_cached, model_path
+from models.registry import MODELS
+
+
+def _local_dirs(config_path: str | None) -> list[str]:
+    from stream.config import ConfigError, load_config
+
+    try:
+        return list(load_config(config_path).models.local_dirs)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    parser.add_argument("--config", default=None, help="config.yaml whose models.local_dirs are searched")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="print the registry with licences and where each model is cached")
+    fetch = sub.add_parser("fetch", help="fetch and verify models (default: the default pipeline's models)")
+    fetch.add_argument("names", nargs="*", help="model names (default: cydral_age cydral_gender retinaface)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    extra = _local_dirs(args.config)
+
+    if args.command == "list":
+        rows = [("name", "task", "licence", "available", "provenance")]
+        for name, spec in MODELS.items():
+            rows.append((name, spec.task, spec.licence_note, is_cached(name, extra) or "-", spec.provenance[:70]))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4] + "\n")
+        sys.stdout.write(f"\ncache: {cache_dir()}\n")
+        return 0
+
+    names = args.names or ["cydral_age", "cydral_gender", "retinaface"]
+    failed = 0
+    for name in names:
+        try:
+            path = model_path(name, extra_dirs=extra)
+        except (ModelError, ValueError) as error:
+            sys.stderr.write(f"error: {error}\n")
+            failed += 1
+        else:
+            sys.stdout.write(f"{name}: {path}\n")
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

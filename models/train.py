@@ -1,0 +1,501 @@
+"""``python -m models.train``: train the multi-head age/gender network on UTKFace, export it, write its card.
+
+One command re-trains from scratch (seeded, deterministic split and chips)::
+
+    python -m models.train --data ../shared/data/utkface/UTKFace
+
+Steps: list the labelled images; split them (``models.data``: seed 0, 10% validation, stratified by age group
+and gender); detect and align every image once through the product's path and cache the chips as ``.npy``
+outside the repo (``--cache``); fine-tune :class:`models.nets.MultiHeadNet` from the Cydral age network with
+batch-level augmentation (flip, small affine jitter, colour jitter, blur/downscale like video); checkpoint every
+epoch (``--resume`` continues); export ``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
+the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
+
+Loss: class-weighted cross-entropy over the 8 groups (weights ~ 1/sqrt(frequency), so "80+" counts) with label
+smoothing, DLDL (KL to a Gaussian over the 101 age bins) plus L1 on the expected age, and BCE for gender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
+from models.nets import AGE_BINS, MultiHeadNet, build_multihead_from_cydral
+from stream.types import AGE_GROUPS, age_group_index
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+MODEL_NAME = "utk_multihead"
+OUTPUT_NAMES = ("group_logits", "age", "gender_logit")
+TEMPLATE = "dlib_chip"
+#: Normalisation of the Cydral nets (RGB order, 0-255 scale), kept so the pretrained filters still fit.
+MEAN_RGB = (122.782, 117.001, 104.298)
+STD_RGB = (256.0, 256.0, 256.0)
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run (stored in each checkpoint and in the card)."""
+
+    data: str = str(REPO.parent / "shared" / "data" / "utkface" / "UTKFace")
+    cache: str = "/tmp/face-stream-train/utkface"
+    run_dir: str = "/tmp/face-stream-train/run"
+    out_dir: str = str(REPO / "models" / "weights")
+    size: int = 64
+    epochs: int = 6
+    batch_size: int = 128
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    age_sigma: float = 2.0
+    l1_weight: float = 0.1
+    gender_weight: float = 1.0
+    seed: int = DEFAULT_SEED
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    limit: int = 0
+    threads: int = 0
+    fp16: bool = False
+
+
+# ----------------------------------------------------------------------------------------------- tensors
+
+
+def to_input(chips: torch.Tensor) -> torch.Tensor:
+    """``(n, S, S, 3)`` uint8 BGR chips → ``(n, 3, S, S)`` float32 RGB, (x - mean) / 256."""
+    x = chips.flip(-1).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - mean) / STD_RGB[0]
+
+
+def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Batch augmentation on ``(n, S, S, 3)`` uint8 BGR chips → augmented float32 ``(n, 3, S, S)`` input.
+
+    Horizontal flip (p 0.5); affine jitter (rotation +-8 degrees, scale 0.92-1.08, shift +-4%); brightness,
+    contrast and saturation jitter; for a third of the faces a down-and-up resize to 40-80% (small, soft faces
+    as in video).
+    """
+    n, size = chips.shape[0], chips.shape[1]
+    x = chips.flip(-1).permute(0, 3, 1, 2).float() / 255.0  # RGB 0..1
+
+    def uniform(low: float, high: float, shape: tuple[int, ...] = ()) -> torch.Tensor:
+        return low + (high - low) * torch.rand((n, *shape), generator=generator)
+
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
+    angle = uniform(-8, 8) * math.pi / 180
+    scale = uniform(0.92, 1.08)
+    shift = uniform(-0.04, 0.04, (2,)) * 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    low = torch.rand(n, generator=generator) < 0.33
+    if low.any():
+        factor = float(uniform(0.4, 0.8)[0])
+        small = max(8, round(size * factor))
+        soft = F.interpolate(F.interpolate(x[low], size=(small, small), mode="area"), size=(size, size),
+                             mode="bilinear", align_corners=False)
+        x = x.clone()
+        x[low] = soft
+    gray = x.mean(dim=1, keepdim=True)
+    x = gray + (x - gray) * uniform(0.7, 1.3).view(n, 1, 1, 1)  # saturation
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * uniform(0.75, 1.25).view(n, 1, 1, 1)  # contrast
+    x = x + uniform(-0.1, 0.1).view(n, 1, 1, 1)  # brightness
+    x = x.clamp(0, 1) * 255.0
+    mean_t = torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
+    return (x - mean_t) / STD_RGB[0]
+
+
+def class_weights(groups: np.ndarray) -> torch.Tensor:
+    """``(8,)`` float32 weights ~ 1/sqrt(frequency), mean 1 over the training samples."""
+    counts = np.bincount(groups, minlength=len(AGE_GROUPS)).astype(np.float64)
+    weights = 1.0 / np.sqrt(np.maximum(counts, 1))
+    weights *= len(groups) / (weights[groups].sum())
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def age_targets(age: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(n, 101)`` Gaussian label distributions over the age bins (DLDL), wider for older faces."""
+    bins = torch.arange(AGE_BINS, dtype=torch.float32)
+    width = sigma + 0.03 * age.float().view(-1, 1)
+    dist = torch.exp(-0.5 * ((bins.view(1, -1) - age.float().view(-1, 1)) / width) ** 2)
+    return dist / dist.sum(dim=1, keepdim=True)
+
+
+def loss_terms(out: dict[str, torch.Tensor], age: torch.Tensor, group: torch.Tensor, gender: torch.Tensor,
+               weights: torch.Tensor, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """Loss parts for one batch; ``total`` is what is minimised."""
+    ce = F.cross_entropy(out["group_logits"], group, weight=weights, label_smoothing=config.label_smoothing)
+    kl = F.kl_div(F.log_softmax(out["age_logits"], dim=1), age_targets(age, config.age_sigma), reduction="batchmean")
+    l1 = F.l1_loss(out["age"], age.float())
+    bce = F.binary_cross_entropy_with_logits(out["gender_logit"], gender.float())
+    total = ce + kl + config.l1_weight * l1 + config.gender_weight * bce
+    return {"total": total, "ce": ce, "kl": kl, "l1": l1, "bce": bce}
+
+
+# ----------------------------------------------------------------------------------------------- loop
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def predict_chips(model: MultiHeadNet, chips: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Eval-mode outputs for ``(n, S, S, 3)`` uint8 BGR chips: ``group_probs (n,8)``, ``age (n,)``, ``p_female``."""
+    model.eval()
+    parts: dict[str, list[np.ndarray]] = {"group_probs": [], "age": [], "p_female": []}
+    with torch.no_grad():
+        for start in range(0, len(chips), batch_size):
+            group_logits, age, gender_logit = model(to_input(torch.from_numpy(chips[start : start + batch_size])))
+            parts["group_probs"].append(torch.softmax(group_logits, 1).numpy())
+            parts["age"].append(age.numpy())
+            parts["p_female"].append(torch.sigmoid(gender_logit).numpy())
+    return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
+
+
+def quick_val(model: MultiHeadNet, chips: np.ndarray, age: np.ndarray, gender: np.ndarray) -> dict[str, float]:
+    """Validation figures on cached chips (the full runtime-path evaluation runs after export)."""
+    from models.metrics import classification_report, confusion_matrix
+
+    pred = predict_chips(model, chips)
+    matrix = confusion_matrix(age_group_index(age), pred["group_probs"].argmax(1), len(AGE_GROUPS))
+    report = classification_report(matrix)
+    return {
+        "mae": float(np.abs(pred["age"] - age).mean()),
+        "group_accuracy": float(report["accuracy"]),
+        "macro_f1": float(report["macro_f1"]),
+        "f1_80plus": float(np.asarray(report["f1"])[-1]),
+        "gender_accuracy": float(((pred["p_female"] >= 0.5) == gender).mean()),
+    }
+
+
+def _progress(epoch: int, epochs: int, step: int, steps: int, started: float, loss: float) -> None:
+    elapsed = time.time() - started
+    eta = elapsed / max(step, 1) * (steps - step)
+    bar = "#" * int(30 * step / steps)
+    sys.stderr.write(f"\repoch {epoch + 1}/{epochs} [{bar:<30}] {step}/{steps} loss {loss:.3f} "
+                     f"{elapsed:5.0f}s eta {eta:4.0f}s")
+    sys.stderr.flush()
+
+
+def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict[str, object]]:
+    """Run (or continue) training; returns the model and a summary (split, history, timing).
+
+    Raises:
+        ValueError: ``resume`` without a checkpoint, or a checkpoint made with a different config.
+    """
+    from models.fetch import model_path
+
+    seed_everything(config.seed)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    samples = list_samples(config.data, config.limit)
+    train_idx, val_idx = split_indices(samples, config.seed, config.val_fraction)
+    cfg = _stream_config()
+    cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATE, (config.size,))
+    chips = cache[f"chips{config.size}"]
+    groups = samples.group
+    weights = class_weights(groups[train_idx]).to(device)
+
+    model = build_multihead_from_cydral(model_path("cydral_age")).to(device)
+    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    optimizer = torch.optim.AdamW([
+        {"params": list(model.backbone.parameters()), "lr": config.lr * config.backbone_lr_scale},
+        {"params": head_params, "lr": config.lr},
+    ], weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train_idx) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = min(100, total_steps // 10)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = run_dir / "last.pt"
+    start_epoch, history, train_seconds = 0, [], 0.0
+    generator = torch.Generator().manual_seed(config.seed)
+    if resume:
+        if not checkpoint.is_file():
+            raise ValueError(f"resume: no checkpoint at {checkpoint}")
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["config"] != asdict(config):
+            changed = sorted(k for k, v in asdict(config).items() if state["config"].get(k) != v)
+            raise ValueError(f"resume: checkpoint {checkpoint} was made with different settings: {changed}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
+        logger.info("resumed from %s at epoch %d", checkpoint, start_epoch)
+
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    chips_t = torch.from_numpy(chips)
+    age_t = torch.from_numpy(samples.age)
+    group_t = torch.from_numpy(groups)
+    gender_t = torch.from_numpy(samples.gender)
+    for epoch in range(start_epoch, config.epochs):
+        model.train()
+        started = time.time()
+        order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=generator)]
+        sums: dict[str, float] = {}
+        for step in range(steps_per_epoch):
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = augment(chips_t[batch], generator).to(device, memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                out = model.forward_train(x)
+            out = {k: v.float() for k, v in out.items()}
+            terms = loss_terms(out, age_t[batch].to(device), group_t[batch].to(device), gender_t[batch].to(device),
+                               weights, config)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if step % 5 == 0 or step == steps_per_epoch - 1:
+                _progress(epoch, config.epochs, step + 1, steps_per_epoch, started, sums["total"] / (step + 1))
+        sys.stderr.write("\n")
+        train_seconds += time.time() - started
+        model.cpu()
+        val = quick_val(model, chips[val_idx], samples.age[val_idx], samples.gender[val_idx])
+        model.to(device)
+        entry = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
+                 **{f"loss_{k}": round(v / steps_per_epoch, 4) for k, v in sums.items()},
+                 **{f"val_{k}": round(v, 4) for k, v in val.items()}}
+        history.append(entry)
+        logger.info("epoch %s", json.dumps(entry))
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                 "history": history, "train_seconds": train_seconds, "config": asdict(config)}
+        torch.save(state, run_dir / "last.part")
+        (run_dir / "last.part").replace(checkpoint)
+    model.cpu().eval()
+    summary = {"n_train": len(train_idx), "n_val": len(val_idx), "history": history,
+               "train_seconds": round(train_seconds, 1), "device": device.type,
+               "detector_misses_all": int((~cache["detected"]).sum()), "threads": torch.get_num_threads()}
+    return model, summary
+
+
+def _stream_config() -> object:
+    from stream.config import load_config
+
+    return load_config()
+
+
+def _detector(config: object) -> object:
+    from stream.detectors import build_detector
+
+    return build_detector(config.detector, config.models, config.runtime)  # type: ignore[attr-defined]
+
+
+# ----------------------------------------------------------------------------------------------- export + card
+
+
+def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float]:
+    """Write ``<out_dir>/utk_multihead.onnx`` after the parity check; returns path, sha256, parity difference."""
+    from export.torch_onnx import export_with_parity
+
+    path = Path(config.out_dir) / f"{MODEL_NAME}.onnx"
+    difference = export_with_parity(model, path, config.size, OUTPUT_NAMES, fp16=config.fp16)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest(), difference
+
+
+def candidate_name(path: Path, sha256: str, size: int) -> str:
+    """Register the freshly exported file under a temporary name so ``models.evaluate`` can run it.
+
+    The registry entry ``utk_multihead`` pins the committed file's sha256; a new export has another digest,
+    so it is evaluated as ``utk_multihead@candidate`` with the same preprocessing.
+    """
+    from models.registry import MODELS, Trained, get_spec, register
+
+    name = f"{MODEL_NAME}@candidate"
+    base = get_spec(MODEL_NAME)
+    relative = path.resolve().relative_to(REPO) if REPO in path.resolve().parents else path.resolve()
+    spec = replace(base, name=name, sha256=sha256, sources=(Trained(str(relative)),), input_size=(size, size))
+    MODELS.pop(name, None)
+    register(spec)
+    return name
+
+
+def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str, dict], sha256: str,
+               parity_difference: float, ms_per_face: dict[str, float]) -> None:
+    """The model card (markdown) next to the weights."""
+    ours, default = figures["candidate"], figures["cydral"]
+
+    def row(label: str, key: str, fmt: str = "{:.3f}") -> str:
+        return f"| {label} | {fmt.format(ours[key])} | {fmt.format(default[key])} |"
+
+    size_mb = path.with_suffix(".onnx").stat().st_size / 1e6
+    lines = [
+        f"# {MODEL_NAME}: age group, age and gender (multi-head)",
+        "",
+        "**Licence: NON-COMMERCIAL research use only.** Trained on UTKFace, whose terms allow non-commercial "
+        "research only; the weights inherit that restriction (`commercial_use=False` in the registry). The "
+        "starting weights (Cydral age network) are CC0.",
+        "",
+        "## Model",
+        "",
+        f"- File `models/weights/{MODEL_NAME}.onnx`, sha256 `{sha256}`, {size_mb:.1f} MB, opset 17, dynamic batch"
+        f"{', fp16 weights' if config.fp16 else ', float32'}.",
+        f"- Input `images` [N,3,{config.size},{config.size}] float32, RGB, (x - {list(MEAN_RGB)}) / 256; chips "
+        f"aligned with the `{TEMPLATE}` template (`stream.align`) from the detector's 5 landmarks.",
+        "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
+        "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
+        "- Network: the Cydral/dlib ResNet-10 age network (loaded from ONNX into torch by `models.nets`, all "
+        "layers fine-tuned) + three linear heads (gender: 256-128-1 MLP).",
+        "",
+        "## Data and split",
+        "",
+        f"- UTKFace aligned & cropped (`{config.data}`), {summary['n_train'] + summary['n_val']} labelled images.",
+        f"- Split: seed {config.seed}, {config.val_fraction:.0%} validation, stratified by age group x gender "
+        f"(`models.data.split_indices`: sorted names, per-stratum shuffle): {summary['n_train']} train, "
+        f"{summary['n_val']} validation. Reproduce the lists with `models.data.write_split_lists`.",
+        "- Chips: yunet (config `detector: auto`) → central face's 5 landmarks → `align_faces`; detector misses "
+        f"({summary['detector_misses_all']} of all images) use landmarks from the `utkface_crop` template.",
+        "- Augmentation: flip, affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to "
+        "40-80% on a third of the faces.",
+        "",
+        "## Training",
+        "",
+        f"- Loss: class-weighted CE on 8 groups (label smoothing {config.label_smoothing}) + DLDL KL "
+        f"(σ = {config.age_sigma} + 0.03·age) + {config.l1_weight}·L1 years + {config.gender_weight}·BCE gender.",
+        f"- AdamW lr {config.lr} (backbone ×{config.backbone_lr_scale}), cosine, {config.epochs} epochs, batch "
+        f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; {summary['device']}, "
+        f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training.",
+        f"- Re-train (same result up to thread-level float nondeterminism): `python -m models.train --data "
+        f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs}`.",
+        "",
+        "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
+        "",
+        f"Validation split, {ours['n']} faces, detector misses {ours['detector_misses']} (scored via the fallback "
+        "crop). Same faces, same detections for both models (`python -m models.evaluate --split val "
+        "--model cydral --model utk_multihead`).",
+        "",
+        f"| metric | {MODEL_NAME} | default (cydral_age + cydral_gender) |",
+        "|---|---|---|",
+        row("age MAE (years)", "mae", "{:.2f}"),
+        row("CS@5", "cs5"),
+        row("8-group accuracy", "group_accuracy"),
+        row("1-off group accuracy", "one_off_accuracy"),
+        row("macro F1 (8 groups)", "macro_f1"),
+        f"| 80+ F1 | {ours['per_age_group']['80+']['f1']:.3f} | {default['per_age_group']['80+']['f1']:.3f} |",
+        row("gender accuracy", "gender_accuracy"),
+        row("gender accuracy, age > 12", "gender_accuracy_above_12"),
+        row("gender accuracy, age ≤ 12", "gender_accuracy_12_and_under"),
+        f"| CPU ms per face (age+gender, batch 8) | {ms_per_face['candidate']:.3f} | {ms_per_face['cydral']:.3f} |",
+        "",
+        "Per age group (MAE years / F1 / gender accuracy), ours vs default:",
+        "",
+        "| group | n | MAE | F1 | gender | default MAE | default F1 | default gender |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in AGE_GROUPS:
+        a, b = ours["per_age_group"][name], default["per_age_group"][name]
+        lines.append(f"| {name} | {a['n']} | {a['mae']:.2f} | {a['f1']:.3f} | {a['gender_accuracy']:.3f} | "
+                     f"{b['mae']:.2f} | {b['f1']:.3f} | {b['gender_accuracy']:.3f} |")
+    lines += ["", "Per race (MAE / macro F1 / gender accuracy), ours vs default:", "",
+              "| race | n | MAE | macro F1 | gender | default MAE | default macro F1 | default gender |",
+              "|---|---|---|---|---|---|---|---|"]
+    for name, a in ours["per_race"].items():
+        b = default["per_race"][name]
+        lines.append(f"| {name} | {a['n']} | {a['mae']:.2f} | {a['macro_f1']:.3f} | {a['gender_accuracy']:.3f} | "
+                     f"{b['mae']:.2f} | {b['macro_f1']:.3f} | {b['gender_accuracy']:.3f} |")
+    lines += ["", "Confusion matrix (rows true, columns predicted):", "",
+              "| true \\ pred | " + " | ".join(AGE_GROUPS) + " |", "|---" * (len(AGE_GROUPS) + 1) + "|"]
+    for name, counts in zip(AGE_GROUPS, ours["confusion_matrix"]):
+        lines.append(f"| {name} | " + " | ".join(str(c) for c in counts) + " |")
+    lines += [
+        "",
+        "## Export",
+        "",
+        f"`export/torch_onnx.py` (TorchScript exporter, opset 17, dynamic batch, onnx.checker); onnxruntime vs torch "
+        f"max abs difference {parity_difference:.1e} (tolerance 1e-3 fp32 / 0.1 fp16 weights).",
+        "",
+        "## Per-epoch log (validation on cached chips)",
+        "",
+        "```",
+        *[json.dumps(entry) for entry in summary["history"]],
+        "```",
+        "",
+        "## Limitations",
+        "",
+        "- UTKFace labels are partly estimated and its faces are mostly frontal, well-lit photos; video faces "
+        "are smaller, blurrier and more varied. The validation split is from the same distribution as training.",
+        "- Gender is a binary label in UTKFace; the model predicts apparent gender only.",
+        "- Rare groups (80+, and older faces of some races) have few validation samples; their figures are noisy.",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    for key, value in asdict(defaults).items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true", help=f"(default {value})")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
+    parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
+    parser.add_argument("--no-export", action="store_true", help="train only")
+    parser.add_argument("--no-card", action="store_true", help="export without the evaluation and card")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    try:
+        model, summary = train(config, resume=args.resume)
+        if args.no_export:
+            return 0
+        path, sha256, difference = export(model, config)
+        print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) sha256 {sha256}, parity max abs diff "
+              f"{difference:.2e}")
+        if args.no_card:
+            return 0
+        from models.evaluate import evaluate, format_figures
+
+        name = candidate_name(path, sha256, config.size)
+        results = evaluate(config.data, ["cydral", name], split="val", seed=config.seed,
+                           val_fraction=config.val_fraction, limit=config.limit)
+        figures = {"candidate": results[name], "cydral": results["cydral"]}
+        for label, entry in figures.items():
+            print(format_figures(label, entry))
+        ms = {k: float(v["ms_per_face"]) for k, v in figures.items()}
+        card = path.with_suffix(".md")
+        write_card(card, config, summary, figures, sha256, difference, ms)
+        (Path(config.run_dir) / "figures.json").write_text(json.dumps({**figures, "summary": summary}, indent=2),
+                                                           encoding="utf-8")
+        print(f"wrote {card}; register sha256 {sha256} for {MODEL_NAME} in models/registry.py")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

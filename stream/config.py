@@ -1,0 +1,307 @@
+"""Configuration: ``config.yaml`` sections loaded into frozen, validated dataclasses.
+
+One section per stage; a section's keys are the constructor arguments of that
+stage's class (``tests/stream/test_config.py`` checks that they stay in step).
+This module imports only the standard library and PyYAML, so loading the config or
+printing the CLI help never pulls in onnxruntime, OpenCV or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file, key or value is wrong (one-line message naming it)."""
+
+
+def _check_range(section: str, key: str, value: float, low: float | None = None, high: float | None = None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ConfigError(f"{section}.{key} must be in {bounds}, got {value!r}")
+
+
+def _check_choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{section}.{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    local_dirs: tuple[str, ...] = ("../shared/models",)
+    download: bool = True
+
+    def validate(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = "auto"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    allow_spinning: bool = False
+
+    def validate(self) -> None:
+        _check_choice("runtime", "device", self.device, ("auto", "cpu", "cuda"))
+        _check_range("runtime", "intra_op_threads", self.intra_op_threads, 0, 256)
+        _check_range("runtime", "inter_op_threads", self.inter_op_threads, 1, 256)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    open_timeout_s: float = 10.0
+    read_timeout_s: float = 5.0
+    rtsp_transport: str = "tcp"
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 8.0
+    give_up_after_s: float = 300.0
+    wait_for_source: bool = False
+    queue_size: int = 8
+    max_image_height: int = 1080
+
+    def validate(self) -> None:
+        _check_range("source", "open_timeout_s", self.open_timeout_s, 0.1, 600)
+        _check_range("source", "read_timeout_s", self.read_timeout_s, 0.1, 600)
+        _check_choice("source", "rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
+        _check_range("source", "reconnect_initial_s", self.reconnect_initial_s, 0.01, 600)
+        _check_range("source", "reconnect_max_s", self.reconnect_max_s, self.reconnect_initial_s, 3600)
+        _check_range("source", "give_up_after_s", self.give_up_after_s, 0, None)
+        _check_range("source", "queue_size", self.queue_size, 1, 1024)
+        _check_range("source", "max_image_height", self.max_image_height, 64, 100000)
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    name: str = "auto"
+    input_long_side: int = 640
+    score_threshold: float = 0.3
+    nms_iou_threshold: float = 0.4
+    max_faces: int = 200
+
+    def validate(self) -> None:
+        _check_range("detector", "input_long_side", self.input_long_side, 64, 4096)
+        _check_range("detector", "score_threshold", self.score_threshold, 0.0, 1.0)
+        _check_range("detector", "nms_iou_threshold", self.nms_iou_threshold, 0.0, 1.0)
+        _check_range("detector", "max_faces", self.max_faces, 1, 10000)
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    track_activation_threshold: float = 0.5
+    low_score_threshold: float = 0.1
+    minimum_matching_threshold: float = 0.8
+    lost_track_buffer: int = 30
+    frame_rate: float = 30.0
+    minimum_consecutive_frames: int = 2
+
+    def validate(self) -> None:
+        _check_range("tracker", "track_activation_threshold", self.track_activation_threshold, 0.0, 1.0)
+        _check_range("tracker", "low_score_threshold", self.low_score_threshold, 0.0, self.track_activation_threshold)
+        _check_range("tracker", "minimum_matching_threshold", self.minimum_matching_threshold, 0.0, 1.0)
+        _check_range("tracker", "lost_track_buffer", self.lost_track_buffer, 0, 100000)
+        _check_range("tracker", "frame_rate", self.frame_rate, 1.0, 1000.0)
+        _check_range("tracker", "minimum_consecutive_frames", self.minimum_consecutive_frames, 1, 1000)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_faces_per_frame: int = 8
+    min_face_size: int = 32
+    min_score: float = 0.5
+    warmup_interval_frames: int = 2
+    refresh_interval_frames: int = 10
+    settled_observations: int = 12
+    settled_interval_frames: int = 60
+
+    def validate(self) -> None:
+        _check_range("scheduler", "max_faces_per_frame", self.max_faces_per_frame, 0, 1024)
+        _check_range("scheduler", "min_face_size", self.min_face_size, 0, 10000)
+        _check_range("scheduler", "min_score", self.min_score, 0.0, 1.0)
+        _check_range("scheduler", "warmup_interval_frames", self.warmup_interval_frames, 1, 100000)
+        _check_range("scheduler", "refresh_interval_frames", self.refresh_interval_frames, 1, 100000)
+        _check_range("scheduler", "settled_observations", self.settled_observations, 1, 100000)
+        _check_range("scheduler", "settled_interval_frames", self.settled_interval_frames, 1, 100000)
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    age_model: str = "cydral_age"
+    gender_model: str = "cydral_gender"
+    max_batch_size: int = 32
+
+    def validate(self) -> None:
+        _check_range("classifier", "max_batch_size", self.max_batch_size, 1, 4096)
+
+
+@dataclass(frozen=True)
+class TrackBookConfig:
+    min_observations: int = 3
+    max_observations: int = 50
+    forget_after_frames: int = 300
+    switch_margin: float = 0.1
+
+    def validate(self) -> None:
+        _check_range("trackbook", "switch_margin", self.switch_margin, 0.0, 0.99)
+        _check_range("trackbook", "min_observations", self.min_observations, 1, 10000)
+        _check_range("trackbook", "max_observations", self.max_observations, self.min_observations, 100000)
+        _check_range("trackbook", "forget_after_frames", self.forget_after_frames, 1, 10**7)
+
+
+@dataclass(frozen=True)
+class AnnotateConfig:
+    draw_landmarks: bool = True
+    font_scale: float = 0.0
+    show_stats: bool = True
+
+    def validate(self) -> None:
+        _check_range("annotate", "font_scale", self.font_scale, 0.0, 10.0)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    video_crf: int = 23
+    video_preset: str = "veryfast"
+    rtsp_fps: float = 25.0
+    rtsp_reconnect_max_s: float = 8.0
+    window_name: str = "faces"
+
+    def validate(self) -> None:
+        _check_range("output", "video_crf", self.video_crf, 0, 51)
+        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+        _check_choice("output", "video_preset", self.video_preset, presets)
+        _check_range("output", "rtsp_fps", self.rtsp_fps, 1, 240)
+        _check_range("output", "rtsp_reconnect_max_s", self.rtsp_reconnect_max_s, 0.1, 3600)
+
+
+@dataclass(frozen=True)
+class Config:
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
+    annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
+
+
+def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
+    """Check ``value`` against the field's type; YAML gives ints where floats are meant."""
+    where = f"{section}.{key}"
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(annotation, types.UnionType):
+        return value
+    raise ConfigError(f"{where}: unsupported type {annotation!r}")
+
+
+def _build_section(name: str, values: dict[str, Any]) -> Any:
+    cls = SECTIONS[name]
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {name}.{unknown[0]}; valid keys in {name}: {', '.join(sorted(known))}")
+    kwargs = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
+    section = cls(**kwargs)
+    section.validate()
+    return section
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse a ``--set`` value with YAML rules (so ``true``, ``0.5``, ``[a, b]`` work)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load and validate a config file, then apply ``section.key=value`` overrides.
+
+    Args:
+        path: YAML file; None means the repo's ``config.yaml`` (built-in defaults if it is absent).
+        overrides: Strings like ``"detector.score_threshold=0.4"``.
+
+    Raises:
+        ConfigError: Unreadable file, unknown section or key, wrong type or out-of-range value.
+    """
+    raw: dict[str, Any] = {}
+    config_path = Path(path) if path is not None else DEFAULT_CONFIG
+    if path is not None or config_path.exists():
+        try:
+            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_path} not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            first = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ConfigError(f"config file {config_path} is not valid YAML: {first}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {config_path} must be a mapping of sections")
+        raw = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in loaded.items()}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        raw.setdefault(section, {})
+        if isinstance(raw[section], dict):
+            raw[section][name] = _parse_scalar(value.strip())
+    sections = {}
+    for name, values in raw.items():
+        if name not in SECTIONS:
+            raise ConfigError(f"unknown config section {name!r}; valid sections: {', '.join(SECTIONS)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}")
+        sections[name] = _build_section(name, values)
+    return Config(**sections)
+
+
+def replace(config: Config, section: str, **changes: Any) -> Config:
+    """A copy of ``config`` with keys of one section changed (validated)."""
+    current = dataclasses.asdict(getattr(config, section))
+    current.update(changes)
+    return dataclasses.replace(config, **{section: _build_section(section, current)})
+
+
+def as_kwargs(section: Any) -> dict[str, Any]:
+    """A section's keys as constructor keyword arguments."""
+    return {f.name: getattr(section, f.name) for f in fields(section)}

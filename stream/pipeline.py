@@ -1,0 +1,261 @@
+"""The per-frame pipeline: detect → track → schedule → align → classify → fuse → annotate.
+
+:class:`Pipeline` holds the stages and their state for one stream; :func:`run` drives
+it from a source to sinks and times every stage, so the same code path serves the
+CLI, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.registry import get_spec
+from stream.align import align_faces
+from stream.analytics import Totals, track_record
+from stream.annotate import Annotator
+from stream.classify import OnnxClassifier, build_classifiers
+from stream.config import Config, as_kwargs
+from stream.detectors import Detector, build_detector
+from stream.scheduler import Scheduler
+from stream.trackbook import TrackBook
+from stream.tracking import ByteTracker
+from stream.types import Faces, Frame
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("decode", "detect", "track", "align", "classify", "fuse", "draw", "encode")
+
+
+@dataclass
+class StageTimer:
+    """Accumulated wall time per stage, in seconds."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    frames: int = 0
+    classified_faces: int = 0
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] += seconds
+
+    def ms_per_frame(self) -> dict[str, float]:
+        frames = max(self.frames, 1)
+        return {stage: round(self.seconds.get(stage, 0.0) * 1000 / frames, 3) for stage in STAGES}
+
+
+class Pipeline:
+    """All per-stream state: tracker ids, the track book, stage timings.
+
+    Args:
+        config: Validated configuration.
+        detector: Use this detector instead of building one from the config.
+        classifiers: Use these classifiers instead of building them from the config.
+        classify_all: Classify every eligible face on every frame (the baseline the
+            scheduler is measured against), ignoring the scheduler's budget and intervals.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        detector: Detector | None = None,
+        classifiers: list[OnnxClassifier] | None = None,
+        classify_all: bool = False,
+    ) -> None:
+        self.config = config
+        self.detector = detector or build_detector(config.detector, config.models, config.runtime)
+        self.classifiers = (
+            classifiers if classifiers is not None
+            else build_classifiers(config.classifier, config.models, config.runtime)
+        )
+        self.tracker = ByteTracker(**as_kwargs(config.tracker))
+        self.scheduler = Scheduler(**as_kwargs(config.scheduler))
+        self.book = TrackBook(**as_kwargs(config.trackbook))
+        self.annotator = Annotator(**as_kwargs(config.annotate))
+        self.classify_all = classify_all
+        self.timer = StageTimer()
+        self.totals = Totals()
+        self.fps_hint = 0.0
+
+    def set_frame_rate(self, fps: float | None) -> None:
+        """Tell the tracker the source's frame rate (its lost-track buffer is in 30 fps frames)."""
+        if fps and fps > 0:
+            self.fps_hint = fps
+            self.tracker = ByteTracker(**{**as_kwargs(self.config.tracker), "frame_rate": float(fps)})
+
+    def active_models(self) -> list[str]:
+        return [self.detector.name, *(c.name for c in self.classifiers)]
+
+    def _quality(self, faces: Faces) -> np.ndarray:
+        """Observation weight: sure, large faces count more (small chips are upsampled noise)."""
+        size_term = np.clip(faces.size / 80.0, 0.25, 1.0)
+        return (faces.score * size_term).astype(np.float32)
+
+    def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
+        estimates: dict[str, np.ndarray] = {}
+        for classifier in self.classifiers:
+            start = time.perf_counter()
+            chips = align_faces(frame.image, faces.landmarks, classifier.template, classifier.chip_size)
+            mid = time.perf_counter()
+            estimates.update(classifier.predict(chips))
+            self.timer.add("align", mid - start)
+            self.timer.add("classify", time.perf_counter() - mid)
+        self.timer.classified_faces += len(faces)
+        return estimates
+
+    def process(self, frame: Frame) -> tuple[Faces, list[dict[str, Any]]]:
+        """Run one video frame through detection, tracking, classification and fusion.
+
+        Returns:
+            The tracked faces with fused labels, and summaries of the tracks that ended on this frame.
+        """
+        timer = self.timer
+        start = time.perf_counter()
+        detections = self.detector.detect(frame.image)
+        t1 = time.perf_counter()
+        faces = self.tracker.update(detections)
+        t2 = time.perf_counter()
+        timer.add("detect", t1 - start)
+        timer.add("track", t2 - t1)
+
+        book = self.book
+        book.observe_presence(faces, frame.index)
+        if self.classify_all:
+            chosen = self.scheduler.eligible(faces)
+        else:
+            chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
+        if chosen.any():
+            picked = faces[chosen]
+            estimates = self._classify(frame, picked)
+            t3 = time.perf_counter()
+            book.add(picked, estimates, frame.index, self._quality(picked))
+        else:
+            t3 = time.perf_counter()
+        ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)
+        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in ended]
+        for record in records:
+            self.totals.add(record)
+        labelled = book.annotate(faces)
+        timer.add("fuse", time.perf_counter() - t3)
+        timer.frames += 1
+        return labelled, records
+
+    def process_still(self, frame: Frame) -> Faces:
+        """One still image: every eligible face classified once, labels shown at once.
+
+        Stills have no time axis, so there is no tracker; faces get ids 1..n in score order.
+        """
+        start = time.perf_counter()
+        faces = self.detector.detect(frame.image)
+        self.timer.add("detect", time.perf_counter() - start)
+        faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, len(faces) + 1, dtype=np.int64),
+                      faces.data)
+        book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0)
+        chosen = self.scheduler.eligible(faces)
+        if chosen.any():
+            picked = faces[chosen]
+            book.add(picked, self._classify(frame, picked), frame.index)
+        self.timer.frames += 1
+        return book.annotate(faces)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Summaries of every track still open at the end of the stream (counted into the totals)."""
+        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in self.book.forget(list(self.book.tracks))]
+        for record in records:
+            self.totals.add(record)
+        return records
+
+
+class Sink:
+    """What :func:`run` needs of a sink."""
+
+    def write(self, frame: Frame, faces: Faces) -> None: ...
+
+
+@dataclass
+class RunResult:
+    frames: int
+    seconds: float
+    stage_ms: dict[str, float]
+    totals: dict[str, Any]
+    interrupted_by_user: bool = False
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def run(
+    pipeline: Pipeline,
+    frames: Iterable[Frame],
+    sinks: list[Any],
+    *,
+    still_images: bool = False,
+    max_frames: int | None = None,
+    on_ended: Callable[[list[dict[str, Any]]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Drive ``pipeline`` over ``frames`` and hand every annotated frame to each sink.
+
+    Args:
+        pipeline: The stages and their state.
+        frames: A source (any iterable of :class:`Frame`).
+        sinks: Objects with ``write(frame, faces)``; ``frame.image`` is annotated.
+        still_images: Treat frames as independent stills (image mode).
+        max_frames: Stop after this many frames.
+        on_ended: Called with the summaries of tracks that ended.
+        should_stop: Polled after each frame (e.g. a window's quit key).
+    """
+    timer = pipeline.timer
+    started = time.perf_counter()
+    processed = 0
+    recent: list[float] = []
+    interrupted = False
+    iterator = iter(frames)
+    while max_frames is None or processed < max_frames:
+        t0 = time.perf_counter()
+        frame = next(iterator, None)
+        if frame is None:
+            break
+        timer.add("decode", time.perf_counter() - t0)
+        if still_images:
+            faces, ended = pipeline.process_still(frame), []
+        else:
+            faces, ended = pipeline.process(frame)
+        if ended and on_ended:
+            on_ended(ended)
+        now = time.perf_counter()
+        recent = [t for t in recent if now - t < 2.0] + [now]
+        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
+        annotated = Frame(frame.index, frame.timestamp, pipeline.annotator.draw(frame.image, faces, fps),
+                          frame.source, frame.name)
+        t_draw = time.perf_counter()
+        timer.add("draw", t_draw - now)
+        for sink in sinks:
+            sink.write(annotated, faces)
+        timer.add("encode", time.perf_counter() - t_draw)
+        processed += 1
+        if should_stop is not None and should_stop():
+            interrupted = True
+            break
+    if not still_images:
+        remaining = pipeline.finish()
+        if remaining and on_ended:
+            on_ended(remaining)
+    seconds = time.perf_counter() - started
+    return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
+
+
+def describe_models(pipeline: Pipeline) -> list[str]:
+    """One log line per active model: name, task, licence, and a warning for non-commercial ones."""
+    lines = []
+    for name in pipeline.active_models():
+        spec = get_spec(name)
+        lines.append(f"model {name} ({spec.task}): {spec.licence_note}; {spec.provenance}")
+    return lines

@@ -1,0 +1,82 @@
+"""ONNX Runtime sessions configured for where they run.
+
+On our 2-core CPU target the defaults matter: onnxruntime's default thread pool
+spins waiting threads, which steals the core that decode and encode run on, so
+spinning is off (measured in ``python -m stream.bench``) and intra-op threads
+default to the number of cores. With ``device: cuda`` every session asks for the
+CUDA execution provider and we log the provider each session really got, because
+onnxruntime silently falls back to the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+
+from stream.config import RuntimeConfig
+
+logger = logging.getLogger(__name__)
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The requested device cannot be used (one-line message)."""
+
+
+def providers_for(device: str) -> list[str]:
+    """Execution providers to request for ``device`` ("auto", "cpu" or "cuda").
+
+    Raises:
+        RuntimeUnavailable: "cuda" was asked for but this onnxruntime has no CUDA provider.
+    """
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeUnavailable(
+            "--device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu and a CUDA driver, "
+            f"or use --device cpu); available: {', '.join(available)}"
+        )
+    return ["CPUExecutionProvider"]
+
+
+def session_options(config: RuntimeConfig) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = config.intra_op_threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = config.inter_op_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    spin = "1" if config.allow_spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+    options.log_severity_level = 3  # onnxruntime's own warnings go to stderr unformatted; keep errors only
+    return options
+
+
+def create_session(path: Path, config: RuntimeConfig, label: str) -> ort.InferenceSession:
+    """An inference session for the model at ``path``, logging the provider it actually runs on.
+
+    Args:
+        path: Verified ONNX file.
+        config: Runtime section (device, threads, spinning).
+        label: Model name for log lines.
+
+    Raises:
+        RuntimeUnavailable: The device is unavailable, or the file is not a loadable ONNX model.
+    """
+    providers = providers_for(config.device)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=session_options(config), providers=providers)
+    except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError) as error:
+        first = str(error).splitlines()[0][:200]
+        raise RuntimeUnavailable(f"model {label}: {path} could not be loaded by onnxruntime: {first}") from None
+    active = session.get_providers()
+    if config.device == "cuda" and active[0] != "CUDAExecutionProvider":
+        raise RuntimeUnavailable(f"model {label}: CUDA was requested but the session runs on {active[0]}")
+    logger.info("model %s runs on %s", label, active[0])
+    return session

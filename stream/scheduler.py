@@ -1,0 +1,111 @@
+"""Which tracked faces to classify on this frame.
+
+Classification is the expensive stage and its value per call falls quickly once a
+track's estimate has settled, so the scheduler spends a fixed per-frame budget
+where it buys the most: tracks without a label first (time to first label is what
+users notice), then tracks that are overdue for a refresh, the least certain and
+the most overdue first. Faces too small or too unsure to classify well are tracked
+but never classified.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stream.trackbook import TrackBook
+from stream.types import Faces
+
+
+class Scheduler:
+    """Per-frame classification budget over tracked faces.
+
+    Args:
+        max_faces_per_frame: Most faces classified on one frame (0 = no limit).
+        min_face_size: Faces whose shorter box side is below this many pixels are not classified.
+        min_score: Faces with a lower detector score are not classified.
+        warmup_interval_frames: Frames between classifications of a track until it has a label.
+        refresh_interval_frames: Frames between classifications of a labelled track.
+        settled_observations: After this many observations a track is settled...
+        settled_interval_frames: ...and is re-classified only this often.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_faces_per_frame: int = 8,
+        min_face_size: int = 32,
+        min_score: float = 0.5,
+        warmup_interval_frames: int = 2,
+        refresh_interval_frames: int = 10,
+        settled_observations: int = 12,
+        settled_interval_frames: int = 60,
+    ) -> None:
+        for name, value, low in (
+            ("max_faces_per_frame", max_faces_per_frame, 0),
+            ("min_face_size", min_face_size, 0),
+            ("warmup_interval_frames", warmup_interval_frames, 1),
+            ("refresh_interval_frames", refresh_interval_frames, 1),
+            ("settled_observations", settled_observations, 1),
+            ("settled_interval_frames", settled_interval_frames, 1),
+        ):
+            if value < low:
+                raise ValueError(f"{name} must be >= {low}, got {value}")
+        if not 0.0 <= min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
+        self.max_faces_per_frame = max_faces_per_frame
+        self.min_face_size = min_face_size
+        self.min_score = min_score
+        self.warmup_interval_frames = warmup_interval_frames
+        self.refresh_interval_frames = refresh_interval_frames
+        self.settled_observations = settled_observations
+        self.settled_interval_frames = settled_interval_frames
+
+    def eligible(self, faces: Faces) -> np.ndarray:
+        """``(n,)`` bool: faces big and sure enough to classify, with usable landmarks."""
+        finite = np.isfinite(faces.landmarks).all(axis=(1, 2))
+        return (faces.size >= self.min_face_size) & (faces.score >= self.min_score) & finite
+
+    def select(self, faces: Faces, book: TrackBook, frame_index: int, min_observations: int) -> np.ndarray:
+        """Choose the faces to classify now.
+
+        Args:
+            faces: Tracked faces on this frame (``track_id`` set).
+            book: The track book (observation counts, last classification, confidence).
+            frame_index: Current frame index.
+            min_observations: Observations a track needs before its label is shown.
+
+        Returns:
+            ``(n,)`` bool mask over ``faces``.
+        """
+        n = len(faces)
+        chosen = np.zeros(n, bool)
+        if n == 0:
+            return chosen
+        ok = self.eligible(faces)
+        n_obs = np.zeros(n, np.int64)
+        since = np.full(n, np.inf)
+        for i, track_id in enumerate(faces.track_id.tolist()):
+            track = book.tracks.get(int(track_id))
+            if track is not None and track.last_classified_frame >= 0:
+                n_obs[i] = track.n_obs
+                since[i] = frame_index - track.last_classified_frame
+        interval = np.where(
+            n_obs < min_observations,
+            self.warmup_interval_frames,
+            np.where(n_obs < self.settled_observations, self.refresh_interval_frames, self.settled_interval_frames),
+        )
+        due = ok & (since >= interval)
+        if not due.any():
+            return chosen
+        # Tiers: never classified (0), still without a label (1), labelled (2). Within a tier the
+        # most overdue and least certain go first, bigger faces breaking ties (better chips).
+        tier = np.where(n_obs == 0, 0, np.where(n_obs < min_observations, 1, 2))
+        uncertainty = 1.0 - book.confidence(faces.track_id)
+        overdue = np.minimum(since / interval, 1e6)
+        urgency = overdue * (1.0 + uncertainty)
+        order = np.lexsort((-faces.size, -urgency, tier))
+        order = order[due[order]]
+        if self.max_faces_per_frame:
+            order = order[: self.max_faces_per_frame]
+        chosen[order] = True
+        return chosen

@@ -1,0 +1,200 @@
+"""Per-track fusion of age and gender estimates over time.
+
+A face's age and gender do not change while it is tracked, so every observation
+is evidence about the same answer: the TrackBook keeps each track's recent
+probability vectors and fuses them with a quality-weighted mean (probabilities,
+not a vote of last labels, so one confident frame outweighs two unsure ones and a
+blurred frame cannot flip a label on its own). The label shown only changes when
+the fused evidence for a new age group beats the shown one by a margin, which keeps
+labels from flickering between neighbouring groups.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
+
+_N_GROUPS = len(AGE_GROUPS)
+
+
+@dataclass
+class TrackEstimate:
+    """One track's evidence and its fused view.
+
+    Attributes:
+        weights: Quality weight of each kept observation.
+        group_probs: ``(8,)`` float32 probability vectors, one per observation.
+        ages: Age in years per observation (NaN when the model gives none).
+        p_female: P(female) per observation (NaN when the model gives none).
+        first_frame / last_seen_frame / last_classified_frame: Frame indices.
+        shown_group: Index of the age group currently shown (-1 before the first label).
+        n_obs: Observations received in total (the window keeps at most ``max_observations``).
+    """
+
+    weights: deque[float]
+    group_probs: deque[np.ndarray]
+    ages: deque[float]
+    p_female: deque[float]
+    first_frame: int
+    last_seen_frame: int
+    last_classified_frame: int = -1
+    shown_group: int = -1
+    n_obs: int = 0
+    fused: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class TrackBook:
+    """Fused per-track age/gender estimates.
+
+    Args:
+        min_observations: Observations needed before a track's label is shown.
+        max_observations: Most recent observations kept per track (older ones drop out).
+        forget_after_frames: A track unseen for this many frames is forgotten.
+        switch_margin: The shown age group changes only when another group's fused
+            probability exceeds the shown one's by this much (hysteresis against flicker).
+    """
+
+    def __init__(
+        self,
+        *,
+        min_observations: int = 3,
+        max_observations: int = 50,
+        forget_after_frames: int = 300,
+        switch_margin: float = 0.1,
+    ) -> None:
+        if min_observations < 1:
+            raise ValueError(f"min_observations must be >= 1, got {min_observations}")
+        if max_observations < min_observations:
+            raise ValueError(f"max_observations must be >= min_observations ({min_observations}), got {max_observations}")
+        if forget_after_frames < 1:
+            raise ValueError(f"forget_after_frames must be >= 1, got {forget_after_frames}")
+        if not 0.0 <= switch_margin < 1.0:
+            raise ValueError(f"switch_margin must be in [0, 1), got {switch_margin}")
+        self.min_observations = min_observations
+        self.max_observations = max_observations
+        self.forget_after_frames = forget_after_frames
+        self.switch_margin = switch_margin
+        self.tracks: dict[int, TrackEstimate] = {}
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def _track(self, track_id: int, frame_index: int) -> TrackEstimate:
+        estimate = self.tracks.get(track_id)
+        if estimate is None:
+            k = self.max_observations
+            estimate = TrackEstimate(
+                deque(maxlen=k), deque(maxlen=k), deque(maxlen=k), deque(maxlen=k), frame_index, frame_index
+            )
+            self.tracks[track_id] = estimate
+        return estimate
+
+    def observe_presence(self, faces: Faces, frame_index: int) -> None:
+        """Note that these tracks were seen on this frame (classified or not)."""
+        for track_id in faces.track_id.tolist():
+            self._track(int(track_id), frame_index).last_seen_frame = frame_index
+
+    def add(self, faces: Faces, estimates: dict[str, np.ndarray], frame_index: int,
+            weights: np.ndarray | None = None) -> None:
+        """Add one observation per face.
+
+        Args:
+            faces: The classified faces (``track_id`` set), ``n`` rows.
+            estimates: Classifier outputs with ``n`` rows (any of AGE_GROUP_PROBS, AGE_YEARS, P_FEMALE).
+            frame_index: Current frame.
+            weights: ``(n,)`` observation quality weights (default 1).
+        """
+        n = len(faces)
+        weights = np.ones(n, np.float32) if weights is None else np.asarray(weights, np.float32)
+        probs = estimates.get(AGE_GROUP_PROBS)
+        ages = estimates.get(AGE_YEARS)
+        females = estimates.get(P_FEMALE)
+        for i, track_id in enumerate(faces.track_id.tolist()):
+            track = self._track(int(track_id), frame_index)
+            track.weights.append(float(weights[i]))
+            track.group_probs.append(probs[i] if probs is not None else np.full(_N_GROUPS, np.nan, np.float32))
+            track.ages.append(float(ages[i]) if ages is not None else float("nan"))
+            track.p_female.append(float(females[i]) if females is not None else float("nan"))
+            track.n_obs += 1
+            track.last_classified_frame = frame_index
+            track.last_seen_frame = frame_index
+            self._fuse(track)
+
+    @staticmethod
+    def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        valid = np.isfinite(values).all(axis=-1) if values.ndim > 1 else np.isfinite(values)
+        if not valid.any():
+            return np.full(values.shape[1:], np.nan, np.float32)
+        w = weights[valid]
+        return (values[valid] * w.reshape(-1, *([1] * (values.ndim - 1)))).sum(0) / max(w.sum(), 1e-9)
+
+    def _fuse(self, track: TrackEstimate) -> None:
+        weights = np.asarray(track.weights, np.float32)
+        probs = self._weighted_mean(np.asarray(track.group_probs, np.float32), weights)
+        age = self._weighted_mean(np.asarray(track.ages, np.float32), weights)
+        female = self._weighted_mean(np.asarray(track.p_female, np.float32), weights)
+        track.fused = {AGE_GROUP_PROBS: probs.astype(np.float32), AGE_YEARS: np.float32(age),
+                       P_FEMALE: np.float32(female)}
+        if track.n_obs < self.min_observations or not np.isfinite(probs).all():
+            return
+        best = int(np.argmax(probs))
+        if track.shown_group < 0 or probs[best] > probs[track.shown_group] + self.switch_margin:
+            track.shown_group = best
+
+    def annotate(self, faces: Faces) -> Faces:
+        """``faces`` with the fused label arrays added (see ``stream.types`` for names).
+
+        Labels (age group probabilities, age, p_female) are NaN until a track has
+        ``min_observations``; ``n_obs`` is always filled.
+        """
+        n = len(faces)
+        probs = np.full((n, _N_GROUPS), np.nan, np.float32)
+        ages = np.full(n, np.nan, np.float32)
+        females = np.full(n, np.nan, np.float32)
+        n_obs = np.zeros(n, np.int32)
+        ready = np.zeros(n, bool)
+        shown = np.full(n, -1, np.int32)
+        for i, track_id in enumerate(faces.track_id.tolist()):
+            track = self.tracks.get(int(track_id))
+            if track is None:
+                continue
+            n_obs[i] = track.n_obs
+            if track.shown_group < 0:
+                continue
+            ready[i] = True
+            probs[i] = track.fused[AGE_GROUP_PROBS]
+            ages[i] = track.fused[AGE_YEARS]
+            females[i] = track.fused[P_FEMALE]
+            shown[i] = track.shown_group
+        return faces.with_data(
+            **{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: females, N_OBS: n_obs, LABEL_READY: ready,
+               SHOWN_GROUP: shown}
+        )
+
+    def confidence(self, track_ids: np.ndarray) -> np.ndarray:
+        """``(n,)`` confidence of each track's fused age group (0 when unknown)."""
+        out = np.zeros(len(track_ids), np.float32)
+        for i, track_id in enumerate(track_ids.tolist()):
+            track = self.tracks.get(int(track_id))
+            if track is not None and track.fused:
+                probs = track.fused[AGE_GROUP_PROBS]
+                out[i] = float(np.nanmax(probs)) if np.isfinite(probs).any() else 0.0
+        return out
+
+    def forget(self, track_ids: np.ndarray | list[int]) -> list[tuple[int, TrackEstimate]]:
+        """Drop tracks (e.g. ended by the tracker); returns what was dropped."""
+        dropped = []
+        for track_id in list(track_ids):
+            track = self.tracks.pop(int(track_id), None)
+            if track is not None:
+                dropped.append((int(track_id), track))
+        return dropped
+
+    def prune(self, frame_index: int) -> list[tuple[int, TrackEstimate]]:
+        """Forget tracks unseen for ``forget_after_frames``; returns what was dropped."""
+        stale = [t for t, e in self.tracks.items() if frame_index - e.last_seen_frame > self.forget_after_frames]
+        return self.forget(stale)

@@ -1,0 +1,523 @@
+"""ByteTrack-style multi-object tracking of faces.
+
+:class:`ByteTracker` follows ByteTrack (Zhang et al., ECCV 2022): a constant-velocity Kalman
+filter per track, a first association of confident detections to every live track by IoU with
+Hungarian assignment, a second association that lets low-confidence detections (blurred, turned
+or partly occluded faces) keep an existing track alive, and a short memory for lost tracks so a
+face that is briefly hidden gets its old id back.
+
+It differs from the reference implementation where faces or the product need it:
+
+* Visible ids are handed out only when a track is confirmed, so false positives that die young
+  never consume an id and the ids users see run 1, 2, 3... without gaps.
+* The returned rows are the caller's own detections (boxes, landmarks, extras untouched) with
+  ``track_id`` filled in, never Kalman-smoothed boxes, so landmarks stay consistent with boxes.
+* The cost is plain ``1 - IoU``, without ByteTrack's ``fuse_score`` (``1 - IoU * score``). Faces
+  are small and move fast relative to their size, so their IoU between frames is low already;
+  gating the fused cost demands IoU >= 0.33 from a face detected at score 0.6 instead of 0.2. On
+  simulated streams of 16-48 px faces moving 0.05-0.6 box widths per frame, fusing the gate gave
+  7-35 % more ids and 16-140 % more id switches, and fusing only the assignment (ties between
+  competing detections) changed nothing measurable, so the simpler cost stays.
+* Tentative tracks are predicted like all others and matched with the same gate as confirmed ones.
+
+The assignment solver is a small pure-numpy Hungarian (shortest augmenting path) so the tracker
+needs nothing beyond numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from numbers import Integral, Real
+
+import numpy as np
+
+from stream.types import NO_TRACK, Faces
+
+# ByteTrack's gate for the second association (low-score detections): a blurred or partly
+# occluded detection must overlap the track's prediction well to be trusted, because these
+# detections are also where the detector's false positives live.
+_LOW_SCORE_MAX_COST = 0.5
+
+# Kalman noise as fractions of the box height (ByteTrack / DeepSORT values): the uncertainty of a
+# face's position grows with its size, so one setting serves faces of 20 and of 400 pixels.
+_STD_WEIGHT_POSITION = 1.0 / 20.0
+_STD_WEIGHT_VELOCITY = 1.0 / 160.0
+
+# Boxes are clamped to this size (pixels) inside the filter: a degenerate zero-height box would
+# give zero noise, a singular innovation covariance and an infinite aspect ratio.
+_MIN_BOX_SIDE = 1.0
+
+
+class _State(Enum):
+    TENTATIVE = 0  # seen, not yet for minimum_consecutive_frames in a row; no visible id
+    TRACKED = 1  # confirmed and matched on the latest frame
+    LOST = 2  # confirmed, unmatched for a while, kept to be re-identified
+
+
+# ---------------------------------------------------------------------------------------------
+# Kalman filter, batched over tracks
+# ---------------------------------------------------------------------------------------------
+
+# State (cx, cy, a, h, vcx, vcy, va, vh) with a = w / h; one frame per step. Aspect instead of
+# width because a face's aspect barely changes, so its velocity can be given almost no noise.
+_F = np.eye(8)
+_F[:4, 4:] = np.eye(4)
+_H = np.eye(4, 8)
+
+
+def _xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
+    """``(k, 4)`` xyxy boxes to ``(k, 4)`` float64 ``(cx, cy, w/h, h)`` measurements."""
+    xyxy = xyxy.astype(np.float64)
+    w = np.maximum(xyxy[:, 2] - xyxy[:, 0], _MIN_BOX_SIDE)
+    h = np.maximum(xyxy[:, 3] - xyxy[:, 1], _MIN_BOX_SIDE)
+    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2.0
+    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2.0
+    return np.stack([cx, cy, w / h, h], axis=1)
+
+
+def _xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
+    """``(k, >=4)`` states to ``(k, 4)`` float64 xyxy boxes."""
+    h = np.maximum(xyah[:, 3], _MIN_BOX_SIDE)
+    w = np.maximum(xyah[:, 2] * h, _MIN_BOX_SIDE)
+    cx, cy = xyah[:, 0], xyah[:, 1]
+    return np.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=1)
+
+
+def _diag(std: np.ndarray) -> np.ndarray:
+    """``(k, d)`` standard deviations to ``(k, d, d)`` diagonal covariances."""
+    out = np.zeros((*std.shape, std.shape[1]))
+    idx = np.arange(std.shape[1])
+    out[:, idx, idx] = std**2
+    return out
+
+
+def _kf_initiate(measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start tracks at ``(k, 4)`` xyah measurements with zero velocity.
+
+    Returns:
+        ``(k, 8)`` means and ``(k, 8, 8)`` covariances, float64.
+    """
+    k = len(measurement)
+    mean = np.concatenate([measurement, np.zeros((k, 4))], axis=1)
+    h = measurement[:, 3]
+    wp, wv = _STD_WEIGHT_POSITION * h, _STD_WEIGHT_VELOCITY * h
+    std = np.stack([2 * wp, 2 * wp, np.full(k, 1e-2), 2 * wp, 10 * wv, 10 * wv, np.full(k, 1e-5), 10 * wv], axis=1)
+    return mean, _diag(std)
+
+
+def _kf_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One constant-velocity step for ``(k, 8)`` means and ``(k, 8, 8)`` covariances."""
+    k = len(mean)
+    h = np.maximum(mean[:, 3], _MIN_BOX_SIDE)
+    wp, wv = _STD_WEIGHT_POSITION * h, _STD_WEIGHT_VELOCITY * h
+    std = np.stack([wp, wp, np.full(k, 1e-2), wp, wv, wv, np.full(k, 1e-5), wv], axis=1)
+    return mean @ _F.T, _F @ cov @ _F.T + _diag(std)
+
+
+def _kf_update(mean: np.ndarray, cov: np.ndarray, measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Correct ``(k, 8)`` means and ``(k, 8, 8)`` covariances with ``(k, 4)`` xyah measurements."""
+    k = len(mean)
+    h = np.maximum(mean[:, 3], _MIN_BOX_SIDE)
+    wp = _STD_WEIGHT_POSITION * h
+    r = _diag(np.stack([wp, wp, np.full(k, 1e-1), wp], axis=1))
+    s = _H @ cov @ _H.T + r  # (k, 4, 4) innovation covariance
+    pht = cov @ _H.T  # (k, 8, 4)
+    # K = P H^T S^-1, computed as a solve because S is symmetric positive definite.
+    gain = np.swapaxes(np.linalg.solve(s, np.swapaxes(pht, 1, 2)), 1, 2)
+    innovation = measurement - mean[:, :4]
+    new_mean = mean + np.einsum("kij,kj->ki", gain, innovation)
+    new_cov = cov - gain @ s @ np.swapaxes(gain, 1, 2)
+    return new_mean, new_cov
+
+
+# ---------------------------------------------------------------------------------------------
+# Association
+# ---------------------------------------------------------------------------------------------
+
+
+def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes as an ``(n, m)`` float64 array."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    # Degenerate (zero-area) boxes overlap nothing rather than dividing by zero.
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Minimum-cost assignment of rows to columns (the Hungarian problem).
+
+    Shortest augmenting path algorithm (Crouse, 2016), as in ``scipy.optimize.linear_sum_assignment``,
+    with the inner loop vectorized; for the tens of faces in a frame it takes well under a
+    millisecond per row, so the tracker needs no scipy.
+
+    Args:
+        cost: ``(n, m)`` finite cost matrix.
+
+    Returns:
+        ``(rows, cols)``: two int64 arrays of length ``min(n, m)``, rows ascending, such that
+        ``cost[rows, cols].sum()`` is minimal.
+
+    Raises:
+        ValueError: If ``cost`` is not 2-D or holds non-finite values.
+    """
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.ndim != 2:
+        raise ValueError(f"cost must be a 2-D array, got shape {cost.shape}")
+    if not np.isfinite(cost).all():
+        raise ValueError("cost must hold only finite values")
+    transposed = cost.shape[0] > cost.shape[1]
+    if transposed:
+        cost = cost.T
+    n_rows, n_cols = cost.shape
+    u = np.zeros(n_rows)
+    v = np.zeros(n_cols)
+    col4row = np.full(n_rows, -1, dtype=np.int64)
+    row4col = np.full(n_cols, -1, dtype=np.int64)
+    for cur_row in range(n_rows):
+        shortest = np.full(n_cols, np.inf)
+        path = np.full(n_cols, -1, dtype=np.int64)
+        visited_rows = np.zeros(n_rows, dtype=bool)
+        visited_cols = np.zeros(n_cols, dtype=bool)
+        min_val = 0.0
+        i = cur_row
+        sink = -1
+        while sink < 0:
+            visited_rows[i] = True
+            reduced = min_val + cost[i] - u[i] - v
+            better = ~visited_cols & (reduced < shortest)
+            shortest[better] = reduced[better]
+            path[better] = i
+            candidates = np.where(visited_cols, np.inf, shortest)
+            lowest = candidates.min()
+            ties = np.flatnonzero(candidates == lowest)
+            # Among equally short paths prefer a free column: it ends the search now.
+            free = ties[row4col[ties] < 0]
+            j = int(free[0] if len(free) else ties[0])
+            min_val = float(lowest)
+            visited_cols[j] = True
+            if row4col[j] < 0:
+                sink = j
+            else:
+                i = int(row4col[j])
+        # Update the dual variables so reduced costs stay non-negative.
+        u[cur_row] += min_val
+        others = np.flatnonzero(visited_rows)
+        others = others[others != cur_row]
+        u[others] += min_val - shortest[col4row[others]]
+        v[visited_cols] -= min_val - shortest[visited_cols]
+        # Augment along the path back to cur_row.
+        j = sink
+        while True:
+            i = int(path[j])
+            row4col[j] = i
+            col4row[i], j = j, int(col4row[i])
+            if i == cur_row:
+                break
+    rows = np.arange(n_rows, dtype=np.int64)
+    if transposed:
+        order = np.argsort(col4row)
+        return col4row[order], rows[order]
+    return rows, col4row
+
+
+def _match(track_xyxy: np.ndarray, det_xyxy: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Associate tracks with detections by IoU with a minimum-cost assignment of ``1 - IoU``.
+
+    A pair can match only if the boxes overlap and ``1 - IoU <= max_cost`` (ByteTrack's
+    ``match_thresh``); requiring overlap keeps ``max_cost = 1`` from pairing disjoint boxes.
+
+    Args:
+        track_xyxy: ``(n, 4)`` predicted track boxes.
+        det_xyxy: ``(m, 4)`` detection boxes.
+        max_cost: Largest accepted ``1 - IoU``.
+
+    Returns:
+        ``(matches, unmatched_tracks, unmatched_dets)``: ``(k, 2)`` int64 pairs ``(track, det)``
+        in ascending track order, and the int64 indices left over on each side.
+    """
+    n, m = len(track_xyxy), len(det_xyxy)
+    if n == 0 or m == 0:
+        return np.empty((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64)
+    iou = _iou_xyxy(track_xyxy, det_xyxy)
+    cost = 1.0 - iou
+    allowed = (iou > 0.0) & (cost <= max_cost)
+    # Forbidden pairs cost more than any allowed one (all allowed costs are <= 1), so the solver
+    # first maximizes the number of allowed matches, then minimizes their cost; the forbidden
+    # pairs it still has to place in a rectangular assignment are dropped below.
+    cost = np.where(allowed, cost, 2.0)
+    rows, cols = linear_sum_assignment(cost)
+    keep = allowed[rows, cols]
+    matches = np.stack([rows[keep], cols[keep]], axis=1)
+    unmatched_tracks = np.setdiff1d(np.arange(n), matches[:, 0]).astype(np.int64)
+    unmatched_dets = np.setdiff1d(np.arange(m), matches[:, 1]).astype(np.int64)
+    return matches, unmatched_tracks, unmatched_dets
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracker
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)  # identity equality and hashing: tracks are collected in sets
+class _Track:
+    mean: np.ndarray  # (8,) float64 Kalman state (cx, cy, a, h, vcx, vcy, va, vh)
+    cov: np.ndarray  # (8, 8) float64
+    state: _State
+    track_id: int  # visible id, NO_TRACK while tentative
+    hits: int  # consecutive frames matched
+    last_frame: int  # frame number of the latest match
+
+
+def _check_real(
+    name: str, value: object, low: float, high: float, *, low_open: bool = False, high_text: str | None = None
+) -> float:
+    """``value`` as a float if it lies in ``[low, high]`` (``(low, high]`` with ``low_open``).
+
+    An infinite ``high`` is excluded. ``high_text`` names the upper bound in the message when it
+    comes from another argument.
+    """
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    number = float(value)
+    lower_ok = number > low if low_open else number >= low
+    upper_ok = number < high if math.isinf(high) else number <= high
+    if not (lower_ok and upper_ok):  # NaN fails both comparisons
+        upper = "inf)" if math.isinf(high) else f"{high_text or high}]"
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {upper}, got {value!r}")
+    return number
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+class ByteTracker:
+    """ByteTrack multi-object tracker for faces; owns the id counter.
+
+    Each call to :meth:`update` is one frame. Detections with ``score >=
+    track_activation_threshold`` are matched first, to confirmed tracks (tracked or lost), then
+    to tentative ones, and start new tracks when left over; detections with
+    ``low_score_threshold <= score < track_activation_threshold`` can only continue a track that
+    was tracked on the previous frame. A track becomes visible (gets an id) after
+    ``minimum_consecutive_frames`` consecutive matches, and is removed after more than
+    ``lost_track_buffer * frame_rate / 30`` frames without one.
+
+    Args:
+        track_activation_threshold: Detection score in ``[0, 1]`` from which a detection may start
+            a track or take part in the first association.
+        low_score_threshold: Detection score in ``[0, track_activation_threshold]`` below which
+            detections are ignored; between the two thresholds they may only continue tracks.
+        minimum_matching_threshold: Largest ``1 - IoU`` in ``(0, 1]`` accepted between a track's
+            predicted box and a confident detection (ByteTrack's ``match_thresh``).
+        lost_track_buffer: Frames (at 30 fps) a lost track is kept to be re-identified, ``>= 0``.
+        frame_rate: Frame rate of the stream in frames per second, ``> 0``; scales
+            ``lost_track_buffer`` so the memory lasts the same time at any rate.
+        minimum_consecutive_frames: Consecutive matched frames, ``>= 1``, before a track is
+            confirmed and its id shown.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        *,
+        track_activation_threshold: float = 0.5,
+        low_score_threshold: float = 0.1,
+        minimum_matching_threshold: float = 0.8,
+        lost_track_buffer: int = 30,
+        frame_rate: float = 30.0,
+        minimum_consecutive_frames: int = 2,
+    ) -> None:
+        self.track_activation_threshold = _check_real("track_activation_threshold", track_activation_threshold, 0, 1)
+        self.low_score_threshold = _check_real(
+            "low_score_threshold",
+            low_score_threshold,
+            0,
+            self.track_activation_threshold,
+            high_text=f"track_activation_threshold={self.track_activation_threshold}",
+        )
+        self.minimum_matching_threshold = _check_real(
+            "minimum_matching_threshold", minimum_matching_threshold, 0, 1, low_open=True
+        )
+        self.lost_track_buffer = _check_int("lost_track_buffer", lost_track_buffer, 0)
+        self.frame_rate = _check_real("frame_rate", frame_rate, 0, math.inf, low_open=True)
+        self.minimum_consecutive_frames = _check_int("minimum_consecutive_frames", minimum_consecutive_frames, 1)
+        # ByteTrack's max_time_lost: the buffer is given in frames at 30 fps so that the memory
+        # lasts the same time whatever the stream's rate.
+        self._max_frames_lost = self.lost_track_buffer * self.frame_rate / 30.0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all tracks and restart ids at 1, as a newly built tracker.
+
+        Downstream per-track state (e.g. the TrackBook) must be reset with it, since ids repeat.
+        """
+        self._tracks: list[_Track] = []
+        self._frame = 0
+        self._next_id = 1
+        self._ended = np.empty(0, np.int64)
+
+    @property
+    def ended_track_ids(self) -> np.ndarray:
+        """``(k,)`` int64 ids, ascending, of confirmed tracks removed during the latest update."""
+        return self._ended.copy()
+
+    @property
+    def active_track_ids(self) -> np.ndarray:
+        """``(k,)`` int64 ids, ascending, of confirmed tracks currently tracked or lost."""
+        ids = [t.track_id for t in self._tracks if t.state is not _State.TENTATIVE]
+        return np.sort(np.asarray(ids, dtype=np.int64))
+
+    def update(self, faces: Faces) -> Faces:
+        """Advance all tracks by one frame and associate this frame's detections.
+
+        Args:
+            faces: This frame's detections; their ``track_id`` is ignored.
+
+        Returns:
+            The rows of ``faces`` that belong to a confirmed track this frame, in input order,
+            with ``track_id`` set (int64, >= 1) and every other field as given.
+
+        Raises:
+            TypeError: If ``faces`` is not a :class:`Faces`.
+        """
+        if not isinstance(faces, Faces):
+            raise TypeError(f"faces must be a Faces, got {type(faces).__name__}")
+        self._frame += 1
+        self._predict()
+
+        score = faces.score
+        high = np.flatnonzero(score >= self.track_activation_threshold)
+        low = np.flatnonzero((score >= self.low_score_threshold) & (score < self.track_activation_threshold))
+        out_rows: list[int] = []
+        out_ids: list[int] = []
+
+        # 1. Confident detections against every confirmed track, lost ones included, so a face
+        # that reappears is re-identified before anything else can claim it.
+        confirmed = [t for t in self._tracks if t.state is not _State.TENTATIVE]
+        matches, left_tracks, left_high = self._associate(confirmed, faces, high, self.minimum_matching_threshold)
+        for ti, di in matches:
+            track = confirmed[ti]
+            track.state = _State.TRACKED
+            out_rows.append(int(high[di]))
+            out_ids.append(track.track_id)
+        high = high[left_high]
+
+        # 2. Low-score detections only continue tracks that were tracked until the last frame: a
+        # blurred or turned face is kept, but a weak detection is not evidence enough to revive a
+        # lost track.
+        remaining = [confirmed[i] for i in left_tracks if confirmed[i].state is _State.TRACKED]
+        matches, left_tracks, _ = self._associate(remaining, faces, low, _LOW_SCORE_MAX_COST)
+        for ti, di in matches:
+            out_rows.append(int(low[di]))
+            out_ids.append(remaining[ti].track_id)
+        for i in left_tracks:
+            remaining[i].state = _State.LOST
+
+        # 3. Leftover confident detections against tentative tracks. The same gate as confirmed
+        # tracks (ByteTrack uses a stricter one) because a new track has no velocity estimate
+        # yet and a fast face moves far between its first two frames.
+        tentative = [t for t in self._tracks if t.state is _State.TENTATIVE]
+        matches, left_tracks, left_high = self._associate(tentative, faces, high, self.minimum_matching_threshold)
+        dead = {tentative[i] for i in left_tracks}  # one miss and a tentative track is gone
+        for ti, di in matches:
+            track = tentative[ti]
+            track.hits += 1
+            if self._try_confirm(track):
+                out_rows.append(int(high[di]))
+                out_ids.append(track.track_id)
+        high = high[left_high]
+
+        # 4. New tracks from the confident detections nobody claimed.
+        if len(high):
+            means, covs = _kf_initiate(_xyxy_to_xyah(faces.xyxy[high]))
+            for row, mean, cov in zip(high, means, covs, strict=True):
+                track = _Track(mean, cov, _State.TENTATIVE, NO_TRACK, hits=1, last_frame=self._frame)
+                self._tracks.append(track)
+                if self._try_confirm(track):
+                    out_rows.append(int(row))
+                    out_ids.append(track.track_id)
+
+        # 5. Forget tentative tracks that missed and confirmed ones lost for too long.
+        ended: list[int] = []
+        kept: list[_Track] = []
+        for track in self._tracks:
+            if track in dead:
+                continue
+            if track.state is _State.LOST and self._frame - track.last_frame > self._max_frames_lost:
+                ended.append(track.track_id)
+                continue
+            kept.append(track)
+        self._tracks = kept
+        self._ended = np.sort(np.asarray(ended, dtype=np.int64))
+
+        # Input order makes the output deterministic and easy to line up with the detections.
+        order = np.argsort(np.asarray(out_rows, dtype=np.int64), kind="stable")
+        picked = faces[np.asarray(out_rows, dtype=np.int64)[order]]
+        return Faces(
+            xyxy=picked.xyxy,
+            score=picked.score,
+            landmarks=picked.landmarks,
+            track_id=np.asarray(out_ids, dtype=np.int64)[order],
+            data=picked.data,
+        )
+
+    def _predict(self) -> None:
+        """Move every track one frame forward."""
+        if not self._tracks:
+            return
+        for track in self._tracks:
+            if track.state is _State.LOST:
+                # As ByteTrack: a lost track keeps moving but stops growing or shrinking, so its
+                # box does not collapse or balloon over a long occlusion.
+                track.mean[7] = 0.0
+        means, covs = _kf_predict(np.stack([t.mean for t in self._tracks]), np.stack([t.cov for t in self._tracks]))
+        for track, mean, cov in zip(self._tracks, means, covs, strict=True):
+            track.mean, track.cov = mean, cov
+
+    def _associate(
+        self, tracks: list[_Track], faces: Faces, rows: np.ndarray, max_cost: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Match ``tracks`` with ``faces[rows]`` and correct the matched tracks' filters.
+
+        Returns:
+            ``_match``'s result, detection indices relative to ``rows``.
+        """
+        track_xyxy = _xyah_to_xyxy(np.stack([t.mean for t in tracks])) if tracks else np.empty((0, 4), np.float64)
+        matches, left_tracks, left_dets = _match(track_xyxy, faces.xyxy[rows], max_cost)
+        if len(matches):
+            matched = [tracks[i] for i in matches[:, 0]]
+            means, covs = _kf_update(
+                np.stack([t.mean for t in matched]),
+                np.stack([t.cov for t in matched]),
+                _xyxy_to_xyah(faces.xyxy[rows[matches[:, 1]]]),
+            )
+            for track, mean, cov in zip(matched, means, covs, strict=True):
+                track.mean, track.cov = mean, cov
+                track.last_frame = self._frame
+        return matches, left_tracks, left_dets
+
+    def _try_confirm(self, track: _Track) -> bool:
+        """Confirm a tentative track once it has enough consecutive hits; True if now confirmed."""
+        if track.hits < self.minimum_consecutive_frames:
+            return False
+        track.state = _State.TRACKED
+        # Ids are numbered at confirmation, not creation, so short-lived false positives never
+        # consume one and visible ids have no gaps.
+        track.track_id = self._next_id
+        self._next_id += 1
+        return True

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from stream.scheduler import Scheduler
+from stream.trackbook import TrackBook
+from stream.types import AGE_GROUP_PROBS, Faces
+
+
+def tracked(sizes, scores=None, ids=None) -> Faces:
+    n = len(sizes)
+    xyxy = np.array([[0, 0, s, s] for s in sizes], np.float32)
+    return Faces(xyxy=xyxy, score=np.ones(n) if scores is None else scores, landmarks=np.zeros((n, 5, 2)),
+                 track_id=np.arange(1, n + 1) if ids is None else np.array(ids))
+
+
+def classify(book, faces, mask, frame, confidence=0.9):
+    picked = faces[mask]
+    probs = np.full((len(picked), 8), (1 - confidence) / 7, np.float32)
+    probs[:, 0] = confidence
+    book.add(picked, {AGE_GROUP_PROBS: probs}, frame)
+
+
+def test_gates_small_unsure_and_landmarkless_faces():
+    faces = tracked([100, 20, 100, 100], scores=np.array([0.9, 0.9, 0.3, 0.9]))
+    faces.landmarks[3] = np.nan
+    sched = Scheduler(min_face_size=32, min_score=0.5)
+    assert sched.eligible(faces).tolist() == [True, False, False, False]
+    assert sched.select(faces, TrackBook(), 0, 3).tolist() == [True, False, False, False]
+
+
+def test_budget_new_tracks_first_then_bigger_faces():
+    book = TrackBook(min_observations=3)
+    sched = Scheduler(max_faces_per_frame=2, warmup_interval_frames=1)
+    old = tracked([200, 60, 80], ids=[1, 2, 3])
+    classify(book, old, np.array([True, True, True]), 0)
+    faces = tracked([200, 60, 80, 40, 90], ids=[1, 2, 3, 4, 5])
+    chosen = sched.select(faces, book, 1, 3)
+    assert faces.track_id[chosen].tolist() == [4, 5]  # both new tracks, before any known one
+
+
+def test_cost_stays_bounded_and_everyone_gets_a_turn():
+    book = TrackBook(min_observations=3)
+    sched = Scheduler(max_faces_per_frame=4, warmup_interval_frames=2, refresh_interval_frames=10)
+    faces = tracked([64] * 16)
+    first_label = {}
+    for frame in range(60):
+        chosen = sched.select(faces, book, frame, 3)
+        assert chosen.sum() <= 4
+        classify(book, faces, chosen, frame)
+        for track_id, track in book.tracks.items():
+            if track.n_obs >= 3:
+                first_label.setdefault(track_id, frame)
+    assert sorted(first_label) == list(range(1, 17))  # every track got a label
+    assert max(first_label.values()) < 20
+
+
+def test_intervals_grow_as_tracks_settle():
+    book = TrackBook(min_observations=2)
+    sched = Scheduler(max_faces_per_frame=0, warmup_interval_frames=1, refresh_interval_frames=5,
+                      settled_observations=4, settled_interval_frames=50)
+    face = tracked([100])
+    frames = []
+    for frame in range(120):
+        chosen = sched.select(face, book, frame, 2)
+        if chosen[0]:
+            frames.append(frame)
+            classify(book, face, chosen, frame)
+    assert frames == [0, 1, 6, 11, 61, 111]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"max_faces_per_frame": -1}, "max_faces_per_frame"), ({"min_score": 2}, "min_score"),
+     ({"refresh_interval_frames": 0}, "refresh_interval_frames")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Scheduler(**kwargs)

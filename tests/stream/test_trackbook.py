@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from stream.trackbook import TrackBook
+from stream.types import AGE_GROUP_PROBS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
+
+
+def faces_with_ids(*ids: int) -> Faces:
+    n = len(ids)
+    return Faces(xyxy=np.tile([0, 0, 50, 50], (n, 1)), score=np.ones(n), landmarks=np.zeros((n, 5, 2)),
+                 track_id=np.array(ids))
+
+
+def obs(group: int, p_female: float, age: float, confidence: float = 0.7) -> dict[str, np.ndarray]:
+    probs = np.full(8, (1 - confidence) / 7, np.float32)
+    probs[group] = confidence
+    return {AGE_GROUP_PROBS: probs[None], AGE_YEARS: np.array([age], np.float32),
+            P_FEMALE: np.array([p_female], np.float32)}
+
+
+def test_label_hidden_until_min_observations_then_fused_mean():
+    book = TrackBook(min_observations=3)
+    face = faces_with_ids(7)
+    for frame, p in enumerate([0.9, 0.8]):
+        book.add(face, obs(3, p, 34), frame)
+        out = book.annotate(face)
+        assert not out.data[LABEL_READY][0] and np.isnan(out.data[AGE_GROUP_PROBS][0]).all()
+        assert out.data[N_OBS][0] == frame + 1
+    book.add(face, obs(3, 0.1, 40), 2)
+    out = book.annotate(face)
+    assert out.data[LABEL_READY][0] and out.data[SHOWN_GROUP][0] == 3
+    assert out.data[P_FEMALE][0] == pytest.approx(0.6, abs=1e-6)  # mean of 0.9, 0.8, 0.1: not the last label
+    assert out.data[AGE_YEARS][0] == pytest.approx(36, abs=1e-5)
+
+
+def test_one_confident_frame_outweighs_two_unsure_ones():
+    # A vote of last labels would say group 2; fusing probabilities says group 4.
+    book = TrackBook(min_observations=3, switch_margin=0.0)
+    face = faces_with_ids(1)
+    book.add(face, obs(2, 0.5, 25, confidence=0.3), 0)
+    book.add(face, obs(2, 0.5, 25, confidence=0.3), 1)
+    book.add(face, obs(4, 0.5, 45, confidence=0.99), 2)
+    assert book.annotate(face).data[SHOWN_GROUP][0] == 4
+
+
+def test_hysteresis_keeps_the_shown_group_until_clearly_beaten():
+    book = TrackBook(min_observations=1, max_observations=4, switch_margin=0.2)
+    face = faces_with_ids(1)
+    book.add(face, obs(3, 0.5, 35, confidence=0.6), 0)
+    assert book.annotate(face).data[SHOWN_GROUP][0] == 3
+    book.add(face, obs(4, 0.5, 42, confidence=0.7), 1)  # fused: group 4 leads group 3 only slightly
+    assert book.annotate(face).data[SHOWN_GROUP][0] == 3
+    for frame in range(2, 6):
+        book.add(face, obs(4, 0.5, 42, confidence=0.9), frame)
+    assert book.annotate(face).data[SHOWN_GROUP][0] == 4
+
+
+def test_weights_and_window():
+    book = TrackBook(min_observations=1, max_observations=2)
+    face = faces_with_ids(1)
+    book.add(face, obs(0, 1.0, 5), 0)
+    book.add(face, obs(0, 0.0, 5), 1, weights=np.array([3.0]))
+    assert book.annotate(face).data[P_FEMALE][0] == pytest.approx(0.25)
+    book.add(face, obs(0, 0.0, 5), 2)  # the first observation drops out of the 2-long window
+    assert book.annotate(face).data[P_FEMALE][0] == pytest.approx(0.0)
+    assert book.annotate(face).data[N_OBS][0] == 3
+
+
+def test_forget_and_prune():
+    book = TrackBook(min_observations=1, forget_after_frames=10)
+    book.add(faces_with_ids(1, 2), {P_FEMALE: np.array([0.2, 0.8])}, 0)
+    assert [t for t, _ in book.forget([1, 99])] == [1]
+    book.observe_presence(faces_with_ids(3), 5)
+    assert [t for t, _ in book.prune(11)] == [2]
+    assert list(book.tracks) == [3]
+    unknown = book.annotate(faces_with_ids(42))
+    assert unknown.data[N_OBS][0] == 0 and not unknown.data[LABEL_READY][0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"min_observations": 0}, "min_observations"), ({"max_observations": 1, "min_observations": 2}, "max_obs"),
+     ({"forget_after_frames": 0}, "forget_after_frames"), ({"switch_margin": 1.0}, "switch_margin")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrackBook(**kwargs)

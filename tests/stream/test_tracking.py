@@ -1,0 +1,403 @@
+"""Tests for the ByteTrack face tracker: argument checks, the assignment solver, and scenarios
+asserting ids and lifetimes frame by frame (in the style of tryolabs/norfair's test_tracker.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from stream.tracking import ByteTracker, linear_sum_assignment
+from stream.types import NO_TRACK, Faces
+
+HIGH = 0.9  # a clearly detected face
+LOW = 0.3  # between the default thresholds: can continue a track, never start one
+NOISE = 0.05  # below low_score_threshold: ignored
+
+# Landmarks as fractions of the box (left eye, right eye, nose, mouth corners), so tests can check
+# that returned landmarks are the input's own.
+_LANDMARK_FRACTIONS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]], np.float32)
+
+
+def box(cx: float, cy: float, size: float = 40.0) -> list[float]:
+    """A square xyxy box of side ``size`` centred at ``(cx, cy)``."""
+    return [cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2]
+
+
+def make_faces(dets: list[tuple[list[float], float]]) -> Faces:
+    """Faces from ``(xyxy, score)`` pairs, with landmarks and a ``det_index`` extra per row."""
+    if not dets:
+        return Faces.empty()
+    xyxy = np.array([d[0] for d in dets], np.float32)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    landmarks = xyxy[:, None, :2] + _LANDMARK_FRACTIONS[None] * wh[:, None, :]
+    return Faces(
+        xyxy=xyxy,
+        score=np.array([d[1] for d in dets], np.float32),
+        landmarks=landmarks,
+        data={"det_index": np.arange(len(dets)), "embedding": np.random.default_rng(0).random((len(dets), 3))},
+    )
+
+
+def ids_by_row(out: Faces) -> dict[int, int]:
+    """``{input row: track id}`` of a tracker output built by :func:`make_faces`."""
+    return {int(r): int(t) for r, t in zip(out.data["det_index"], out.track_id, strict=True)} if len(out) else {}
+
+
+def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float]]]) -> list[tuple[dict, list, list]]:
+    """Feed ``frames`` and collect ``(ids by input row, ended ids, active ids)`` per frame."""
+    history = []
+    for dets in frames:
+        out = tracker.update(make_faces(dets))
+        history.append((ids_by_row(out), tracker.ended_track_ids.tolist(), tracker.active_track_ids.tolist()))
+    return history
+
+
+# ---------------------------------------------------------------------------------------------
+# Constructor arguments
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"track_activation_threshold": -0.1}, ValueError, r"track_activation_threshold must be in \[0, 1\], got -0.1"),
+        ({"track_activation_threshold": 1.5}, ValueError, r"track_activation_threshold must be in \[0, 1\], got 1.5"),
+        ({"track_activation_threshold": math.nan}, ValueError, r"track_activation_threshold .* got nan"),
+        (
+            {"track_activation_threshold": "0.5"},
+            TypeError,
+            r"track_activation_threshold must be a real number, got str",
+        ),
+        ({"track_activation_threshold": True}, TypeError, r"track_activation_threshold .* got bool"),
+        ({"low_score_threshold": -0.01}, ValueError, r"low_score_threshold must be in \[0, "),
+        (
+            {"low_score_threshold": 0.6},
+            ValueError,
+            r"low_score_threshold must be in \[0, track_activation_threshold=0.5\], got 0.6",
+        ),
+        ({"minimum_matching_threshold": 0}, ValueError, r"minimum_matching_threshold must be in \(0, 1\], got 0"),
+        ({"minimum_matching_threshold": 1.01}, ValueError, r"minimum_matching_threshold .* got 1.01"),
+        ({"minimum_matching_threshold": None}, TypeError, r"minimum_matching_threshold .* got NoneType"),
+        ({"lost_track_buffer": -1}, ValueError, r"lost_track_buffer must be >= 0, got -1"),
+        ({"lost_track_buffer": 30.0}, TypeError, r"lost_track_buffer must be an integer, got float"),
+        ({"frame_rate": 0}, ValueError, r"frame_rate must be in \(0, inf\), got 0"),
+        ({"frame_rate": -30.0}, ValueError, r"frame_rate .* got -30.0"),
+        ({"frame_rate": math.inf}, ValueError, r"frame_rate .* got inf"),
+        ({"minimum_consecutive_frames": 0}, ValueError, r"minimum_consecutive_frames must be >= 1, got 0"),
+        ({"minimum_consecutive_frames": 2.5}, TypeError, r"minimum_consecutive_frames must be an integer"),
+    ],
+)
+def test_bad_arguments_raise(kwargs: dict, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        ByteTracker(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"track_activation_threshold": 0.0, "low_score_threshold": 0.0},
+        {"track_activation_threshold": 1.0},
+        {"track_activation_threshold": 0.4, "low_score_threshold": 0.4},  # second association off
+        {"minimum_matching_threshold": 1.0},
+        {"lost_track_buffer": 0, "frame_rate": 1e-3},
+        {"lost_track_buffer": np.int64(5), "frame_rate": np.float32(25.0), "minimum_consecutive_frames": np.int32(1)},
+    ],
+)
+def test_valid_arguments_accepted(kwargs: dict) -> None:
+    tracker = ByteTracker(**kwargs)
+    assert len(tracker.update(make_faces([(box(100, 100), HIGH)]))) in (0, 1)
+
+
+def test_update_rejects_non_faces() -> None:
+    with pytest.raises(TypeError, match="faces must be a Faces, got list"):
+        ByteTracker().update([])  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------
+# Assignment solver
+# ---------------------------------------------------------------------------------------------
+
+
+def _brute_force_min(cost: np.ndarray) -> float:
+    n, m = cost.shape
+    k = min(n, m)
+    return min(
+        sum(cost[r, c] for r, c in zip(rows, cols, strict=True))
+        for rows in itertools.combinations(range(n), k)
+        for cols in itertools.permutations(range(m), k)
+    )
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (4, 1), (3, 3), (3, 5), (5, 3), (4, 4)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_linear_sum_assignment_is_optimal(shape: tuple[int, int], seed: int) -> None:
+    # Rounded costs create ties, the case where a careless solver goes wrong.
+    cost = np.random.default_rng(seed).random(shape).round(1)
+    rows, cols = linear_sum_assignment(cost)
+    assert len(rows) == len(cols) == min(shape)
+    assert np.all(np.diff(rows) > 0) and len(set(cols.tolist())) == len(cols)
+    assert cost[rows, cols].sum() == pytest.approx(_brute_force_min(cost))
+
+
+@pytest.mark.parametrize(
+    ("cost", "error", "match"),
+    [
+        (np.zeros(3), ValueError, "must be a 2-D array"),
+        (np.array([[0.0, np.inf]]), ValueError, "finite"),
+        (np.array([[np.nan]]), ValueError, "finite"),
+    ],
+)
+def test_linear_sum_assignment_rejects_bad_costs(cost: np.ndarray, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        linear_sum_assignment(cost)
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 3), (3, 0)])
+def test_linear_sum_assignment_empty(shape: tuple[int, int]) -> None:
+    rows, cols = linear_sum_assignment(np.zeros(shape))
+    assert rows.shape == cols.shape == (0,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------------
+
+
+def test_single_box_moving_linearly_keeps_id_1() -> None:
+    tracker = ByteTracker()
+    frames = [[(box(100 + 8 * f, 200 + 3 * f), HIGH)] for f in range(30)]
+    history = run(tracker, frames)
+    # Frame 0: tentative, nothing shown; from frame 1 (second consecutive hit) on: id 1.
+    assert history[0] == ({}, [], [])
+    for f in range(1, 30):
+        assert history[f] == ({0: 1}, [], [1]), f"frame {f}"
+
+
+@pytest.mark.parametrize("minimum_consecutive_frames", [1, 2, 3, 5])
+def test_id_shown_after_minimum_consecutive_frames(minimum_consecutive_frames: int) -> None:
+    tracker = ByteTracker(minimum_consecutive_frames=minimum_consecutive_frames)
+    history = run(tracker, [[(box(100 + 5 * f, 100), HIGH)] for f in range(8)])
+    first_shown = minimum_consecutive_frames - 1
+    for f, (ids, _, active) in enumerate(history):
+        assert ids == ({0: 1} if f >= first_shown else {}), f"frame {f}"
+        assert active == ([1] if f >= first_shown else []), f"frame {f}"
+
+
+def test_fast_small_moderately_confident_face_keeps_id() -> None:
+    # A 20 px face moving 12 px per frame at score 0.6: consecutive boxes have IoU 0.25. ByteTrack's
+    # fuse_score gate (1 - IoU * score <= 0.8) would need IoU >= 0.33 and never confirm it.
+    tracker = ByteTracker()
+    history = run(tracker, [[(box(50 + 12 * f, 100, size=20), 0.6)] for f in range(25)])
+    assert history[0][0] == {}
+    assert all(ids == {0: 1} for ids, _, _ in history[1:])
+
+
+def test_two_faces_crossing_keep_their_ids() -> None:
+    tracker = ByteTracker()
+    frames = []
+    for f in range(40):
+        # A moves right, B moves left, slightly lower: mid-way their boxes overlap with IoU 0.67.
+        a = (box(100 + 6 * f, 200), HIGH)
+        b = (box(334 - 6 * f, 208), HIGH)
+        # Alternate the input order so ids cannot ride on row order.
+        frames.append([a, b] if f % 2 == 0 else [b, a])
+    history = run(tracker, frames)
+    assert history[0][0] == {}
+    for f in range(1, 40):
+        ids = history[f][0]
+        row_a, row_b = (0, 1) if f % 2 == 0 else (1, 0)
+        # Both are confirmed on frame 1; ids follow input order at confirmation: A first.
+        assert ids == {row_a: 1, row_b: 2}, f"frame {f}"
+        assert history[f][2] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("lost_track_buffer", "frame_rate", "gap", "same_id"),
+    [
+        (5, 30.0, 1, True),
+        (5, 30.0, 5, True),  # 5 missed frames: still within the buffer
+        (5, 30.0, 6, False),  # 6 missed frames: the track ended on the 6th
+        (10, 15.0, 5, True),  # 10 frames at 30 fps = 5 frames at 15 fps
+        (10, 15.0, 6, False),
+        (0, 30.0, 1, False),  # no memory at all
+    ],
+)
+@pytest.mark.parametrize("speed", [0.0, 4.0])
+def test_disappearing_face_gets_old_id_back_within_buffer(
+    lost_track_buffer: int, frame_rate: float, gap: int, same_id: bool, speed: float
+) -> None:
+    tracker = ByteTracker(lost_track_buffer=lost_track_buffer, frame_rate=frame_rate)
+    max_lost = lost_track_buffer * frame_rate / 30.0
+    visible = 10  # frames 0..9 seen, then `gap` frames missing, then seen again
+    total = visible + gap + 5
+    frames = [
+        [] if visible <= f < visible + gap else [(box(100 + speed * f, 150 + speed / 2 * f), HIGH)]
+        for f in range(total)
+    ]
+    history = run(tracker, frames)
+    for f, (ids, ended, active) in enumerate(history):
+        missed = f - (visible - 1)  # frames since last seen, while missing
+        if f == 0:
+            assert (ids, ended, active) == ({}, [], [])
+        elif f < visible:
+            assert (ids, ended, active) == ({0: 1}, [], [1]), f"frame {f}"
+        elif f < visible + gap:
+            assert ids == {}, f"frame {f}"
+            expired_now = missed > max_lost and missed - 1 <= max_lost
+            assert ended == ([1] if expired_now else []), f"frame {f}"
+            assert active == ([] if missed > max_lost else [1]), f"frame {f}"
+        elif same_id:
+            assert (ids, ended, active) == ({0: 1}, [], [1]), f"frame {f}"
+        elif f == visible + gap:
+            # Back, but as a new tentative track: hidden for one frame, then id 2.
+            assert (ids, ended, active) == ({}, [], []), f"frame {f}"
+        else:
+            assert (ids, ended, active) == ({0: 2}, [], [2]), f"frame {f}"
+
+
+def test_one_frame_false_positive_never_gets_an_id_nor_uses_one() -> None:
+    tracker = ByteTracker()
+    face = (box(100, 100), HIGH)
+    false_positive = (box(400, 300), HIGH)
+    newcomer = (box(250, 400), HIGH)
+    frames = [[face], [face], [face, false_positive], [face], [face, newcomer], [face, newcomer], [face, newcomer]]
+    history = run(tracker, frames)
+    assert [h[0] for h in history] == [{}, {0: 1}, {0: 1}, {0: 1}, {0: 1}, {0: 1, 1: 2}, {0: 1, 1: 2}]
+    # The false positive's tentative track died silently: never active, never reported as ended.
+    assert all(ended == [] for _, ended, _ in history)
+    assert history[-1][2] == [1, 2]
+
+
+def test_flickering_false_positive_never_confirmed() -> None:
+    tracker = ByteTracker()
+    frames = [[(box(300, 300), HIGH)] if f % 2 == 0 else [] for f in range(10)]
+    assert all(h == ({}, [], []) for h in run(tracker, frames))
+
+
+def test_low_score_detections_never_start_a_track() -> None:
+    tracker = ByteTracker()
+    frames = [[(box(100 + 3 * f, 100), LOW)] for f in range(10)]
+    assert all(h == ({}, [], []) for h in run(tracker, frames))
+
+
+def test_low_score_detections_continue_an_existing_track() -> None:
+    tracker = ByteTracker()
+    scores = [HIGH, HIGH, LOW, LOW, LOW, HIGH, LOW]
+    frames = [[(box(100 + 5 * f, 100), s)] for f, s in enumerate(scores)]
+    history = run(tracker, frames)
+    assert [h[0] for h in history] == [{}, {0: 1}, {0: 1}, {0: 1}, {0: 1}, {0: 1}, {0: 1}]
+
+
+def test_low_score_detection_needs_a_close_match() -> None:
+    # Low-score detections get the stricter gate (IoU >= 0.5): one that moved 40 % of its size
+    # (IoU 0.43) does not continue the track, a confident one would.
+    for score, expected in ((LOW, {}), (HIGH, {0: 1})):
+        tracker = ByteTracker()
+        frames = [[(box(100, 100), HIGH)]] * 3 + [[(box(116, 100), score)]]
+        assert run(tracker, frames)[-1][0] == expected, score
+
+
+def test_low_score_detection_does_not_revive_a_lost_track() -> None:
+    tracker = ByteTracker(lost_track_buffer=10)
+    face = box(100, 100)
+    frames = [[(face, HIGH)]] * 3 + [[]] * 2 + [[(face, LOW)]] * 2 + [[(face, HIGH)]]
+    history = run(tracker, frames)
+    assert [h[0] for h in history] == [{}, {0: 1}, {0: 1}, {}, {}, {}, {}, {0: 1}]
+    assert all(active == [1] for _, _, active in history[1:])
+
+
+def test_detections_below_low_score_threshold_are_ignored() -> None:
+    tracker = ByteTracker(lost_track_buffer=1)
+    face = box(100, 100)
+    history = run(tracker, [[(face, HIGH)]] * 2 + [[(face, NOISE)]] * 3)
+    assert [h[0] for h in history] == [{}, {0: 1}, {}, {}, {}]
+    assert [h[1] for h in history] == [[], [], [], [1], []]
+
+
+def test_ids_are_never_reused() -> None:
+    # Faces come and go one after another at the same place; each gets a fresh id.
+    tracker = ByteTracker(lost_track_buffer=2)
+    frames: list[list] = []
+    for _ in range(4):
+        frames += [[(box(100, 100), HIGH)]] * 3 + [[]] * 4
+    history = run(tracker, frames)
+    shown = [ids[0] for ids, _, _ in history if ids]
+    ended = [i for _, e, _ in history for i in e]
+    assert shown == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert ended == [1, 2, 3, 4]
+    # Each id ended on the 3rd missed frame after its last sighting (frames 2, 9, 16, 23).
+    assert [f for f, (_, e, _) in enumerate(history) if e] == [5, 12, 19, 26]
+
+
+def test_reset_forgets_tracks_and_restarts_ids() -> None:
+    tracker = ByteTracker()
+    run(tracker, [[(box(100, 100), HIGH), (box(300, 100), HIGH)]] * 3)
+    assert tracker.active_track_ids.tolist() == [1, 2]
+    tracker.reset()
+    assert tracker.active_track_ids.tolist() == [] and tracker.ended_track_ids.tolist() == []
+    history = run(tracker, [[(box(300, 100), HIGH)]] * 2)
+    assert history[1][0] == {0: 1}
+
+
+def test_empty_input_on_fresh_tracker() -> None:
+    tracker = ByteTracker()
+    for _ in range(3):
+        out = tracker.update(Faces.empty())
+        assert len(out) == 0
+        assert out.xyxy.shape == (0, 4) and out.landmarks.shape == (0, 5, 2)
+        assert out.track_id.dtype == np.int64
+        assert tracker.ended_track_ids.dtype == np.int64 and tracker.ended_track_ids.shape == (0,)
+        assert tracker.active_track_ids.dtype == np.int64 and tracker.active_track_ids.shape == (0,)
+
+
+def test_empty_frames_age_tracks_until_they_end() -> None:
+    tracker = ByteTracker(lost_track_buffer=3)
+    history = run(tracker, [[(box(100, 100), HIGH), (box(300, 100), HIGH)]] * 2 + [[]] * 5)
+    assert [h[1] for h in history] == [[], [], [], [], [], [1, 2], []]
+    assert [h[2] for h in history] == [[], [1, 2], [1, 2], [1, 2], [1, 2], [], []]
+
+
+def test_returned_rows_are_the_input_rows() -> None:
+    tracker = ByteTracker()
+    positions = [(100, 100), (300, 120), (500, 140)]
+    for f in range(3):
+        dets = [(box(x + 2 * f, y), s) for (x, y), s in zip(positions, (HIGH, 0.7, HIGH), strict=True)]
+        dets.append((box(700, 300), NOISE))  # below low_score_threshold: never returned
+        # Reversed on the last frame: the output follows the input order, not the tracks' order.
+        faces = make_faces(dets[::-1] if f == 2 else dets)
+        before = {k: v.copy() for k, v in faces.data.items()}
+        out = tracker.update(faces)
+    rows = out.data["det_index"]
+    assert rows.tolist() == [1, 2, 3]  # input order; row 0 is the ignored detection
+    np.testing.assert_array_equal(out.xyxy, faces.xyxy[rows])
+    np.testing.assert_array_equal(out.score, faces.score[rows])
+    np.testing.assert_array_equal(out.landmarks, faces.landmarks[rows])
+    np.testing.assert_array_equal(out.data["embedding"], faces.data["embedding"][rows])
+    assert out.track_id.dtype == np.int64 and out.track_id.tolist() == [3, 2, 1]
+    # The input is left as it was.
+    assert np.all(faces.track_id == NO_TRACK)
+    for key, value in before.items():
+        np.testing.assert_array_equal(faces.data[key], value)
+
+
+def test_output_is_deterministic() -> None:
+    rng = np.random.default_rng(7)
+    frames = []
+    for f in range(20):
+        dets = [(box(100 + 5 * f + dx, 100 + dy), float(s)) for dx, dy, s in rng.random((6, 3)) * [300, 200, 1]]
+        frames.append(dets)
+    first = run(ByteTracker(), frames)
+    second = run(ByteTracker(), frames)
+    assert first == second
+
+
+def test_degenerate_boxes_do_not_break_the_filter() -> None:
+    tracker = ByteTracker()
+    point = [50.0, 50.0, 50.0, 50.0]  # zero area: overlaps nothing, so it never confirms a track
+    history = run(tracker, [[(point, HIGH), (box(200, 200), HIGH)]] * 4)
+    assert [h[0] for h in history] == [{}, {1: 1}, {1: 1}, {1: 1}]
+    assert all(np.isfinite(t.mean).all() and np.isfinite(t.cov).all() for t in tracker._tracks)
