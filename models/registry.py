@@ -412,6 +412,26 @@ _MODELS: tuple[ModelSpec, ...] = (
         "(the seed app's classifier); exported from the Hugging Face checkpoint with export.siglip",
         citation="Tschannen et al., SigLIP 2, 2025; prithivMLmods/facial-age-detection on Hugging Face",
     ),
+    ModelSpec(
+        name="utk_multihead",
+        task="age_gender",
+        family="multihead",
+        file_name="utk_multihead.onnx",
+        sha256="0000000000000000000000000000000000000000000000000000000000000000",
+        sources=(Trained("models/weights/utk_multihead.onnx"),),
+        input_size=(64, 64),
+        color="RGB",
+        mean=_CYDRAL_MEAN,
+        std=(256.0, 256.0, 256.0),
+        alignment="dlib_chip",
+        outputs="group_logits [N,8] (softmax -> AGE_GROUPS, 80+ included), age [N] years (expectation over 0..100), "
+        "gender_logit [N] (sigmoid = P(female))",
+        licence="Project weights; non-commercial (trained on UTKFace, non-commercial research only)",
+        commercial_use=False,
+        provenance="This project: Cydral age network fine-tuned with age-group, age and gender heads on our "
+        "UTKFace train split (python -m models.train; card models/weights/utk_multihead.md)",
+        citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
+    ),
 )
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _MODELS}
@@ -445,6 +465,11 @@ def get_spec(name: str) -> ModelSpec:
         return spec
     path = manifest_path(name)
     return _merge_manifest(spec, read_manifest(path)) if path.is_file() else spec
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of the registry's own entries (not a user's export)."""
+    return name in _BUILTIN
 
 
 def names_for_task(*tasks: str) -> list[str]:

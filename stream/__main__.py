@@ -9,25 +9,87 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from stream.config import ConfigError, load_config, replace
 
 logger = logging.getLogger("stream")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
+# After Ctrl-C/SIGTERM the frame in flight still reaches every sink (so the video and the events file hold
+# the same frames); a run that does not reach the end of its frame within this time (e.g. blocked on a
+# live source that went silent) is interrupted where it is. A second signal interrupts at once.
+STOP_GRACE_S = 2.0
 
 
 class Terminated(Exception):
     """SIGTERM arrived; unwinds the pipeline like Ctrl-C so every sink is finalized."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line ``error: ...`` (exit 2) instead of a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM handling: a graceful stop between frames, a forced one otherwise.
+
+    While the frame loop runs (``graceful``), the first signal only records itself; the loop polls
+    :attr:`signum` after each frame and ends there. An alarm after :data:`STOP_GRACE_S` and any second
+    signal raise at once (``KeyboardInterrupt`` / :class:`Terminated`), as every signal does outside the loop.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.graceful = False
+        self._has_timer = hasattr(signal, "setitimer")  # not on Windows: there a second Ctrl-C forces the stop
+
+    def install(self) -> dict[int, Any]:
+        """Install the handlers; returns the previous ones for :meth:`restore`."""
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        if self._has_timer:
+            previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        return previous
+
+    def disarm(self) -> None:
+        """Leave graceful mode (the frame loop is over): later signals raise at once."""
+        self.graceful = False
+        if self._has_timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def restore(self, previous: dict[int, Any]) -> None:
+        self.disarm()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.graceful and self.signum is None:
+            self.signum = signum
+            if self._has_timer:
+                signal.setitimer(signal.ITIMER_REAL, STOP_GRACE_S)
+            return
+        self._raise(signum)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            self._raise(self.signum)
+
+    @staticmethod
+    def _raise(signum: int) -> NoReturn:
+        if signum == signal.SIGTERM:
+            raise Terminated()
+        raise KeyboardInterrupt
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m stream",
         description="Detect, track and label every face with a smoothed age group, age and gender.",
         epilog="Exit codes: 0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM. Models: `python -m models list`.",
@@ -49,10 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -60,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
                         datefmt="%H:%M:%S")
     if args.max_frames is not None and args.max_frames < 1:
         return _fail(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.log_level != "DEBUG":
+        # OpenCV's native WARN/ERROR lines (e.g. probing every camera backend for a missing webcam) repeat
+        # what our one-line error says; set before OpenCV is imported. OPENCV_LOG_LEVEL in the environment wins.
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
         config = load_config(args.config, args.overrides)
         if args.detector:
@@ -78,9 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.detector.name not in detector_names():
         return _fail(f"unknown detector {config.detector.name!r}; valid detectors: {', '.join(detector_names())}")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    stop = _StopSignals()
+    previous = stop.install()
     try:
-        return _run(args, config)
+        code = _run(args, config, stop)
     except (SourceError, SinkError, ModelError, RuntimeUnavailable, ConfigError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
@@ -90,7 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("terminated (SIGTERM); outputs finalized")
         return EXIT_TERMINATED
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        stop.restore(previous)
+    if stop.signum == signal.SIGTERM:
+        logger.warning("terminated (SIGTERM) after the frame in flight; outputs finalized")
+        return EXIT_TERMINATED
+    if stop.signum is not None:
+        logger.warning("interrupted (Ctrl-C) after the frame in flight; outputs finalized")
+        return EXIT_INTERRUPTED
+    return code
 
 
 def _fail(message: str) -> int:
@@ -98,17 +168,24 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _run(args: argparse.Namespace, config: Any) -> int:
+def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
     from contextlib import ExitStack
 
+    from stream.config import as_kwargs
     from stream.pipeline import Pipeline, describe_models, run
     from stream.sinks import any_quit_requested, open_sinks
-    from stream.config import as_kwargs
+    from stream.sinks.base import prepare_output_file
     from stream.sources import SourceOptions, open_source
 
     with ExitStack() as stack:
         # Outputs are opened before the models load so that an unwritable path fails fast.
         source = stack.enter_context(open_source(args.source, options=SourceOptions(**as_kwargs(config.source))))
+        if args.summary:
+            # Checked now, not after the whole run; a probe file this run created is removed if never written.
+            created = not Path(args.summary).expanduser().exists()
+            summary_path = prepare_output_file(args.summary, "summary output")
+            if created:
+                stack.callback(_remove_if_empty, summary_path)
         still = source.kind in ("image", "folder")
         logger.info("source %s (%s%s)", source.name, source.kind,
                     f", {source.fps:g} fps" if source.fps else "")
@@ -123,14 +200,26 @@ def _run(args: argparse.Namespace, config: Any) -> int:
             if "NON-COMMERCIAL" in line:
                 logger.warning("a non-commercial model is active: not licensed for commercial use")
         ended: list[dict[str, Any]] = []
-        result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames,
-                     on_ended=ended.extend, should_stop=lambda: any_quit_requested(sinks))
+        stop.graceful = True
+        try:
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=ended.extend,
+                         should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
+        finally:
+            stop.disarm()
         logger.info("%d frames in %.1f s (%.1f fps); ms/frame %s", result.frames, result.seconds, result.fps,
                     {k: v for k, v in result.stage_ms.items() if v})
         logger.info("totals: %s", json.dumps(result.totals))
         if args.summary:
             _write_summary(Path(args.summary), source.name, result, ended)
     return EXIT_OK
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.stat().st_size == 0:
+            path.unlink()
+    except OSError as error:
+        logger.debug("could not remove the empty summary probe %s: %s", path, error)
 
 
 def _write_summary(path: Path, source: str, result: Any, tracks: list[dict[str, Any]]) -> None:

@@ -25,6 +25,12 @@ TEMPLATES: dict[str, np.ndarray] = {
     # A loose face crop (face ~60% of the chip), for models trained on whole-head crops such as UTKFace's
     # "aligned & cropped" images: the ArcFace points shrunk towards the chip centre.
     "utkface_crop": (ARCFACE_UNIT - 0.5) * 0.62 + np.array([0.5, 0.47], np.float32),
+    # The seed app's classifier input: the MTCNN box cropped and resized. Median MTCNN landmarks inside its box
+    # (45 faces from ../shared/videos), mirrored to be symmetric, in a square crop of the box's height centred on
+    # the box (MTCNN boxes are ~0.74 as wide as tall; the seed stretches them to a square, a similarity cannot).
+    "mtcnn_box": np.array(
+        [[0.3312, 0.4009], [0.6688, 0.4009], [0.5000, 0.5985], [0.3547, 0.7826], [0.6453, 0.7826]], np.float32
+    ),
 }
 
 

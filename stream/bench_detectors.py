@@ -141,12 +141,12 @@ def own_boxes(detector: Any, pool: Sequence[synth.FaceCrop]) -> tuple[dict[str, 
     return boxes, len(found) / max(len(pool), 1)
 
 
-def clip_frames(path: Path, count: int) -> list[np.ndarray]:
-    """``count`` frames spread over a clip, ``(H, W, 3)`` uint8 BGR."""
-    capture = cv2.VideoCapture(str(path))
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or count
-    capture.release()
-    return synth.read_frames(path, np.linspace(0, total - 1, count).round().astype(int))
+def clip_frames(path: Path, count: int, step: int = 10) -> list[np.ndarray]:
+    """``count`` frames ``step`` apart from the start of a clip, ``(H, W, 3)`` uint8 BGR."""
+    frames = synth.read_frames(path, np.arange(count) * step)
+    if not frames:
+        raise ValueError(f"path {path}: no frames could be decoded")
+    return frames
 
 
 def time_detectors(detectors: dict[str, Any], frames: list[np.ndarray], runs: int) -> dict[str, dict[str, float]]:
@@ -185,6 +185,7 @@ def run_benchmark(
     n_backgrounds: int = 24,
     runs: int = 30,
     speed_frames: int = 8,
+    frames_per_clip: int = 6,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Run the whole comparison (see the module doc).
@@ -198,6 +199,7 @@ def run_benchmark(
         n_backgrounds: Face-free backgrounds (FP on them; composites cycle through them).
         runs: Timed calls per detector and frame size.
         speed_frames: Clip frames the timing cycles through.
+        frames_per_clip: Frames per clip that backgrounds are cut from.
         seed: Seeds faces, backgrounds and layouts.
 
     Returns:
@@ -236,7 +238,9 @@ def run_benchmark(
 
     reference = synth.reference_detector()
     pool = synth.sample_faces(pool_size, seed, detector=reference)
-    backgrounds = synth.make_backgrounds(n_backgrounds, COMPOSITE_SIZE, seed, detector=reference)
+    backgrounds = synth.make_backgrounds(
+        n_backgrounds, COMPOSITE_SIZE, seed, frames_per_clip=frames_per_clip, detector=reference
+    )
     composites = []
     for b, size in enumerate(BUCKETS):
         for j in range(per_size):
@@ -401,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs=args.runs,
     )
     if args.quick:
-        sizes = dict(per_size=1, max_faces=2, pool_size=6, n_backgrounds=2, runs=2, speed_frames=2)
+        sizes = dict(per_size=1, max_faces=2, pool_size=6, n_backgrounds=2, runs=2, speed_frames=2, frames_per_clip=2)
     started = time.perf_counter()
     try:
         report = run_benchmark(names, config=config, seed=args.seed, **sizes)

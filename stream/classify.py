@@ -76,7 +76,8 @@ class OnnxClassifier:
             Arrays with ``n`` rows keyed by ``stream.types`` names; empty arrays when ``n == 0``.
         """
         if chips.ndim != 4 or chips.shape[1:] != (self.chip_size, self.chip_size, 3):
-            raise ValueError(f"{self.name}: chips must be (n, {self.chip_size}, {self.chip_size}, 3), got {chips.shape}")
+            side = self.chip_size
+            raise ValueError(f"{self.name}: chips must be (n, {side}, {side}, 3), got {chips.shape}")
         if len(chips) == 0:
             return self.decode([np.zeros((0, 1), np.float32) for _ in self.output_names], empty=True)
         outputs: list[list[np.ndarray]] = []

@@ -171,16 +171,23 @@ class AnnotateConfig:
 class OutputConfig:
     video_crf: int = 23
     video_preset: str = "veryfast"
+    video_writer_thread: bool = True
+    video_queue_size: int = 8
+    image_jpeg_quality: int = 95
     rtsp_fps: float = 25.0
     rtsp_reconnect_max_s: float = 8.0
+    rtsp_transport: str = "tcp"
     window_name: str = "faces"
 
     def validate(self) -> None:
         _check_range("output", "video_crf", self.video_crf, 0, 51)
         presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
         _check_choice("output", "video_preset", self.video_preset, presets)
+        _check_range("output", "video_queue_size", self.video_queue_size, 1, 1024)
+        _check_range("output", "image_jpeg_quality", self.image_jpeg_quality, 1, 100)
         _check_range("output", "rtsp_fps", self.rtsp_fps, 1, 240)
         _check_range("output", "rtsp_reconnect_max_s", self.rtsp_reconnect_max_s, 0.1, 3600)
+        _check_choice("output", "rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
 
 
 @dataclass(frozen=True)

@@ -166,16 +166,11 @@ class Pipeline:
 
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in self.book.forget(list(self.book.tracks))]
+        open_tracks = self.book.forget(list(self.book.tracks))
+        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in open_tracks]
         for record in records:
             self.totals.add(record)
         return records
-
-
-class Sink:
-    """What :func:`run` needs of a sink."""
-
-    def write(self, frame: Frame, faces: Faces) -> None: ...
 
 
 @dataclass

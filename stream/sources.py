@@ -382,7 +382,7 @@ def _read_image(path: Path, max_height: int) -> np.ndarray:
     image = None
     if data.size:
         try:
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # also applies the EXIF orientation
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # 8-bit BGR whatever the file's depth/channels
         except cv2.error:
             image = None
     if image is None:
@@ -463,8 +463,12 @@ class _QueuedFileSource(Source):
                 break
             except queue.Empty:
                 if not self._thread.is_alive() and self._queue.empty():
+                    # The reader always ends with _END or an error unless close() stopped it; anything
+                    # else is a crash (traceback on stderr), which must not pass for a clean end of file.
                     self._finished = True
-                    raise StopIteration from None
+                    if self._stop.is_set():
+                        raise StopIteration from None
+                    raise SourceError(f"reading '{self.name}' failed: the reader thread died unexpectedly") from None
         if item is _END:
             self._finished = True
             raise StopIteration
@@ -575,6 +579,9 @@ class VideoFileSource(_QueuedFileSource):
             # Some containers (mkv, webm) store no frame count: estimate it from the duration.
             frame_count = round(container.duration / av.time_base * fps)
         super().__init__(str(path), fps=fps, frame_count=frame_count)
+        # Read before the reader thread owns the stream.
+        context = stream.codec_context
+        described = f"{context.width}x{context.height} {context.name}"
         self._start_reader(_video_reader, container, stream, self.name, fps, frame_count, queue_size=options.queue_size)
         # Decode the first frame now, so a file with nothing decodable fails at open, not mid-pipeline.
         try:
@@ -584,13 +591,10 @@ class VideoFileSource(_QueuedFileSource):
         except SourceError:
             self.close()
             raise
-        codec = stream.codec_context.name
         logger.info(
-            "opened video '%s': %dx%d %s, %s fps, %s frames",
+            "opened video '%s': %s, %s fps, %s frames",
             self.name,
-            stream.codec_context.width,
-            stream.codec_context.height,
-            codec,
+            described,
             f"{fps:.3g}" if fps else "?",
             frame_count if frame_count is not None else "?",
         )
@@ -747,6 +751,7 @@ class _PyAVStreamCapture:
         self._stream = self._container.streams.video[0]
         self._packets = self._container.demux(self._stream)
         self._pending: list[Any] = []
+        self.last_error = ""  # why the last read_frame() returned None
 
     @staticmethod
     def factory(options: SourceOptions) -> CaptureFactory:
@@ -758,18 +763,27 @@ class _PyAVStreamCapture:
         return create
 
     def read_frame(self) -> Any:
-        """Next decoded ``av.VideoFrame``; None when the stream ended, failed or stalled."""
+        """Next decoded ``av.VideoFrame``; None when the stream ended, failed or stalled (see ``last_error``)."""
         # PyAV's read timeout bounds each blocking socket read; this deadline also bounds a stream that
         # keeps sending packets that decode to nothing.
         deadline = time.monotonic() + self._read_timeout_s
         while not self._pending:
-            if time.monotonic() > deadline or self._container is None:
+            if self._container is None:
+                self.last_error = "released"
+                return None
+            if time.monotonic() > deadline:
+                self.last_error = f"no decodable frame for read_timeout_s={self._read_timeout_s:g} s"
                 return None
             try:
                 packet = next(self._packets)
             except StopIteration:
+                self.last_error = "the server ended the stream"
                 return None
-            except (av.error.FFmpegError, OSError):
+            except (av.error.ExitError, TimeoutError):
+                self.last_error = f"no data for read_timeout_s={self._read_timeout_s:g} s (stalled)"
+                return None
+            except (av.error.FFmpegError, OSError) as exc:
+                self.last_error = f"read error: {exc.strerror or type(exc).__name__}"
                 return None
             try:
                 self._pending.extend(packet.decode())
@@ -860,7 +874,7 @@ class _Grabber:
             raise
         except SourceError as exc:
             raise _ConnectError(str(exc)) from exc
-        except (cv2.error, OSError, av.error.FFmpegError, RuntimeError) as exc:
+        except (cv2.error, OSError, av.error.FFmpegError, RuntimeError, ValueError) as exc:
             raise _ConnectError(_scrub(str(exc), str(self.spec))) from exc
         if not capture.isOpened():
             capture.release()
@@ -881,12 +895,10 @@ class _Grabber:
             return None
         return image if ok and image is not None else None
 
-    def _describe_failure(self) -> str:
-        return (
-            f"no frame within read_timeout_s={self.options.read_timeout_s:g} s or read failed"
-            if self.kind == "stream"
-            else "read failed (camera unplugged or in use?)"
-        )
+    @staticmethod
+    def _describe_failure(capture: Any) -> str:
+        reason = getattr(capture, "last_error", "")
+        return reason or "read failed (camera unplugged, in use, or stream ended?)"
 
     # -- thread -------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -930,15 +942,11 @@ class _Grabber:
                 payload = self._read(capture)
                 now = time.monotonic()
                 if payload is None:
+                    failure = self._describe_failure(capture)
                     self._release(capture)
                     capture = None
                     if not self.started and not options.wait_for_source:
-                        self._fail(
-                            SourceError(
-                                f"{self.kind} '{self.name}' opened but delivered no frame "
-                                "(is the camera in use by another program?)"
-                            )
-                        )
+                        self._fail(SourceError(f"{self.kind} '{self.name}' opened but delivered no frame: {failure}"))
                         return
                     if outage_since is None:
                         outage_since = now
@@ -948,7 +956,7 @@ class _Grabber:
                             "%s '%s' lost: %s; reconnecting (giving up after %g s)",
                             self.kind,
                             self.name,
-                            self._describe_failure(),
+                            failure,
                             options.give_up_after_s,
                         )
                     if now - outage_since >= options.give_up_after_s:
@@ -1047,6 +1055,8 @@ class LiveSource(Source):
                         f"cannot open {self.kind} '{self.name}': no frame within open_timeout_s="
                         f"{options.open_timeout_s:g} s (is it reachable? raise source.open_timeout_s for slow links)"
                     )
+                if not grabber.thread.is_alive() and grabber.error is None:
+                    raise SourceError(f"cannot open {self.kind} '{self.name}': the grabber thread died unexpectedly")
                 grabber.cond.wait(min(remaining, _POLL_S))
             if grabber.error is not None:
                 raise grabber.error
@@ -1087,15 +1097,17 @@ class LiveSource(Source):
                     )
                     break
                 if not grabber.thread.is_alive():
-                    return None
+                    # Only close() and _fail() end the thread normally; anything else is a bug or a
+                    # capture_factory raising an unexpected exception (its traceback is on stderr).
+                    raise SourceError(f"{self.kind} '{self.name}': the grabber thread died unexpectedly")
                 wait = _POLL_S if deadline is None else min(_POLL_S, deadline - now)
                 if wait <= 0:
                     return None
                 grabber.cond.wait(wait)
-            if grabber.error is not None:
-                raise grabber.error
             if grabber.latest is None:
-                return None
+                if grabber.error is not None:
+                    raise grabber.error
+                return None  # closed
             index, timestamp, payload = grabber.latest
             grabber.latest = None
         # Converted outside the lock and only for frames that are delivered.

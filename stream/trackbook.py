@@ -69,7 +69,9 @@ class TrackBook:
         if min_observations < 1:
             raise ValueError(f"min_observations must be >= 1, got {min_observations}")
         if max_observations < min_observations:
-            raise ValueError(f"max_observations must be >= min_observations ({min_observations}), got {max_observations}")
+            raise ValueError(
+                f"max_observations must be >= min_observations ({min_observations}), got {max_observations}"
+            )
         if forget_after_frames < 1:
             raise ValueError(f"forget_after_frames must be >= 1, got {forget_after_frames}")
         if not 0.0 <= switch_margin < 1.0:

@@ -4,6 +4,10 @@ Three networks in a cascade, so it does not fit the single-session :class:`OnnxF
 own class with the same ``name`` and ``detect(image) -> Faces``. The steps follow facenet-pytorch 2.6.0's
 ``detect_face`` (whose weights these are): same pyramid, thresholds, box regression, squaring and
 crop rules, with numpy/OpenCV in place of torch (``cv2.INTER_AREA`` for torch's ``area`` resampling).
+
+Scores are O-Net's face probability, which saturates: real faces score above 0.99 while clutter that
+survives the cascade (e.g. a knee in ../shared/videos/multiface.jpg) scores 0.7-0.8. facenet uses 0.7 as the
+last threshold; with this detector a ``detector.score_threshold`` around 0.9 removes such false positives.
 """
 
 from __future__ import annotations

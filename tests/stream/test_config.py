@@ -83,6 +83,19 @@ def test_section_keys_are_constructor_arguments(section):
     assert keys == _constructor_params(section)
 
 
+@pytest.mark.parametrize(("section", "options"), [("source", "stream.sources.SourceOptions"),
+                                                  ("output", "stream.sinks.SinkOptions")])
+def test_source_and_output_sections_match_their_options(section, options):
+    import importlib
+
+    from stream.config import as_kwargs
+
+    module, name = options.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
+    defaults = Config()
+    assert as_kwargs(getattr(defaults, section)) == as_kwargs(cls())
+
+
 def test_importing_config_and_cli_help_do_not_load_heavy_modules():
     code = (
         "import sys, contextlib, io\n"
