@@ -7,7 +7,7 @@ import logging
 import sys
 
 from models.fetch import ModelError, cache_dir, is_cached, model_path
-from models.registry import MODELS
+from models.registry import MODELS, load_exports
 
 
 def _local_dirs(config_path: str | None) -> list[str]:
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = _local_dirs(args.config)
 
     if args.command == "list":
+        load_exports()  # the user's own exports (manifests in the cache) are registry entries too
         rows = [("name", "task", "licence", "available", "provenance")]
         for name, spec in MODELS.items():
             rows.append((name, spec.task, spec.licence_note, is_cached(name, extra) or "-", spec.provenance[:70]))

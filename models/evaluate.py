@@ -210,7 +210,8 @@ def format_figures(name: str, figures: dict) -> str:
         "",
         f"age MAE {figures['mae']:.2f} y   CS@5 {figures['cs5']:.3f}   group accuracy {figures['group_accuracy']:.3f}"
         f"   1-off {figures['one_off_accuracy']:.3f}   macro F1 {figures['macro_f1']:.3f}",
-        f"gender accuracy {figures['gender_accuracy']:.3f}   above {ADULT_AGE}: {figures['gender_accuracy_above_12']:.3f}"
+        f"gender accuracy {figures['gender_accuracy']:.3f}   "
+        f"above {ADULT_AGE}: {figures['gender_accuracy_above_12']:.3f}"
         f"   {ADULT_AGE} and under: {figures['gender_accuracy_12_and_under']:.3f}",
         "",
         f"{'':>10} {'n':>6} {'MAE':>6} {'F1':>6} {'acc':>6} {'gender':>7}",

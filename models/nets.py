@@ -23,6 +23,10 @@ AGE_BINS = 101
 #: Node of the Cydral age graph whose output is the 256-d face feature (before its 81-way classifier).
 CYDRAL_FEATURE_NODE = "layer_1_flatten"
 CYDRAL_CLASSIFIER = ("layer_1_weights", "layer_1_bias")
+#: Node of the Cydral gender graph with its 4096-d conv features (64 x 8 x 8, before its 16-unit hidden layer).
+CYDRAL_GENDER_FEATURE_NODE = "layer_4_flatten"
+#: Its classifier: hidden Gemm, the scalar after the ReLU, the output Gemm ([female, male]).
+CYDRAL_GENDER_CLASSIFIER = ("layer_4_weights", "layer_4_bias", "layer_2_scalar", "layer_1_weights", "layer_1_bias")
 
 
 def _attrs(node: object) -> dict[str, object]:
@@ -138,48 +142,92 @@ class OnnxGraphModule(nn.Module):
 
 
 class MultiHeadNet(nn.Module):
-    """One feature extractor, three heads: 8 age groups, an age distribution over 0..100 years, gender.
+    """Two face-pretrained trunks, three heads: 8 age groups, an age distribution over 0..100 years, gender.
 
-    Input: ``(n, 3, S, S)`` float32 RGB chips normalised like the Cydral nets ((x - mean) / 256); any ``S``
-    with the backbone's geometry (64, 80, 96 tested). Outputs (also the ONNX output names):
-    ``group_logits (n, 8)``, ``age (n,)`` expected years under the 101-bin distribution, ``gender_logit (n,)``
-    (sigmoid = P(female)); :meth:`forward_train` also returns the ``age_logits (n, 101)``.
+    Input: ``(n, 3, S, S)`` float32 RGB chips (``dlib_chip`` alignment) normalised like the Cydral nets
+    ((x - mean) / 256), ``S`` = 64. The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
+    reads it 2x2-average-pooled to 32x32, as its training chips were (4096-d conv features). The age trunk is
+    frozen (on our CPU budget its features are computed once and cached, see ``models.train``); the gender trunk
+    and all heads train. Heads start from the Cydral classifiers, so training begins at Cydral's estimates:
+    the age distribution's first 81 bins copy Cydral's 0..80 classifier (the rest start from bin 80, unlikely),
+    and the gender logit starts as Cydral's female-minus-male logit.
+
+    Outputs (also the ONNX output names): ``group_logits (n, 8)``, ``age (n,)`` expected years under the 101-bin
+    distribution (so "80+" is reachable), ``gender_logit (n,)`` (sigmoid = P(female)).
 
     Args:
-        backbone: Module mapping the input to ``(n, feature_dim)`` features.
-        feature_dim: Width of the features.
-        age_init: Optional ``(weights (feature_dim, 81), bias (81,))`` of a pretrained 0..80 age classifier,
-            copied into the first 81 age bins (the rest start from bin 80), so training starts from
-            Cydral's age estimate instead of from zero.
+        age_trunk: Module mapping the chip to ``(n, 256)`` features.
+        gender_trunk: Module mapping the pooled chip to ``(n, gender_dim)`` features.
+        age_dim: Width of the age features.
+        gender_dim: Width of the gender trunk features.
+        age_init: ``(weights (age_dim, 81), bias (81,))`` of the pretrained age classifier, or None.
+        gender_init: ``(hidden_w (gender_dim, 16), hidden_b (16,), scalar, out_w (16, 2), out_b (2,))`` of the
+            pretrained gender classifier (outputs ``[female, male]``), or None.
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int = 256,
-                 age_init: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    def __init__(self, age_trunk: nn.Module, gender_trunk: nn.Module, age_dim: int = 256, gender_dim: int = 4096,
+                 age_init: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 gender_init: tuple[torch.Tensor, ...] | None = None) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.dropout = nn.Dropout(0.1)
-        self.group_head = nn.Linear(feature_dim, len(AGE_GROUPS))
-        self.age_head = nn.Linear(feature_dim, AGE_BINS)
-        self.gender_head = nn.Sequential(nn.Linear(feature_dim, 128), nn.ReLU(inplace=True), nn.Linear(128, 1))
+        self.age_trunk = age_trunk
+        self.gender_trunk = gender_trunk
+        for parameter in self.age_trunk.parameters():
+            parameter.requires_grad_(False)
+        hidden = 64
+        self.gender_hidden = nn.Linear(gender_dim, hidden)
+        joint = age_dim + hidden
+        self.dropout = nn.Dropout(0.2)
+        self.group_head = nn.Sequential(nn.Linear(joint, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
+                                        nn.Linear(128, len(AGE_GROUPS)))
+        self.age_head = nn.Linear(joint, AGE_BINS)
+        # A residual MLP on the age logits (last layer zero: training starts at the linear head's estimate).
+        self.age_residual = nn.Sequential(nn.Linear(joint, 128), nn.ReLU(inplace=True), nn.Linear(128, AGE_BINS))
+        self.gender_head = nn.Linear(joint, 1)
         self.register_buffer("bin_ages", torch.arange(AGE_BINS, dtype=torch.float32), persistent=False)
-        if age_init is not None:
-            weights, bias = age_init
-            with torch.no_grad():
+        with torch.no_grad():
+            nn.init.zeros_(self.age_residual[2].weight)
+            nn.init.zeros_(self.age_residual[2].bias)
+            self.age_head.weight.zero_()
+            self.gender_head.weight.zero_()
+            self.gender_head.bias.zero_()
+            if age_init is not None:
+                weights, bias = age_init
                 n = weights.shape[1]
-                self.age_head.weight[:n] = weights.t()
+                self.age_head.weight[:n, :age_dim] = weights.t()
                 self.age_head.bias[:n] = bias
-                self.age_head.weight[n:] = weights.t()[-1]
-                self.age_head.bias[n:] = bias[-1] - 2.0  # older bins start unlikely, training moves them
+                self.age_head.weight[n:, :age_dim] = weights.t()[-1]
+                self.age_head.bias[n:] = bias[-1] - 2.0  # older bins start unlikely; training moves them
+            if gender_init is not None:
+                hidden_w, hidden_b, scalar, out_w, out_b = gender_init
+                k = hidden_w.shape[1]
+                self.gender_hidden.weight[:k] = hidden_w.t()
+                self.gender_hidden.bias[:k] = hidden_b
+                # Cydral: logits = (relu(h) * scalar) @ out_w + out_b, [female, male].
+                self.gender_head.weight[0, age_dim : age_dim + k] = scalar * (out_w[:, 0] - out_w[:, 1])
+                self.gender_head.bias[0] = out_b[0] - out_b[1]
 
-    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All head outputs, including the raw ``age_logits (n, 101)``."""
-        features = self.dropout(self.backbone(x))
-        age_logits = self.age_head(features)
+    def age_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 256)`` features of the frozen age trunk."""
+        return self.age_trunk(x)
+
+    def forward_train(self, x: torch.Tensor, age_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """All head outputs, including the raw ``age_logits (n, 101)``.
+
+        Args:
+            x: ``(n, 3, S, S)`` normalised chips.
+            age_features: Precomputed ``(n, 256)`` age-trunk features of the same chips (skips the trunk).
+        """
+        age_feat = self.age_features(x) if age_features is None else age_features
+        gender_feat = self.gender_trunk(F.avg_pool2d(x, 2))
+        hidden = F.relu(self.gender_hidden(self.dropout(gender_feat)))
+        joint = torch.cat([age_feat, hidden], dim=1)
+        dropped = self.dropout(joint)
+        age_logits = self.age_head(dropped) + self.age_residual(dropped)
         age = (torch.softmax(age_logits, dim=1) * self.bin_ages).sum(dim=1)
         return {
-            "group_logits": self.group_head(features),
+            "group_logits": self.group_head(dropped),
             "age": age,
-            "gender_logit": self.gender_head(features).squeeze(1),
+            "gender_logit": self.gender_head(dropped).squeeze(1),
             "age_logits": age_logits,
         }
 
@@ -189,9 +237,16 @@ class MultiHeadNet(nn.Module):
         return out["group_logits"], out["age"], out["gender_logit"]
 
 
-def build_multihead_from_cydral(cydral_age_path: str | Path) -> MultiHeadNet:
-    """A :class:`MultiHeadNet` whose backbone and age bins start from the Cydral age network."""
-    graph = OnnxGraphModule(cydral_age_path, output=CYDRAL_FEATURE_NODE)
-    full = OnnxGraphModule(cydral_age_path)
-    weights, bias = (full.constant(name).detach().clone() for name in CYDRAL_CLASSIFIER)
-    return MultiHeadNet(graph, feature_dim=int(weights.shape[0]), age_init=(weights, bias))
+def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path: str | Path) -> MultiHeadNet:
+    """A :class:`MultiHeadNet` whose trunks and heads start from the Cydral age and gender networks."""
+    age_trunk = OnnxGraphModule(cydral_age_path, output=CYDRAL_FEATURE_NODE)
+    age_full = OnnxGraphModule(cydral_age_path)
+    weights, bias = (age_full.constant(name).detach().clone() for name in CYDRAL_CLASSIFIER)
+    gender_trunk = OnnxGraphModule(cydral_gender_path, output=CYDRAL_GENDER_FEATURE_NODE)
+    gender_full = OnnxGraphModule(cydral_gender_path)
+    gender_init = tuple(gender_full.constant(name).detach().clone().reshape(-1) if name.endswith("scalar")
+                        else gender_full.constant(name).detach().clone() for name in CYDRAL_GENDER_CLASSIFIER)
+    gender_init = (*gender_init[:2], float(gender_init[2][0]), *gender_init[3:])
+    return MultiHeadNet(age_trunk, gender_trunk, age_dim=int(weights.shape[0]),
+                        gender_dim=int(gender_init[0].shape[0]), age_init=(weights, bias),
+                        gender_init=gender_init)  # type: ignore[arg-type]

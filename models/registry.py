@@ -406,7 +406,8 @@ _MODELS: tuple[ModelSpec, ...] = (
         alignment="mtcnn_box",
         outputs="age_group_probs [N,8] (softmax inside), columns in stream.types.AGE_GROUPS order (the export "
         "maps the checkpoint's id2label onto it)",
-        licence="Apache-2.0 (model card; base google/siglip2-base-patch16-512 is Apache-2.0)",
+        licence="Apache-2.0 per the model card (not re-checked offline; fine-tuning data terms unstated); "
+        "base google/siglip2-base-patch16-512: Apache-2.0",
         commercial_use=True,
         provenance="prithivMLmods/facial-age-detection: SigLIP2 base patch16-512 fine-tuned to 8 age groups "
         "(the seed app's classifier); exported from the Hugging Face checkpoint with export.siglip",

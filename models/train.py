@@ -6,9 +6,11 @@ One command re-trains from scratch (seeded, deterministic split and chips)::
 
 Steps: list the labelled images; split them (``models.data``: seed 0, 10% validation, stratified by age group
 and gender); detect and align every image once through the product's path and cache the chips as ``.npy``
-outside the repo (``--cache``); fine-tune :class:`models.nets.MultiHeadNet` from the Cydral age network with
-batch-level augmentation (flip, small affine jitter, colour jitter, blur/downscale like video); checkpoint every
-epoch (``--resume`` continues); export ``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
+outside the repo (``--cache``); compute the frozen Cydral age trunk's features once (cached too: on a shared
+2-core CPU a full fine-tune of the age trunk costs ~15 minutes an epoch); train :class:`models.nets.MultiHeadNet`'s
+gender trunk and heads with batch-level augmentation on the gender path (flip, small affine jitter, colour jitter,
+blur/downscale like video); checkpoint every epoch (``--resume`` continues); export
+``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
 the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
 
 Loss: class-weighted cross-entropy over the 8 groups (weights ~ 1/sqrt(frequency), so "80+" counts) with label
@@ -56,7 +58,7 @@ class TrainConfig:
     run_dir: str = "/tmp/face-stream-train/run"
     out_dir: str = str(REPO / "models" / "weights")
     size: int = 64
-    epochs: int = 6
+    epochs: int = 8
     batch_size: int = 128
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3
@@ -158,24 +160,71 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def predict_chips(model: MultiHeadNet, chips: np.ndarray, batch_size: int = 256) -> dict[str, np.ndarray]:
-    """Eval-mode outputs for ``(n, S, S, 3)`` uint8 BGR chips: ``group_probs (n,8)``, ``age (n,)``, ``p_female``."""
+def age_trunk_features(cydral_age_path: str | Path, chips: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``(n, 256)`` float32 features of the frozen Cydral age trunk for ``(n, S, S, 3)`` uint8 BGR chips.
+
+    Runs the original ONNX graph in onnxruntime with the feature node added as an output (about twice as fast
+    as torch on CPU); ``models.nets.OnnxGraphModule`` gives the same features (checked in the tests).
+    """
+    import onnx
+    import onnxruntime as ort
+
+    from models.nets import CYDRAL_FEATURE_NODE
+
+    proto = onnx.load(str(cydral_age_path))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(CYDRAL_FEATURE_NODE, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    features = np.zeros((len(chips), 256), np.float32)
+    for start in range(0, len(chips), batch_size):
+        x = to_input(torch.from_numpy(np.ascontiguousarray(chips[start : start + batch_size]))).numpy()
+        features[start : start + len(x)] = session.run([CYDRAL_FEATURE_NODE], {session.get_inputs()[0].name: x})[0]
+    return features
+
+
+def cached_age_features(cydral_age_path: str | Path, chips: np.ndarray, names: np.ndarray, cache: str | Path,
+                        size: int) -> np.ndarray:
+    """:func:`age_trunk_features`, kept as ``features_cydral_age_{size}.npy`` (+ names) in the chip cache."""
+    folder = Path(cache)
+    path, names_path = folder / f"features_cydral_age_{size}.npy", folder / f"features_cydral_age_{size}_names.npy"
+    if path.is_file() and names_path.is_file() and np.array_equal(np.load(names_path), names):
+        return np.load(path)
+    features = age_trunk_features(cydral_age_path, chips)
+    np.save(path, features)
+    np.save(names_path, names)
+    return features
+
+
+def predict_chips(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray | None = None,
+                  batch_size: int = 256) -> dict[str, np.ndarray]:
+    """Eval-mode outputs for ``(n, S, S, 3)`` uint8 BGR chips: ``group_probs (n,8)``, ``age (n,)``, ``p_female``.
+
+    Args:
+        model: The network.
+        chips: Aligned chips.
+        features: Optional cached ``(n, 256)`` age-trunk features of the same chips.
+        batch_size: Chips per forward pass.
+    """
     model.eval()
     parts: dict[str, list[np.ndarray]] = {"group_probs": [], "age": [], "p_female": []}
     with torch.no_grad():
         for start in range(0, len(chips), batch_size):
-            group_logits, age, gender_logit = model(to_input(torch.from_numpy(chips[start : start + batch_size])))
-            parts["group_probs"].append(torch.softmax(group_logits, 1).numpy())
-            parts["age"].append(age.numpy())
-            parts["p_female"].append(torch.sigmoid(gender_logit).numpy())
+            x = to_input(torch.from_numpy(chips[start : start + batch_size]))
+            feats = None if features is None else torch.from_numpy(features[start : start + batch_size])
+            out = model.forward_train(x, age_features=feats)
+            parts["group_probs"].append(torch.softmax(out["group_logits"], 1).numpy())
+            parts["age"].append(out["age"].numpy())
+            parts["p_female"].append(torch.sigmoid(out["gender_logit"]).numpy())
     return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
 
 
-def quick_val(model: MultiHeadNet, chips: np.ndarray, age: np.ndarray, gender: np.ndarray) -> dict[str, float]:
+def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray, age: np.ndarray,
+              gender: np.ndarray) -> dict[str, float]:
     """Validation figures on cached chips (the full runtime-path evaluation runs after export)."""
     from models.metrics import classification_report, confusion_matrix
 
-    pred = predict_chips(model, chips)
+    pred = predict_chips(model, chips, features)
     matrix = confusion_matrix(age_group_index(age), pred["group_probs"].argmax(1), len(AGE_GROUPS))
     report = classification_report(matrix)
     return {
@@ -213,13 +262,15 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     cfg = _stream_config()
     cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATE, (config.size,))
     chips = cache[f"chips{config.size}"]
+    names = np.asarray([Path(p).name for p in samples.paths])
+    features = cached_age_features(model_path("cydral_age"), chips, names, config.cache, config.size)
     groups = samples.group
     weights = class_weights(groups[train_idx]).to(device)
 
-    model = build_multihead_from_cydral(model_path("cydral_age")).to(device)
-    head_params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    model = build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender")).to(device)
+    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("gender_trunk.")]
     optimizer = torch.optim.AdamW([
-        {"params": list(model.backbone.parameters()), "lr": config.lr * config.backbone_lr_scale},
+        {"params": list(model.gender_trunk.parameters()), "lr": config.lr * config.backbone_lr_scale},
         {"params": head_params, "lr": config.lr},
     ], weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_idx) // config.batch_size)
@@ -241,8 +292,9 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
         if not checkpoint.is_file():
             raise ValueError(f"resume: no checkpoint at {checkpoint}")
         state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["config"] != asdict(config):
-            changed = sorted(k for k, v in asdict(config).items() if state["config"].get(k) != v)
+        # Only the number of epochs may change on resume (to extend a run); anything else would mix two runs.
+        changed = sorted(k for k, v in asdict(config).items() if k != "epochs" and state["config"].get(k) != v)
+        if changed:
             raise ValueError(f"resume: checkpoint {checkpoint} was made with different settings: {changed}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -255,6 +307,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     chips_t = torch.from_numpy(chips)
+    features_t = torch.from_numpy(features)
     age_t = torch.from_numpy(samples.age)
     group_t = torch.from_numpy(groups)
     gender_t = torch.from_numpy(samples.gender)
@@ -267,7 +320,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = augment(chips_t[batch], generator).to(device, memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = model.forward_train(x)
+                out = model.forward_train(x, age_features=features_t[batch].to(device))
             out = {k: v.float() for k, v in out.items()}
             terms = loss_terms(out, age_t[batch].to(device), group_t[batch].to(device), gender_t[batch].to(device),
                                weights, config)
@@ -283,7 +336,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
         sys.stderr.write("\n")
         train_seconds += time.time() - started
         model.cpu()
-        val = quick_val(model, chips[val_idx], samples.age[val_idx], samples.gender[val_idx])
+        val = quick_val(model, chips[val_idx], features[val_idx], samples.age[val_idx], samples.gender[val_idx])
         model.to(device)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
                  **{f"loss_{k}": round(v / steps_per_epoch, 4) for k, v in sums.items()},
@@ -357,7 +410,7 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "",
         "**Licence: NON-COMMERCIAL research use only.** Trained on UTKFace, whose terms allow non-commercial "
         "research only; the weights inherit that restriction (`commercial_use=False` in the registry). The "
-        "starting weights (Cydral age network) are CC0.",
+        "starting weights (Cydral age and gender networks) are CC0.",
         "",
         "## Model",
         "",
@@ -367,8 +420,10 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"aligned with the `{TEMPLATE}` template (`stream.align`) from the detector's 5 landmarks.",
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
-        "- Network: the Cydral/dlib ResNet-10 age network (loaded from ONNX into torch by `models.nets`, all "
-        "layers fine-tuned) + three linear heads (gender: 256-128-1 MLP).",
+        "- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk (frozen, 256-d features) and "
+        "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
+        "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution (linear, "
+        "initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from Cydral's).",
         "",
         "## Data and split",
         "",
@@ -378,8 +433,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"{summary['n_val']} validation. Reproduce the lists with `models.data.write_split_lists`.",
         "- Chips: yunet (config `detector: auto`) → central face's 5 landmarks → `align_faces`; detector misses "
         f"({summary['detector_misses_all']} of all images) use landmarks from the `utkface_crop` template.",
-        "- Augmentation: flip, affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to "
-        "40-80% on a third of the faces.",
+        "- Augmentation (gender path; the frozen age trunk's features are computed once on the plain chips): flip, "
+        "affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to 40-80% on a third of the faces.",
         "",
         "## Training",
         "",

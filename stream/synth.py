@@ -14,8 +14,9 @@ module makes them from the shared data (never copied into the repo):
   (:func:`face_mask`), scaled so that the face box's shorter side is the requested size.
 * **The face box** inside a crop: the reference detector is run on the masked crop over mid-grey, as it
   would be pasted; its best box (score >= 0.5, IoU >= 0.5 with the fixed box) is kept in crop
-  coordinates. Otherwise :data:`UTKFACE_FACE_BOX` is used: the median YuNet box over 300 UTKFace crops
-  (x from 7% to 91% of the width, y from -11% to 99%: detectors extend the box above the cut forehead).
+  coordinates. Otherwise :data:`UTKFACE_FACE_BOX` is used: the median YuNet box over 300 random UTKFace
+  crops (unmasked, over grey; x from 7% to 91% of the width, y from -11% to 99%: detectors extend the
+  box above the cut forehead).
 
 Everything is drawn from ``np.random.default_rng(seed)``: the same seed, data and detector give the
 same pixels.
@@ -40,7 +41,7 @@ from stream.types import Faces
 REPO = Path(__file__).resolve().parents[1]
 
 #: Median reference-detector box in a 200x200 UTKFace crop, as fractions ``x1, y1, x2, y2`` of the crop
-#: side (yunet_dynamic on 300 random masked crops over grey; yunet, retinaface agree within 0.01).
+#: side (yunet_dynamic on 300 random unmasked crops over grey; yunet, retinaface agree within 0.01).
 UTKFACE_FACE_BOX = (0.072, -0.107, 0.906, 0.991)
 #: Elliptical paste mask in crop fractions: centre x, centre y, semi-axis x, semi-axis y.
 MASK_ELLIPSE = (0.5, 0.5, 0.47, 0.5)
@@ -440,7 +441,7 @@ def scene(
     height, width = background.shape[:2]
     if faces is None:
         files = utkface_files()
-        picks = rng.choice(len(files), size=n_faces, replace=False) if n_faces else []
+        picks: list[int] = rng.choice(len(files), size=n_faces, replace=False).tolist() if n_faces else []
         chosen = [load_face(files[i], detector) for i in picks]
     else:
         if n_faces and not faces:
@@ -479,7 +480,7 @@ def background_clips(videos_dir: str | Path | None = None) -> list[Path]:
     return clips
 
 
-def read_frames(path: str | Path, indices: Sequence[int]) -> list[np.ndarray]:
+def read_frames(path: str | Path, indices: Sequence[int] | np.ndarray) -> list[np.ndarray]:
     """Decode the given frames of a clip (in order, without seeking: exact on every container).
 
     Returns:

@@ -19,6 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.registry import ModelSpec
+from stream.config import ModelsConfig, RuntimeConfig
 from stream.types import Faces
 
 _CELL, _STRIDE = 12, 2  # P-Net's receptive field and stride, in pyramid-level pixels
@@ -115,13 +116,15 @@ class MtcnnDetector:
         self._inv_std = np.float32(1.0 / spec.std[0])
 
     @classmethod
-    def from_registry(cls, spec: ModelSpec, models: Any, runtime: Any, **kwargs: Any) -> MtcnnDetector:
+    def from_registry(
+        cls, spec: ModelSpec, models: ModelsConfig, runtime: RuntimeConfig, **kwargs: Any
+    ) -> MtcnnDetector:
         """Fetch/verify the three files named by ``spec`` and open a session for each.
 
         Args:
             spec: The ``mtcnn`` registry entry.
-            models: ``stream.config.ModelsConfig``.
-            runtime: ``stream.config.RuntimeConfig``.
+            models: Where model files are looked for.
+            runtime: Device and threads of the sessions.
             **kwargs: Constructor keywords (the detector config section).
 
         Raises:
@@ -130,14 +133,14 @@ class MtcnnDetector:
         from models.fetch import model_path
         from stream.runtime import create_session
 
-        names = (spec.name, *spec.extras.get("stages", ()))  # type: ignore[misc]
-        if len(names) != 3:
-            raise ValueError(f"model {spec.name!r}: extras['stages'] must name R-Net and O-Net, got {names[1:]}")
-        sessions = tuple(
+        stages = spec.extras.get("stages", ())
+        if not isinstance(stages, tuple | list) or len(stages) != 2:
+            raise ValueError(f"model {spec.name!r}: extras['stages'] must name R-Net and O-Net, got {stages!r}")
+        pnet, rnet, onet = (
             create_session(model_path(n, extra_dirs=models.local_dirs, download=models.download), runtime, n)
-            for n in names
+            for n in (spec.name, str(stages[0]), str(stages[1]))
         )
-        return cls(spec, sessions, **kwargs)  # type: ignore[arg-type]
+        return cls(spec, (pnet, rnet, onet), **kwargs)
 
     def _normalise(self, rgb: np.ndarray) -> np.ndarray:
         """``(..., H, W, 3)`` RGB float32 → ``(..., 3, H, W)`` network input."""

@@ -76,6 +76,14 @@ def test_onnxruntime_matches_the_golden_tflite_outputs(runner):
                                rtol=0)
 
 
+def test_fp16_export_within_its_tolerance(report, tmp_path):
+    pytest.importorskip("onnxconverter_common")
+    fp16 = blazeface.export(fp16=True, out_dir=tmp_path)
+    if fp16["max_abs_diff"] is None:
+        pytest.skip("no TFLite interpreter installed")
+    assert fp16["max_abs_diff"] <= blazeface.TOLERANCE_FP16
+
+
 def test_registry_takes_the_sha256_from_the_manifest(report, export_cache):
     assert get_spec("blazeface").sha256 == hashlib.sha256((export_cache / FILE).read_bytes()).hexdigest()
 

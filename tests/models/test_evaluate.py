@@ -1,0 +1,85 @@
+"""models.evaluate on a small fixed UTKFace subset, through the product's detector, alignment and wrappers."""
+
+import json
+
+import numpy as np
+import pytest
+
+from models.data import fallback_landmarks, list_samples, parse_name, select_split, split_indices
+from models.evaluate import evaluate, main, model_pair, plot_confusion
+from tests.conftest import UTKFACE, shared_file
+
+LIMIT = 40
+
+
+@pytest.fixture(scope="module")
+def figures():
+    shared_file("data", "utkface", "UTKFace")
+    return evaluate(UTKFACE, ["cydral", "utk_multihead"], limit=LIMIT, bench=False)
+
+
+def test_stable_and_sane(figures):
+    again = evaluate(UTKFACE, ["cydral", "utk_multihead"], limit=LIMIT, bench=False)
+    assert json.dumps(again, sort_keys=True) == json.dumps(figures, sort_keys=True)
+    for name, entry in figures.items():
+        assert entry["n"] == LIMIT
+        assert entry["detector_misses"] <= 2, name
+        assert 1.0 < entry["mae"] < 10.0, name
+        assert entry["group_accuracy"] > 0.35, name
+        assert entry["gender_accuracy"] > 0.75, name
+        assert sum(map(sum, entry["confusion_matrix"])) == LIMIT
+        assert set(entry["per_age_group"]) == {"01-10", "11-20", "21-30", "31-40", "41-55", "56-65", "66-80", "80+"}
+
+
+def test_cli_writes_json_and_plot(tmp_path, capsys):
+    shared_file("data", "utkface", "UTKFace")
+    out, png = tmp_path / "figures.json", tmp_path / "confusion.png"
+    assert main(["--data", str(UTKFACE), "--model", "utk_multihead", "--limit", "8", "--json", str(out),
+                 "--plot", str(png), "--no-bench"]) == 0
+    data = json.loads(out.read_text())
+    assert {"n", "detector_misses", "mae", "group_accuracy", "macro_f1", "gender_accuracy"} <= set(data)
+    assert png.stat().st_size > 1000
+    assert "macro avg" in capsys.readouterr().out
+
+
+def test_model_pairs():
+    assert model_pair("cydral") == ("cydral_age", "cydral_gender")
+    assert model_pair("utk_multihead") == ("utk_multihead", "none")
+    assert model_pair("cydral_age+cydral_gender") == ("cydral_age", "cydral_gender")
+    with pytest.raises(ValueError, match="unknown model"):
+        model_pair("nope")
+    with pytest.raises(ValueError, match="gives only age"):
+        model_pair("cydral_age")
+
+
+def test_split_is_fixed_stratified_and_disjoint():
+    shared_file("data", "utkface", "UTKFace")
+    samples = list_samples(UTKFACE, limit=2000)
+    train, val = split_indices(samples)
+    again_train, again_val = split_indices(samples)
+    np.testing.assert_array_equal(val, again_val)
+    assert len(np.intersect1d(train, val)) == 0 and len(train) + len(val) == len(samples)
+    assert abs(len(val) / len(samples) - 0.1) < 0.01
+    # Every stratum is represented in proportion (within rounding).
+    for group in range(8):
+        members = samples.group == group
+        assert abs((samples.group[val] == group).sum() - 0.1 * members.sum()) <= 2
+    assert len(select_split(samples, "val")) == len(val)
+    with pytest.raises(ValueError, match="split must be"):
+        select_split(samples, "test")
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_indices(samples, val_fraction=1.5)
+
+
+def test_names_and_fallback():
+    assert parse_name("80_0_1_20170116003703261.jpg.chip.jpg") == (80, 0, 1)
+    assert parse_name("labels.csv") is None
+    points = fallback_landmarks(200, 200)
+    assert points.shape == (5, 2) and (points > 40).all() and (points < 160).all()
+    with pytest.raises(ValueError, match="data_dir"):
+        list_samples("/nonexistent/folder")
+
+
+def test_plot_rejects_bad_path(tmp_path):
+    with pytest.raises(ValueError, match="path"):
+        plot_confusion(np.eye(8, dtype=int), tmp_path / "missing_dir" / "x.png")

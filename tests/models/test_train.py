@@ -1,0 +1,110 @@
+"""Training end to end on a handful of images, checkpoint/resume, the export's parity, and the ONNX→torch loader."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from models.fetch import model_path  # noqa: E402
+from models.nets import CYDRAL_FEATURE_NODE, OnnxGraphModule, build_multihead_from_cydral  # noqa: E402
+from tests.conftest import UTKFACE, shared_file  # noqa: E402
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def cydral_paths():
+    return model_path("cydral_age", download=False), model_path("cydral_gender", download=False)
+
+
+@pytest.mark.parametrize(("index", "size"), [(0, 64), (1, 32)])
+def test_loader_reproduces_cydral_onnx(cydral_paths, index, size):
+    path = cydral_paths[index]
+    x = (np.random.default_rng(index).random((3, 3, size, size), dtype=np.float32) - 0.5)
+    expected = _session(path).run(None, {"images": x})[0]
+    with torch.no_grad():
+        actual = OnnxGraphModule(path)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+
+def test_age_features_match_between_onnxruntime_and_torch(cydral_paths):
+    from models.train import age_trunk_features
+
+    chips = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    from models.train import to_input
+
+    with torch.no_grad():
+        expected = OnnxGraphModule(cydral_paths[0], output=CYDRAL_FEATURE_NODE)(to_input(torch.from_numpy(chips)))
+    np.testing.assert_allclose(age_trunk_features(cydral_paths[0], chips), expected.numpy(), atol=1e-4)
+
+
+def test_loader_rejects_unknown_output(cydral_paths):
+    with pytest.raises(ValueError, match="not a tensor"):
+        OnnxGraphModule(cydral_paths[0], output="no_such_node")
+
+
+def test_multihead_starts_at_cydral(cydral_paths):
+    net = build_multihead_from_cydral(*cydral_paths).eval()
+    x = np.random.default_rng(1).random((4, 3, 64, 64), dtype=np.float32) - 0.5
+    with torch.no_grad():
+        _, age, gender_logit = net(torch.from_numpy(x))
+        pooled = torch.nn.functional.avg_pool2d(torch.from_numpy(x), 2).numpy()
+    cydral_age = _session(cydral_paths[0]).run(None, {"images": x})[0] @ np.r_[0.25, np.arange(1, 81)]
+    p_female = _session(cydral_paths[1]).run(None, {"images": pooled})[0][:, 0]
+    np.testing.assert_allclose(age.numpy(), cydral_age, atol=0.1)
+    np.testing.assert_allclose(torch.sigmoid(gender_logit).numpy(), p_female, atol=1e-4)
+
+
+def test_tiny_training_resume_and_export(tmp_path):
+    shared_file("data", "utkface", "UTKFace")
+    from export.torch_onnx import PARITY_TOLERANCE_FP32, export_with_parity
+    from models.registry import Trained, get_spec
+    from models.train import OUTPUT_NAMES, TrainConfig, predict_chips, train
+
+    config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+                         out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1)
+    model, summary = train(config)
+    assert len(summary["history"]) == 1 and (tmp_path / "run" / "last.pt").is_file()
+    assert np.isfinite(summary["history"][0]["loss_total"])
+    # Resume: extends to 2 epochs, training only the second one.
+    longer = dataclasses.replace(config, epochs=2)
+    model, summary = train(longer, resume=True)
+    assert [entry["epoch"] for entry in summary["history"]] == [1, 2]
+    with pytest.raises(ValueError, match="different settings"):
+        train(dataclasses.replace(config, lr=0.5), resume=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(dataclasses.replace(config, run_dir=str(tmp_path / "empty")), resume=True)
+
+    onnx_path = tmp_path / "out" / "m.onnx"
+    difference = export_with_parity(model, onnx_path, 64, OUTPUT_NAMES)
+    assert difference < PARITY_TOLERANCE_FP32
+    exported = onnx.load(str(onnx_path))
+    assert [o.name for o in exported.graph.output] == list(OUTPUT_NAMES)
+    assert exported.opset_import[0].version == 17
+
+    # The export decodes through the runtime wrapper like the torch model's own outputs.
+    from stream.classify import MultiHeadClassifier
+    from stream.types import AGE_GROUP_PROBS, AGE_YEARS, P_FEMALE
+
+    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(onnx_path)),))
+    classifier = MultiHeadClassifier(spec, _session(onnx_path))
+    chips = np.random.default_rng(2).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    out = classifier.predict(chips)
+    expected = predict_chips(model, chips)
+    np.testing.assert_allclose(out[AGE_YEARS], expected["age"], atol=1e-3)
+    np.testing.assert_allclose(out[P_FEMALE], expected["p_female"], atol=1e-4)
+    np.testing.assert_allclose(out[AGE_GROUP_PROBS], expected["group_probs"], atol=1e-4)
+
+
+def test_bad_export_sample():
+    from export.torch_onnx import export_onnx
+
+    with pytest.raises(ValueError, match="sample"):
+        export_onnx(torch.nn.Identity(), torch.zeros(3, 8, 8), ["y"])

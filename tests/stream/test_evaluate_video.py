@@ -1,0 +1,195 @@
+"""Labelled-video generator and metrics: hand-checked values on tiny inputs, one short end-to-end run."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from stream import evaluate_video as ev
+from tests.conftest import shared_file
+
+
+def _pred(ids, boxes, groups=None, genders=None):
+    n = len(ids)
+    return {"track_id": np.asarray(ids, np.int64), "xyxy": np.asarray(boxes, np.float32).reshape(-1, 4),
+            "shown_group": np.asarray(groups if groups is not None else [-1] * n, np.int32),
+            "shown_gender": np.asarray(genders if genders is not None else [-1] * n, np.int8)}
+
+
+def _gt(ids, boxes, vis=None):
+    vis = vis if vis is not None else [1.0] * len(ids)
+    return [{"track_id": i, "xyxy": list(b), "visibility": v} for i, b, v in zip(ids, boxes, vis, strict=True)]
+
+
+A, B, C = [0, 0, 10, 10], [20, 0, 30, 10], [50, 50, 60, 60]
+
+
+# ----------------------------------------------------------------------------------- MOT, hand-checked
+
+
+def test_perfect_tracks_score_one():
+    pytest.importorskip("motmetrics")
+    gt = [_gt([1, 2], [A, B])] * 3
+    pred = [_pred([7, 8], [A, B])] * 3
+    m = ev.mot_metrics(gt, pred)
+    assert m["idf1"] == pytest.approx(1.0) and m["mota"] == pytest.approx(1.0)
+    assert (m["id_switches"], m["false_positives"], m["misses"], m["num_gt"]) == (0, 0, 0, 6)
+    assert (m["gt_tracks"], m["pred_tracks"]) == (2, 2)
+
+
+def test_id_switch_hand_computed():
+    pytest.importorskip("motmetrics")
+    # GT 2 is predicted as 8, then as 9. IDF1: the best one-to-one map (1->7, 2->8) has IDTP = 3 of
+    # 4 GT and 4 predicted boxes: 2*3 / (4 + 4) = 0.75. MOTA: 1 - (0 FN + 0 FP + 1 switch) / 4 = 0.75.
+    gt = [_gt([1, 2], [A, B]), _gt([1, 2], [A, B])]
+    pred = [_pred([7, 8], [A, B]), _pred([7, 9], [A, B])]
+    m = ev.mot_metrics(gt, pred)
+    assert m["idf1"] == pytest.approx(0.75) and m["mota"] == pytest.approx(0.75) and m["id_switches"] == 1
+
+
+def test_misses_false_positives_and_ignored_faces():
+    pytest.importorskip("motmetrics")
+    # Frame 0: GT 1 found, GT 2 missed, a false positive at C. Frame 1: GT 2 is barely visible
+    # (ignored) and predicted: neither a miss nor a false positive.
+    gt = [_gt([1, 2], [A, B]), _gt([1, 2], [A, B], vis=[1.0, 0.2])]
+    pred = [_pred([7, 9], [A, C]), _pred([7, 8], [A, B])]
+    m = ev.mot_metrics(gt, pred)
+    assert (m["num_gt"], m["misses"], m["false_positives"], m["id_switches"]) == (3, 1, 1, 0)
+    assert m["mota"] == pytest.approx(1 - 2 / 3)
+    # IDTP 2 (GT 1 both frames), GT boxes 3, predicted boxes counted 3: 4 / 6.
+    assert m["idf1"] == pytest.approx(4 / 6)
+
+
+def test_frame_counts_must_agree():
+    pytest.importorskip("motmetrics")
+    with pytest.raises(ValueError, match="pred_frames"):
+        ev.mot_metrics([_gt([1], [A])], [])
+
+
+def test_match_frame_prefers_best_overlap():
+    gt = np.asarray([A, B], np.float32)
+    pred = np.asarray([[21, 0, 31, 10], [1, 0, 11, 10], C], np.float32)
+    assert sorted(ev.match_frame(gt, pred)) == [(0, 1), (1, 0)]
+    assert ev.match_frame(gt, np.empty((0, 4), np.float32)) == []
+
+
+# ---------------------------------------------------------------------------------- flicker and labels
+
+
+def test_flicker_counts_changes_after_first_label():
+    # Track 1 shows -, 0, 0, 1, -, 1, 0: two changes over labelled frames 1..6 (6 frames at 1 fps).
+    groups = [-1, 0, 0, 1, -1, 1, 0]
+    frames = [_pred([1], [A], [g]) for g in groups]
+    f = ev.flicker(frames, fps=1.0)
+    assert f["changes"] == 2 and f["tracks"] == 1
+    assert f["minutes"] == pytest.approx(6 / 60, abs=1e-4)
+    assert f["per_track_per_min"] == pytest.approx(20.0, rel=1e-3)
+    assert ev.flicker([_pred([1], [A])], fps=25)["per_track_per_min"] == 0.0
+    with pytest.raises(ValueError, match="fps"):
+        ev.flicker(frames, fps=0)
+
+
+def test_label_metrics_hand_made():
+    # GT track 1: 25 years (group 2 "21-30"), female. 4 frames; labels from frame 1 on: right, right, wrong.
+    video = ev.LabelledVideo(video=None, gt=None, fps=2.0, size=(100, 100),
+                             tracks=[{"track_id": 1, "age": 25, "gender": 1, "file": "x.jpg"}],
+                             frames=[_gt([1], [A])] * 4)
+    trace = ev.PipelineTrace(
+        frames=[_pred([5], [A], [-1], [-1]), _pred([5], [A], [2], [1]), _pred([5], [A], [2], [1]),
+                _pred([5], [A], [3], [0])],
+        raw=[(0, 5, 2, 1, 25.0), (1, 5, 4, 1, 45.0), (3, 5, 3, 0, 33.0), (2, 99, 2, 1, 25.0)], fps=2.0)
+    m = ev.label_metrics(video, trace, source_predictions={1: (2, 0)})
+    assert m["labelled_frames"] == 3
+    assert m["age_group_acc_shown"] == pytest.approx(2 / 3) and m["gender_acc_shown"] == pytest.approx(2 / 3)
+    # Raw: 3 observations on matched faces (track 99 is not in the trace): groups 2, 4, 3 -> 1 right.
+    assert m["raw_classifications"] == 3
+    assert m["age_group_acc_raw"] == pytest.approx(1 / 3) and m["gender_acc_raw"] == pytest.approx(2 / 3)
+    assert m["age_group_acc_source_image"] == 1.0 and m["gender_acc_source_image"] == 0.0
+    assert m["time_to_first_label_s"] == [0.5]
+
+
+def test_visibility_of_stacked_boxes():
+    boxes = np.asarray([[0, 0, 10, 10], [5, 0, 15, 10], [-5, 20, 5, 30]], np.float32)
+    vis = ev._visibility(boxes, 100, 100)
+    assert vis == pytest.approx([0.5, 1.0, 0.5])
+
+
+# ------------------------------------------------------------------------------- generator, end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_video(tmp_path_factory):
+    shared_file("data", "utkface", "UTKFace")
+    out = tmp_path_factory.mktemp("labelled")
+    return ev.generate_video(out, "tiny", seed=3, n_tracks=3, n_frames=24, size=(480, 270), face_px=(48, 90))
+
+
+def test_generated_video_matches_its_ground_truth(tiny_video):
+    capture = cv2.VideoCapture(str(tiny_video.video))
+    decoded = 0
+    while capture.read()[0]:
+        decoded += 1
+    capture.release()
+    data = json.loads(tiny_video.gt.read_text(encoding="utf-8"))
+    assert decoded == data["n_frames"] == len(data["frames"]) == 24
+    assert len(data["tracks"]) == 3 and {t["gender"] for t in data["tracks"]} <= {0, 1}
+    for rows in data["frames"]:
+        for row in rows:
+            x1, y1, x2, y2 = row["xyxy"]
+            assert 0 <= x1 < x2 <= 480 and 0 <= y1 < y2 <= 270
+            assert 0 < row["visibility"] <= 1
+    present = {row["track_id"] for rows in data["frames"] for row in rows}
+    assert present <= {1, 2, 3}
+    assert ev.LabelledVideo.load(tiny_video.gt).frames == data["frames"]
+
+
+def test_generator_is_seeded(tiny_video, tmp_path):
+    again = ev.generate_video(tmp_path, "tiny", seed=3, n_tracks=3, n_frames=24, size=(480, 270), face_px=(48, 90))
+    assert again.frames == tiny_video.frames and again.tracks == tiny_video.tracks
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"n_tracks": 0}, "n_tracks"), ({"n_frames": 1}, "n_frames"), ({"face_px": (8, 20)}, "face_px"),
+     ({"size": (100, 100)}, "too small")],
+)
+def test_generator_rejects_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ev.generate_video(tmp_path, "bad", **kwargs)
+
+
+def test_pipeline_on_generated_video(tiny_video, config):
+    pytest.importorskip("motmetrics")
+    report = ev.evaluate([tiny_video], config)
+    row, pooled = report["videos"][0], report["all"]
+    assert row["frames"] == 24
+    assert 0.0 <= row["idf1"] <= 1.0 and row["mota"] <= 1.0 and row["id_switches"] >= 0
+    assert row["idf1"] == pytest.approx(pooled["idf1"])
+    for key in ("age_group_acc_shown", "gender_acc_shown", "age_group_acc_raw", "gender_acc_raw"):
+        assert row[key] is None or 0.0 <= row[key] <= 1.0
+    assert row["labelled_frames"] <= row["num_gt"]
+    assert pooled["flicker_group"]["per_track_per_min"] >= 0
+    assert set(pooled["targets"]) >= {"idf1>=0.8", "flicker_group<=1/min", "track_age_acc>per_image"}
+
+
+def test_real_clip_stability(config):
+    clip = shared_file("videos", "talking_man_512.mp4")
+    row = ev.evaluate_real_clip(clip, config, max_frames=12)
+    assert row["frames"] == 12 and row["tracks"] >= 1
+    assert row["labelled_frames"] <= row["main_track_frames"] <= 12
+    if row["labelled_frames"]:
+        assert row["age_min"] <= row["age_mean"] <= row["age_max"]
+        assert row["age_std"] >= 0 and row["age_range"] == pytest.approx(row["age_max"] - row["age_min"])
+
+
+def test_cli_json(tmp_path, capsys):
+    shared_file("videos", "talking_man_512.mp4")
+    out = tmp_path / "report.json"
+    assert ev.main(["--no-generated", "--real", "talking_man_512.mp4", "--real-max-frames", "6",
+                    "--json", str(out)]) == 0
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["real"][0]["frames"] == 6 and "real single-person clips" in capsys.readouterr().out
+    assert ev.main(["--size", "bad"]) == 2

@@ -1,0 +1,71 @@
+"""Ctrl-C and SIGTERM mid-run through the real CLI: exit 130/143 and finalized, consistent outputs.
+
+The CLI stops after the frame in flight has reached every sink (see ``STOP_GRACE_S`` in
+``stream/__main__.py``), so the video holds exactly the frames the events file lists.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, shared_file
+from tests.stream.cli_util import child_env, cli_command, probe_video, read_events
+
+CLIP = "expressive_woman_480.mp4"  # 1008 frames: far from its end when the signal comes
+
+
+def _size(path: Path) -> tuple[int, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        context = container.streams.video[0].codec_context
+        return context.width, context.height
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize(("signum", "code", "message"), [
+    (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+    (signal.SIGTERM, 143, "terminated (SIGTERM)"),
+])
+def test_signal_mid_run_finalizes_outputs(tmp_path: Path, signum: int, code: int, message: str) -> None:
+    clip = shared_file("videos", CLIP)
+    out, events, summary = tmp_path / "x.mp4", tmp_path / "e.jsonl", tmp_path / "s.json"
+    command = cli_command("--source", str(clip), "--output", str(out), "--events", str(events),
+                          "--summary", str(summary))
+    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(events) < 20:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the run produced no 20 events within 60 s"
+            time.sleep(0.01)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, stderr
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
+    assert message in stderr
+    records = read_events(events)  # every line is complete JSON
+    assert 20 <= len(records) < 1008
+    assert [r["frame"] for r in records] == list(range(len(records)))
+    frames, width, height = probe_video(out)  # playable: index written, every packet decodes
+    assert frames == len(records)
+    assert (width, height) == _size(clip)
+    # A stop between frames also writes the summary of the frames processed.
+    assert json.loads(summary.read_text())["frames"] == len(records)
