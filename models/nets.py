@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from stream.types import AGE_GROUPS
+from stream.types import AGE_GROUPS, age_group_index
 
 #: Age bins of the regression head's distribution (DLDL): whole years 0..100, so "80+" can be said.
 AGE_BINS = 101
@@ -163,6 +163,12 @@ class MultiHeadNet(nn.Module):
         age_init: ``(weights (age_dim, 81), bias (81,))`` of the pretrained age classifier, or None.
         gender_init: ``(hidden_w (gender_dim, 16), hidden_b (16,), scalar, out_w (16, 2), out_b (2,))`` of the
             pretrained gender classifier (outputs ``[female, male]``), or None.
+
+    Attributes:
+        group_mix: Inference-time blend of the two age views in ``group_logits``: 0 gives the group head alone
+            (trained with class weights, so it favours rare groups); ``m > 0`` gives
+            ``log((1 - m) * softmax(group_head) + m * P(group | age distribution))``, log-probabilities, which the
+            runtime's softmax returns unchanged. Not a trained weight; set before export.
     """
 
     def __init__(self, age_trunk: nn.Module, gender_trunk: nn.Module, age_dim: int = 256, gender_dim: int = 4096,
@@ -184,6 +190,9 @@ class MultiHeadNet(nn.Module):
         self.age_residual = nn.Sequential(nn.Linear(joint, 128), nn.ReLU(inplace=True), nn.Linear(128, AGE_BINS))
         self.gender_head = nn.Linear(joint, 1)
         self.register_buffer("bin_ages", torch.arange(AGE_BINS, dtype=torch.float32), persistent=False)
+        bin_groups = torch.from_numpy(age_group_index(np.arange(AGE_BINS)))
+        self.register_buffer("bin_to_group", F.one_hot(bin_groups, len(AGE_GROUPS)).float(), persistent=False)
+        self.group_mix = 0.0
         with torch.no_grad():
             nn.init.zeros_(self.age_residual[2].weight)
             nn.init.zeros_(self.age_residual[2].bias)
@@ -223,9 +232,15 @@ class MultiHeadNet(nn.Module):
         joint = torch.cat([age_feat, hidden], dim=1)
         dropped = self.dropout(joint)
         age_logits = self.age_head(dropped) + self.age_residual(dropped)
-        age = (torch.softmax(age_logits, dim=1) * self.bin_ages).sum(dim=1)
+        age_probs = torch.softmax(age_logits, dim=1)
+        age = (age_probs * self.bin_ages).sum(dim=1)
+        group_logits = self.group_head(dropped)
+        if self.group_mix > 0:
+            mixed = (1 - self.group_mix) * torch.softmax(group_logits, dim=1) + self.group_mix * (
+                age_probs @ self.bin_to_group)
+            group_logits = torch.log(mixed.clamp_min(1e-12))
         return {
-            "group_logits": self.group_head(dropped),
+            "group_logits": group_logits,
             "age": age,
             "gender_logit": self.gender_head(dropped).squeeze(1),
             "age_logits": age_logits,

@@ -49,6 +49,10 @@ MEAN_RGB = (122.782, 117.001, 104.298)
 STD_RGB = (256.0, 256.0, 256.0)
 
 
+#: Settings a resumed run may change: the epoch count (to extend a run) and inference-time settings.
+_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "fp16")
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a run (stored in each checkpoint and in the card)."""
@@ -72,6 +76,7 @@ class TrainConfig:
     limit: int = 0
     threads: int = 0
     fp16: bool = False
+    group_mix: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -216,7 +221,10 @@ def predict_chips(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray |
             parts["group_probs"].append(torch.softmax(out["group_logits"], 1).numpy())
             parts["age"].append(out["age"].numpy())
             parts["p_female"].append(torch.sigmoid(out["gender_logit"]).numpy())
-    return {k: np.concatenate(v) if v else np.zeros(0, np.float32) for k, v in parts.items()}
+    if not len(chips):
+        return {"group_probs": np.zeros((0, len(AGE_GROUPS)), np.float32), "age": np.zeros(0, np.float32),
+                "p_female": np.zeros(0, np.float32)}
+    return {k: np.concatenate(v) for k, v in parts.items()}
 
 
 def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray, age: np.ndarray,
@@ -224,6 +232,8 @@ def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray, age:
     """Validation figures on cached chips (the full runtime-path evaluation runs after export)."""
     from models.metrics import classification_report, confusion_matrix
 
+    if not len(chips):
+        return dict.fromkeys(("mae", "group_accuracy", "macro_f1", "f1_80plus", "gender_accuracy"), float("nan"))
     pred = predict_chips(model, chips, features)
     matrix = confusion_matrix(age_group_index(age), pred["group_probs"].argmax(1), len(AGE_GROUPS))
     report = classification_report(matrix)
@@ -293,7 +303,8 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
             raise ValueError(f"resume: no checkpoint at {checkpoint}")
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         # Only the number of epochs may change on resume (to extend a run); anything else would mix two runs.
-        changed = sorted(k for k, v in asdict(config).items() if k != "epochs" and state["config"].get(k) != v)
+        changed = sorted(k for k, v in asdict(config).items()
+                         if k not in _RESUME_MAY_CHANGE and state["config"].get(k) != v)
         if changed:
             raise ValueError(f"resume: checkpoint {checkpoint} was made with different settings: {changed}")
         model.load_state_dict(state["model"])
@@ -330,7 +341,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
             scaler.update()
             scheduler.step()
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
             if step % 5 == 0 or step == steps_per_epoch - 1:
                 _progress(epoch, config.epochs, step + 1, steps_per_epoch, started, sums["total"] / (step + 1))
         sys.stderr.write("\n")
@@ -349,6 +360,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
         torch.save(state, run_dir / "last.part")
         (run_dir / "last.part").replace(checkpoint)
     model.cpu().eval()
+    model.group_mix = config.group_mix
     summary = {"n_train": len(train_idx), "n_val": len(val_idx), "history": history,
                "train_seconds": round(train_seconds, 1), "device": device.type,
                "detector_misses_all": int((~cache["detected"]).sum()), "threads": torch.get_num_threads()}
@@ -444,7 +456,12 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; {summary['device']}, "
         f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training.",
         f"- Re-train (same result up to thread-level float nondeterminism): `python -m models.train --data "
-        f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs}`.",
+        f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs} --group-mix "
+        f"{config.group_mix}` (chips and age-trunk features are cached under `{config.cache}`).",
+        f"- `group_logits` blend (`MultiHeadNet.group_mix` = {config.group_mix}): "
+        + ("the group head alone." if config.group_mix == 0 else
+           f"log((1 - {config.group_mix})·softmax(group head) + {config.group_mix}·P(group | age distribution)); "
+           "the class-weighted group head favours rare groups, the age distribution follows the data's prior."),
         "",
         "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
         "",

@@ -127,3 +127,61 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, template: str, size: i
             chips[i] = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR,
                                       borderMode=cv2.BORDER_REPLICATE)
     return chips
+
+
+#: Alignment modes: the 5-point similarity onto each classifier's template (default), or the seed
+#: "Age and Gender" app's rule, kept for comparison (``python -m models.evaluate --alignment seed_upright``).
+ALIGNMENT_MODES = ("similarity", "seed_upright")
+SEED_TILT_THRESHOLD_DEG = 11.25
+
+
+def crop_upright(
+    image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, size: int,
+    tilt_threshold_deg: float = SEED_TILT_THRESHOLD_DEG,
+) -> np.ndarray:
+    """The seed app's chips: rotate the face upright only when its eye line tilts more than
+    ``tilt_threshold_deg``, then crop the detector box and resize it (stretching) to ``size``.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR frame.
+        xyxy: ``(n, 4)`` face boxes in frame pixels.
+        landmarks: ``(n, 5, 2)`` landmarks (only the eyes are used).
+        size: Chip side in pixels.
+        tilt_threshold_deg: Smallest eye-line tilt that triggers the rotation.
+
+    Returns:
+        ``(n, size, size, 3)`` uint8 BGR chips.
+    """
+    chips = np.zeros((len(xyxy), size, size, 3), np.uint8)
+    height, width = image.shape[:2]
+    for i, (box, points) in enumerate(zip(np.asarray(xyxy, np.float64), np.asarray(landmarks, np.float64))):
+        x1, y1, x2, y2 = np.clip(box, 0, [width, height, width, height])
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        source = image
+        if np.isfinite(points[:2]).all():
+            dx, dy = points[1] - points[0]
+            angle = float(np.degrees(np.arctan2(dy, dx)))
+            if abs(angle) > tilt_threshold_deg:
+                # Rotate about the box centre so the eyes are level; the box itself stays put.
+                rotation = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), angle, 1.0)
+                source = cv2.warpAffine(image, rotation, (width, height), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_REPLICATE)
+        crop = source[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
+        interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
+        chips[i] = cv2.resize(crop, (size, size), interpolation=interpolation)
+    return chips
+
+
+def align_chips(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, template: str, size: int,
+                mode: str = "similarity") -> np.ndarray:
+    """Chips for one classifier by alignment mode (see :data:`ALIGNMENT_MODES`).
+
+    Raises:
+        ValueError: Unknown mode.
+    """
+    if mode == "similarity":
+        return align_faces(image, landmarks, template, size)
+    if mode == "seed_upright":
+        return crop_upright(image, xyxy, landmarks, size)
+    raise ValueError(f"unknown alignment mode {mode!r}; valid: {', '.join(ALIGNMENT_MODES)}")

@@ -18,10 +18,12 @@ How it measures:
   ``--minutes 1``), after a warm-up (``--warmup-s``) whose start-up burst is reported apart, plus the
   slope of a line fitted to every sample. "grows" when the last window's p50 exceeds the first's by more
   than max(10 ms, 20 %).
-* **Reconnection**: the camera is SIGKILLed and restarted on the same port after ``--outage-s``, and
-  frozen with SIGSTOP for ``--freeze-s`` then thawed with SIGCONT; each time, the delay from the camera
-  being back (``READY`` printed / SIGCONT sent) to the first frame stamped after that instant reaching
-  the sink. These follow the ``source.*`` timeouts and backoff of the config (``--set`` to try others).
+* **Reconnection** (``--outages``, default ``kill:3,freeze:3,freeze:12``, each ``--repeats`` times): the
+  camera is SIGKILLed and restarted on the same port after N s, or frozen with SIGSTOP for N s then thawed
+  with SIGCONT; each time, the delay from the camera being back (``READY`` printed / SIGCONT sent) to the
+  first frame stamped after that instant reaching the sink. A short freeze resumes on the same connection;
+  one longer than the stall detection (up to 2 x ``source.read_timeout_s``) makes the grabber reconnect.
+  These follow the ``source.*`` timeouts and backoff of the config (``--set`` to try others).
 
 Needs the Debian packages of :mod:`stream.stamped_rtsp_server` (see ``.ci/run``). Prints a table;
 ``--json OUT`` writes every figure.
@@ -230,31 +232,63 @@ def summarize_latency(
 
 
 def _measure_outages(
-    server: CameraServer, sink: StampSink, kinds: list[str], repeats: int, outage_s: float, freeze_s: float
+    server: CameraServer, sink: StampSink, outages: list[tuple[str, float]], repeats: int
 ) -> dict[str, list[float | None]]:
-    """Kill/restart and freeze/thaw the camera; seconds from it being back to a fresh frame at the sink."""
-    results: dict[str, list[float | None]] = {kind: [] for kind in kinds}
-    for kind in kinds:
+    """Kill/restart and freeze/thaw the camera; seconds from it being back to a fresh frame at the sink.
+
+    Args:
+        server: The camera.
+        sink: The sink that sees the annotated frames.
+        outages: ``("kill", seconds down)`` or ``("freeze", seconds frozen)`` items.
+        repeats: Outages of each item.
+
+    Returns:
+        ``{"kill 3 s": [delay s or None, ...], "freeze 12 s": [...]}``.
+    """
+    results: dict[str, list[float | None]] = {}
+    for kind, seconds in outages:
+        label = f"{kind} {seconds:g} s"
+        delays = results.setdefault(label, [])
         for attempt in range(repeats):
             # Steady streaming first, so each outage starts from the same state.
             if sink.wait_for_capture_after(time.monotonic() + 1.0, timeout_s=60.0) is None:
-                logger.warning("no frames before %s #%d; skipping it", kind, attempt + 1)
-                results[kind].append(None)
+                logger.warning("no frames before %s #%d; skipping it", label, attempt + 1)
+                delays.append(None)
                 continue
             if kind == "kill":
                 server.kill()
-                time.sleep(outage_s)
+                time.sleep(seconds)
                 server.start()
             else:
                 server.signal(signal.SIGSTOP)
-                time.sleep(freeze_s)
+                time.sleep(seconds)
                 server.signal(signal.SIGCONT)
             back_at = time.monotonic()
             arrived = sink.wait_for_capture_after(back_at, timeout_s=120.0)
-            results[kind].append(None if arrived is None else round(arrived - back_at, 2))
-            logger.info("%s #%d: first fresh frame %s s after the camera was back", kind, attempt + 1,
-                        results[kind][-1])
+            delays.append(None if arrived is None else round(arrived - back_at, 2))
+            logger.info("%s #%d: first fresh frame %s s after the camera was back", label, attempt + 1, delays[-1])
     return results
+
+
+def parse_outages(text: str) -> list[tuple[str, float]]:
+    """``"kill:3,freeze:12"`` -> ``[("kill", 3.0), ("freeze", 12.0)]``; ``"none"`` -> ``[]``.
+
+    Raises:
+        ValueError: An item is not ``kill:SECONDS`` or ``freeze:SECONDS`` with SECONDS > 0.
+    """
+    plan: list[tuple[str, float]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if item == "none":
+            continue
+        kind, _, seconds = item.partition(":")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if kind not in ("kill", "freeze") or not value > 0:
+            raise ValueError(f"--outages item {item!r} must be kill:SECONDS or freeze:SECONDS with SECONDS > 0")
+        plan.append((kind, value))
+    return plan
 
 
 def _shared_clip(name: str) -> Path:
@@ -270,9 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"clip the camera loops (default ../shared/videos/{DEFAULT_CLIP}; W % 32 == 0)")
     parser.add_argument("--warmup-s", type=float, default=5.0, help="start-up seconds left out of the windows")
     parser.add_argument("--repeats", type=int, default=3, help="outages of each kind")
-    parser.add_argument("--outage-s", type=float, default=3.0, help="how long the killed camera stays down")
-    parser.add_argument("--freeze-s", type=float, default=8.0, help="how long the camera is frozen (SIGSTOP)")
-    parser.add_argument("--outages", default="kill,freeze", help="comma-separated: kill, freeze, or none")
+    parser.add_argument("--outages", default="kill:3,freeze:3,freeze:12",
+                        help="comma-separated KIND:SECONDS, KIND kill (SIGKILL, restart after SECONDS) or freeze "
+                        "(SIGSTOP for SECONDS, then SIGCONT); 'none' to skip. A freeze shorter than the stall "
+                        "detection (up to 2 x source.read_timeout_s) resumes on the same connection")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="config override, as for python -m stream (repeatable)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
@@ -302,11 +337,9 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"windows of {latency['window_s']:g} s; drift {_fmt(latency['drift_ms_per_min'], ' ms/min')}; "
           f"latency {verdict}")
     if report["outages"]:
-        print(f"\n{'outage':<28}{'back -> first fresh frame at the sink (s)':<44}")
-        for kind, delays in report["outages"].items():
-            what = (f"kill, down {report['outage_s']:g} s" if kind == "kill"
-                    else f"freeze {report['freeze_s']:g} s")
-            print(f"{what:<28}{', '.join(_fmt(d) for d in delays):<44}")
+        print(f"\n{'outage':<16}{'camera back -> first fresh frame at the sink (s)'}")
+        for label, delays in report["outages"].items():
+            print(f"{label:<16}{', '.join(_fmt(d) for d in delays)}")
         print(f"source config: {report['source_config']}")
 
 
@@ -318,9 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     from stream.pipeline import Pipeline, run
     from stream.sources import SourceError, SourceOptions, open_source
 
-    kinds = [k for k in args.outages.split(",") if k and k != "none"]
-    if args.minutes <= 0 or args.repeats < 0 or set(kinds) - {"kill", "freeze"}:
-        sys.stderr.write("error: --minutes must be > 0, --repeats >= 0, --outages from kill,freeze,none\n")
+    try:
+        outage_plan = parse_outages(args.outages)
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    if args.minutes <= 0 or args.repeats < 0:
+        sys.stderr.write("error: --minutes must be > 0 and --repeats >= 0\n")
         return 2
     clip = args.clip or _shared_clip(DEFAULT_CLIP)
     if not clip.is_file():
@@ -354,15 +391,14 @@ def main(argv: list[str] | None = None) -> int:
             samples = list(sink.samples)
             frames_dropped = source.frames_dropped
             outages: dict[str, list[float | None]] = {}
-            if kinds and args.repeats:
+            if outage_plan and args.repeats:
                 print("measuring reconnection after camera kill/freeze ...", flush=True)
                 done = threading.Event()
                 measured: dict[str, Any] = {}
 
                 def control() -> None:
                     try:
-                        measured.update(_measure_outages(server, sink, kinds, args.repeats, args.outage_s,
-                                                         args.freeze_s))
+                        measured.update(_measure_outages(server, sink, outage_plan, args.repeats))
                     finally:
                         done.set()
 
@@ -393,8 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         "unreadable_stamps": sink.unreadable,
         "stage_ms_per_frame": result.stage_ms,
         "latency": summarize_latency(samples, started, ended, args.warmup_s),
-        "outage_s": args.outage_s,
-        "freeze_s": args.freeze_s,
         "outages": outages,
         "source_config": as_kwargs(config.source),
         "load_before": load_before,

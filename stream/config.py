@@ -138,9 +138,11 @@ class ClassifierConfig:
     age_model: str = "cydral_age"
     gender_model: str = "cydral_gender"
     max_batch_size: int = 32
+    alignment: str = "similarity"
 
     def validate(self) -> None:
         _check_range("classifier", "max_batch_size", self.max_batch_size, 1, 4096)
+        _check_choice("classifier", "alignment", self.alignment, ("similarity", "seed_upright"))
 
 
 @dataclass(frozen=True)

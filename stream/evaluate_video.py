@@ -46,7 +46,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream.types import AGE_GROUPS, AGE_YEARS, LABEL_READY, P_FEMALE, SHOWN_GROUP, Frame, age_group_index
+from stream.types import AGE_GROUPS, AGE_YEARS, LABEL_READY, P_FEMALE, SHOWN_GROUP, Faces, Frame, age_group_index
 
 IOU_THRESHOLD = 0.5
 #: GT faces less visible than this are ignore regions for the MOT metrics and never need a label.
@@ -239,7 +239,7 @@ def generate_video(
                              "visibility": round(float(v), 3)})
             frames_gt.append(rows)
             frame_image = np.ascontiguousarray(image[pad:pad + height, pad:pad + width])
-            sink.write(Frame(t, t / fps, frame_image), _no_faces())
+            sink.write(Frame(t, t / fps, frame_image), Faces.empty())
     present: dict[int, list[int]] = defaultdict(list)
     for t, rows in enumerate(frames_gt):
         for row in rows:
@@ -255,12 +255,6 @@ def generate_video(
                "n_frames": n_frames, "seed": seed, "tracks": tracks, "frames": frames_gt}
     gt_path.write_text(json.dumps(payload) + "\n", encoding="utf-8")
     return LabelledVideo(video_path, gt_path, fps, (width, height), tracks, frames_gt)
-
-
-def _no_faces() -> Any:
-    from stream.types import Faces
-
-    return Faces.empty()
 
 
 def generate_set(out_dir: str | Path, *, videos: int = 4, seed: int = 0, reuse: bool = True,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from models.registry import get_spec
-from stream.align import align_faces
+from stream.align import align_chips
 from stream.analytics import Totals, track_record
 from stream.annotate import Annotator
 from stream.classify import OnnxClassifier, build_classifiers
@@ -101,7 +101,8 @@ class Pipeline:
         estimates: dict[str, np.ndarray] = {}
         for classifier in self.classifiers:
             start = time.perf_counter()
-            chips = align_faces(frame.image, faces.landmarks, classifier.template, classifier.chip_size)
+            chips = align_chips(frame.image, faces.xyxy, faces.landmarks, classifier.template, classifier.chip_size,
+                                self.config.classifier.alignment)
             mid = time.perf_counter()
             estimates.update(classifier.predict(chips))
             self.timer.add("align", mid - start)

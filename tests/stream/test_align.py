@@ -75,3 +75,25 @@ def test_non_finite_landmarks_give_blank_chips_and_shapes():
     assert align_faces(image, np.zeros((0, 5, 2)), "arcface", 32).shape == (0, 32, 32, 3)
     with pytest.raises(ValueError, match=r"landmarks must have shape \(n, 5, 2\)"):
         align_faces(image, np.zeros((5, 2)), "arcface", 32)
+
+
+def test_seed_upright_rotates_only_past_the_threshold():
+    from stream.align import align_chips
+
+    image = np.zeros((200, 200, 3), np.uint8)
+    image[90:110, :] = 255  # a horizontal bar through the box centre
+    box = np.array([[50, 50, 150, 150]], np.float32)
+
+    def eyes_at(angle_deg):
+        t = np.deg2rad(angle_deg)
+        d = 30 * np.array([np.cos(t), np.sin(t)])
+        pts = np.full((1, 5, 2), 100.0, np.float32)
+        pts[0, 0], pts[0, 1] = np.array([100, 100]) - d, np.array([100, 100]) + d
+        return pts
+
+    level = align_chips(image, box, eyes_at(5), "dlib_chip", 50, mode="seed_upright")[0]
+    assert level[25, :, 0].min() == 255  # 5 degrees: no rotation, the bar stays horizontal
+    tilted = align_chips(image, box, eyes_at(30), "dlib_chip", 50, mode="seed_upright")[0]
+    assert tilted[25, :, 0].min() < 128  # 30 degrees: rotated upright, so the bar now crosses diagonally
+    with pytest.raises(ValueError, match="unknown alignment mode"):
+        align_chips(image, box, eyes_at(0), "dlib_chip", 50, mode="x")

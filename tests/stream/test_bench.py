@@ -65,15 +65,16 @@ def test_scaling_rows_and_streams(report):
     faces = [row["faces"] for row in report["scaling"]]
     assert faces == [1, 3]
     for row in report["scaling"]:
-        assert row["fps"] > 0 and row["every_frame_fps"] > 0
-        assert row["classify_ms"] >= 0
+        assert row["fps"] > 0 and row["fps_start"] > 0 and row["every_frame_fps"] > 0
+        assert row["fps_steady"] is None  # 4 frames are all "start"
+        assert row["classify_ms"] >= 0 and row["classified_per_frame"] <= row["faces"]
     assert report["fps_kept_1_to_max_faces"] == pytest.approx(
         report["scaling"][-1]["fps"] / report["scaling"][0]["fps"], rel=0.01)
     streams = report["streams"]
     assert streams["streams"] == 2 and len(streams["per_stream_fps"]) == 2
     assert streams["frames"] == 12 and streams["aggregate_fps"] > 0
     assert set(report["targets"]) == {"pipeline_over_decode>=0.5", "speedup_over_peer>=10",
-                                      "fps_at_32_faces>=0.5*fps_at_1"}
+                                      "fps_at_32_faces>=0.5*fps_at_1", "steady_fps_at_32_faces>=0.5*fps_at_1"}
 
 
 def test_missing_peer_degrades(monkeypatch):

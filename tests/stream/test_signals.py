@@ -10,12 +10,19 @@ import json
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from stream.__main__ import STOP_GRACE_S
 from tests.conftest import REPO, shared_file
+from tests.stream import test_sources_rtsp as rtsp
 from tests.stream.cli_util import child_env, cli_command, probe_video, read_events
+
+# The real RTSP test server (GStreamer) and its fixtures, shared with the live-source tests.
+rtsp_ready = rtsp.rtsp_ready
+start_server = rtsp.start_server
 
 CLIP = "expressive_woman_480.mp4"  # 1008 frames: far from its end when the signal comes
 
@@ -69,3 +76,39 @@ def test_signal_mid_run_finalizes_outputs(tmp_path: Path, signum: int, code: int
     assert (width, height) == _size(clip)
     # A stop between frames also writes the summary of the frames processed.
     assert json.loads(summary.read_text())["frames"] == len(records)
+
+
+def test_signal_while_blocked_on_a_silent_camera_stops_within_the_grace_period(
+    start_server: Callable[..., rtsp.RtspServer], tmp_path: Path
+) -> None:
+    # The camera freezes: the run waits inside the source for a frame that does not come, so it cannot
+    # reach the end of a frame; the signal must still end it, after STOP_GRACE_S, with finalized outputs.
+    server = start_server()
+    out, events = tmp_path / "x.mp4", tmp_path / "e.jsonl"
+    command = cli_command("--source", server.url(), "--output", str(out), "--events", str(events),
+                          "--set", "source.read_timeout_s=30")
+    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(events) < 10:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the run produced no 10 events within 60 s"
+            time.sleep(0.01)
+        server.pause()
+        time.sleep(1.0)  # the frames already in flight are processed; then the run waits for the camera
+        sent_at = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent_at
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
+    assert STOP_GRACE_S <= took < STOP_GRACE_S + 3.0
+    records = read_events(events)
+    frames, width, height = probe_video(out)
+    assert frames == len(records) >= 10
+    assert (width, height) == (512, 512)
