@@ -53,7 +53,9 @@ class _StopSignals:
 
     def install(self) -> dict[int, Any]:
         """Install the handlers; returns the previous ones for :meth:`restore`."""
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous: dict[int, Any] = {
+            signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         if self._has_timer:
             previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
         return previous

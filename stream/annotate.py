@@ -55,18 +55,20 @@ class Annotator:
         self.font_scale = font_scale
         self.show_stats = show_stats
 
-    def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None) -> np.ndarray:
-        """Annotated copy of ``image``.
+    def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None, *, in_place: bool = False) -> np.ndarray:
+        """Draw the overlay.
 
         Args:
-            image: ``(H, W, 3)`` uint8 BGR frame (not modified).
+            image: ``(H, W, 3)`` uint8 BGR frame.
             faces: Faces with labels from the track book.
             fps: Processing rate to show, if known.
+            in_place: Draw on ``image`` itself (the pipeline does: a 1080p copy costs ~3 ms a frame and
+                nothing needs the clean frame afterwards); otherwise on a copy.
 
         Returns:
             ``(H, W, 3)`` uint8 BGR annotated image.
         """
-        out = image.copy()
+        out = image if in_place else image.copy()
         h = out.shape[0]
         scale = self.font_scale or max(0.4, h / 1400)
         thick = max(1, round(scale * 2))

@@ -40,6 +40,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -154,8 +155,15 @@ class CameraServer:
         return f"rtsp://127.0.0.1:{self.port}/stream"
 
     def start(self, timeout_s: float = 60.0) -> None:
-        command = [SYSTEM_PYTHON, "-m", "stream.stamped_rtsp_server", "--port", str(self.port),
-                   "--clip", str(self.clip)]
+        command = [
+            SYSTEM_PYTHON,
+            "-m",
+            "stream.stamped_rtsp_server",
+            "--port",
+            str(self.port),
+            "--clip",
+            str(self.clip),
+        ]
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.process.stdout is not None
@@ -297,19 +305,33 @@ def _shared_clip(name: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m stream.bench_latency",
-                                     description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m stream.bench_latency", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--minutes", type=float, default=5.0, help="length of the latency run (1 = quick)")
-    parser.add_argument("--clip", type=Path, default=None,
-                        help=f"clip the camera loops (default ../shared/videos/{DEFAULT_CLIP}; W % 32 == 0)")
+    parser.add_argument(
+        "--clip",
+        type=Path,
+        default=None,
+        help=f"clip the camera loops (default ../shared/videos/{DEFAULT_CLIP}; W % 32 == 0)",
+    )
     parser.add_argument("--warmup-s", type=float, default=5.0, help="start-up seconds left out of the windows")
     parser.add_argument("--repeats", type=int, default=3, help="outages of each kind")
-    parser.add_argument("--outages", default="kill:3,freeze:3,freeze:12",
-                        help="comma-separated KIND:SECONDS, KIND kill (SIGKILL, restart after SECONDS) or freeze "
-                        "(SIGSTOP for SECONDS, then SIGCONT); 'none' to skip. A freeze shorter than the stall "
-                        "detection (up to 2 x source.read_timeout_s) resumes on the same connection")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="config override, as for python -m stream (repeatable)")
+    parser.add_argument(
+        "--outages",
+        default="kill:3,freeze:3,freeze:12",
+        help="comma-separated KIND:SECONDS, KIND kill (SIGKILL, restart after SECONDS) or freeze "
+        "(SIGSTOP for SECONDS, then SIGCONT); 'none' to skip. A freeze shorter than the stall "
+        "detection (up to 2 x source.read_timeout_s) resumes on the same connection",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override, as for python -m stream (repeatable)",
+    )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -322,20 +344,26 @@ def _fmt(value: Any, unit: str = "") -> str:
 def print_report(report: dict[str, Any]) -> None:
     """The figures as a table on stdout."""
     latency = report["latency"]
-    print(f"\nlatency of {report['url']} ({report['resolution']}, camera {report['camera_fps']} fps) -> annotated "
-          f"frame at the sink; {report['frames']} frames processed at {report['fps']} fps, "
-          f"{report['frames_dropped']} dropped by the grabber, {report['unreadable_stamps']} stamps unreadable; "
-          f"load avg {report['load_before']} -> {report['load_after']}")
-    print(f"{'window':<22}{'frames':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cam->grab p50':>15}"
-          f"{'grab->sink p50':>16}")
+    print(
+        f"\nlatency of {report['url']} ({report['resolution']}, camera {report['camera_fps']} fps) -> annotated "
+        f"frame at the sink; {report['frames']} frames processed at {report['fps']} fps, "
+        f"{report['frames_dropped']} dropped by the grabber, {report['unreadable_stamps']} stamps unreadable; "
+        f"load avg {report['load_before']} -> {report['load_after']}"
+    )
+    print(
+        f"{'window':<22}{'frames':>8}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cam->grab p50':>15}{'grab->sink p50':>16}"
+    )
     for label, key in (("warm-up", "warmup"), ("first", "first_window"), ("last", "last_window")):
         row = latency[key]
         span = f"{label} {row.get('from_s', 0):g}s+" if key != "warmup" else f"warm-up (first {report['warmup_s']:g} s)"
-        print(f"{span:<22}{row['n']:>8}{_fmt(row['p50_ms']):>9}{_fmt(row['p99_ms']):>9}{_fmt(row['max_ms']):>9}"
-              f"{_fmt(row['grab_p50_ms']):>15}{_fmt(row['process_p50_ms']):>16}")
+        print(
+            f"{span:<22}{row['n']:>8}{_fmt(row['p50_ms']):>9}{_fmt(row['p99_ms']):>9}{_fmt(row['max_ms']):>9}"
+            f"{_fmt(row['grab_p50_ms']):>15}{_fmt(row['process_p50_ms']):>16}"
+        )
     verdict = {True: "GROWS", False: "does not grow", None: "unknown"}[latency["grows"]]
-    print(f"windows of {latency['window_s']:g} s; drift {_fmt(latency['drift_ms_per_min'], ' ms/min')}; "
-          f"latency {verdict}")
+    print(
+        f"windows of {latency['window_s']:g} s; drift {_fmt(latency['drift_ms_per_min'], ' ms/min')}; latency {verdict}"
+    )
     if report["outages"]:
         print(f"\n{'outage':<16}{'camera back -> first fresh frame at the sink (s)'}")
         for label, delays in report["outages"].items():
@@ -345,8 +373,9 @@ def print_report(report: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     from stream.config import ConfigError, as_kwargs, load_config
     from stream.pipeline import Pipeline, run
     from stream.sources import SourceError, SourceOptions, open_source
@@ -372,8 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {error}\n")
         return 2
 
-    log_dir = Path(os.environ.get("TMPDIR", "/tmp"))
-    server = CameraServer(clip, _free_port(), log_dir / f"stamped_rtsp_server.{os.getpid()}.log")
+    log_path = Path(tempfile.gettempdir()) / f"stamped_rtsp_server.{os.getpid()}.log"
+    server = CameraServer(clip, _free_port(), log_path)
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:
         server.start()
@@ -415,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         server.kill()
+        if log_path.is_file() and log_path.stat().st_size == 0:
+            log_path.unlink()
 
     report = {
         "url": server.url,

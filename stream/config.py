@@ -115,13 +115,13 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_faces_per_frame: int = 8
+    max_faces_per_frame: int = 4
     min_face_size: int = 32
     min_score: float = 0.5
     warmup_interval_frames: int = 2
-    refresh_interval_frames: int = 10
-    settled_observations: int = 12
-    settled_interval_frames: int = 60
+    refresh_interval_frames: int = 15
+    settled_observations: int = 10
+    settled_interval_frames: int = 75
 
     def validate(self) -> None:
         _check_range("scheduler", "max_faces_per_frame", self.max_faces_per_frame, 0, 1024)
@@ -172,7 +172,7 @@ class AnnotateConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     video_crf: int = 23
-    video_preset: str = "veryfast"
+    video_preset: str = "ultrafast"
     video_writer_thread: bool = True
     video_queue_size: int = 8
     image_jpeg_quality: int = 95

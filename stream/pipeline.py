@@ -229,8 +229,8 @@ def run(
         now = time.perf_counter()
         recent = [t for t in recent if now - t < 2.0] + [now]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
-        annotated = Frame(frame.index, frame.timestamp, pipeline.annotator.draw(frame.image, faces, fps),
-                          frame.source, frame.name)
+        drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True)
+        annotated = Frame(frame.index, frame.timestamp, drawn, frame.source, frame.name)
         t_draw = time.perf_counter()
         timer.add("draw", t_draw - now)
         for sink in sinks:

@@ -32,13 +32,13 @@ class Scheduler:
     def __init__(
         self,
         *,
-        max_faces_per_frame: int = 8,
+        max_faces_per_frame: int = 4,
         min_face_size: int = 32,
         min_score: float = 0.5,
         warmup_interval_frames: int = 2,
-        refresh_interval_frames: int = 10,
-        settled_observations: int = 12,
-        settled_interval_frames: int = 60,
+        refresh_interval_frames: int = 15,
+        settled_observations: int = 10,
+        settled_interval_frames: int = 75,
     ) -> None:
         for name, value, low in (
             ("max_faces_per_frame", max_faces_per_frame, 0),

@@ -39,6 +39,8 @@ COLUMNS = 20
 ROWS = 2
 MARGIN = 16
 BLACK, WHITE = 16, 235  # limited-range luma
+# A pushing thread whose media refuses frames this long (torn down without "unprepared") ends.
+_REFUSED_LIMIT_S = 10.0
 
 
 def stamp_bits(value_ms: int) -> list[int]:
@@ -70,8 +72,7 @@ def draw_stamp(i420: bytearray, width: int, height: int, value_ms: int) -> None:
 def decode_clip(clip: str, max_frames: int) -> tuple[list[bytes], int, int, int]:
     """The clip's first ``max_frames`` frames as I420 bytes, with ``(width, height, fps)``."""
     pipeline = Gst.parse_launch(
-        f'filesrc location="{clip}" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! '
-        "appsink name=sink sync=false"
+        f'filesrc location="{clip}" ! decodebin ! videoconvert ! video/x-raw,format=I420 ! appsink name=sink sync=false'
     )
     sink = pipeline.get_by_name("sink")
     pipeline.set_state(Gst.State.PLAYING)
@@ -127,6 +128,7 @@ class StampedFactory(GstRtspServer.RTSPMediaFactory):
         period = 1.0 / self.fps
         due = time.monotonic()
         index = 0
+        refused_since: float | None = None
         while not stop.is_set():
             now = time.monotonic()
             if now < due:
@@ -135,9 +137,16 @@ class StampedFactory(GstRtspServer.RTSPMediaFactory):
                 due = now  # frozen or starved: a camera skips ahead, it does not burst old frames
             frame = bytearray(self.frames[index % len(self.frames)])
             draw_stamp(frame, self.width, self.height, int(time.monotonic() * 1000))
-            if appsrc.emit("push-buffer", Gst.Buffer.new_wrapped(bytes(frame))) != Gst.FlowReturn.OK:
-                return  # the client left and the media was torn down
-            index += 1
+            if appsrc.emit("push-buffer", Gst.Buffer.new_wrapped(bytes(frame))) == Gst.FlowReturn.OK:
+                refused_since = None
+                index += 1
+            else:
+                # FLUSHING before the media has started (this thread starts at media-configure, while the
+                # pipeline is still being set up) or after it was torn down: keep the pace and retry, and
+                # end once the media is unprepared or has refused frames for a long time.
+                refused_since = refused_since or time.monotonic()
+                if time.monotonic() - refused_since > _REFUSED_LIMIT_S:
+                    return
             due += period
 
 

@@ -150,7 +150,7 @@ class SinkOptions:
     """
 
     video_crf: int = 23
-    video_preset: str = "veryfast"
+    video_preset: str = "ultrafast"
     video_writer_thread: bool = True
     video_queue_size: int = 8
     image_jpeg_quality: int = 95

@@ -29,11 +29,19 @@ def cli_command(*args: str, log_level: str = "WARNING") -> list[str]:
     return [sys.executable, "-m", "stream", *args, "--log-level", log_level]
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0,
-            log_level: str = "WARNING") -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60.0, log_level: str = "WARNING"
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI to completion from the repo root and capture its output."""
-    return subprocess.run(cli_command(*args, log_level=log_level), cwd=REPO, env=env or child_env(),
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        cli_command(*args, log_level=log_level),
+        cwd=REPO,
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def error_line(stderr: str) -> str:

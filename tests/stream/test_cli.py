@@ -179,8 +179,18 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path: Path, case: Case, expec
 def test_nothing_is_left_behind_by_a_failed_run(tmp_path: Path) -> None:
     # Outputs are probed before the models load; a run that then fails removes the files it created.
     out, summary = tmp_path / "out.mp4", tmp_path / "summary.json"
-    result = run_cli("--source", _clip(), "--output", str(out), "--summary", str(summary), "--detector", "retinaface",
-                     *NO_MODELS, env=child_env(STREAM_MODELS_DIR=str(tmp_path)))
+    result = run_cli(
+        "--source",
+        _clip(),
+        "--output",
+        str(out),
+        "--summary",
+        str(summary),
+        "--detector",
+        "retinaface",
+        *NO_MODELS,
+        env=child_env(STREAM_MODELS_DIR=str(tmp_path)),
+    )
     assert result.returncode == 2 and "not cached" in error_line(result.stderr)
     assert not out.exists() and not summary.exists()
 
@@ -203,8 +213,15 @@ def test_wrong_rtsp_credentials_fail_fast_without_leaking_the_password(
     server = start_server(user="alice", password="Right-Pw-71")
     started = time.monotonic()
     # DEBUG: every log line the run writes is checked for the password, not only the error.
-    result = run_cli("--source", server.url("alice:Wr0ng-Pw-42"), "--set", "source.open_timeout_s=2",
-                     "--events", str(tmp_path / "e.jsonl"), log_level="DEBUG")
+    result = run_cli(
+        "--source",
+        server.url("alice:Wr0ng-Pw-42"),
+        "--set",
+        "source.open_timeout_s=2",
+        "--events",
+        str(tmp_path / "e.jsonl"),
+        log_level="DEBUG",
+    )
     assert time.monotonic() - started < 15
     assert result.returncode == 2, result.stderr
     line = error_line(result.stderr)

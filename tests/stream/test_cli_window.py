@@ -26,9 +26,15 @@ def _env(display: str) -> dict[str, str]:
 def test_show_runs_to_the_end(xvfb_display: str, tmp_path: Path) -> None:
     events = tmp_path / "e.jsonl"
     result = subprocess.run(
-        cli_command("--source", str(shared_file("videos", CLIP)), "--show", "--max-frames", "15",
-                    "--events", str(events)),
-        cwd=REPO, env=_env(xvfb_display), capture_output=True, text=True, timeout=60, check=False,
+        cli_command(
+            "--source", str(shared_file("videos", CLIP)), "--show", "--max-frames", "15", "--events", str(events)
+        ),
+        cwd=REPO,
+        env=_env(xvfb_display),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "error:" not in result.stderr
@@ -40,10 +46,20 @@ def test_q_in_the_window_quits_early_with_finalized_outputs(xvfb_display: str, t
     if xdotool is None:
         pytest.skip("xdotool not installed (apt-get install xdotool)")
     out, events = tmp_path / "x.mp4", tmp_path / "e.jsonl"
-    command = cli_command("--source", str(shared_file("videos", CLIP)), "--show", "--output", str(out),
-                          "--events", str(events), "--set", "output.window_name=cli-window-test")
-    process = subprocess.Popen(command, cwd=REPO, env=_env(xvfb_display), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    command = cli_command(
+        "--source",
+        str(shared_file("videos", CLIP)),
+        "--show",
+        "--output",
+        str(out),
+        "--events",
+        str(events),
+        "--set",
+        "output.window_name=cli-window-test",
+    )
+    process = subprocess.Popen(
+        command, cwd=REPO, env=_env(xvfb_display), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not events.exists() or events.read_bytes().count(b"\n") < 10:

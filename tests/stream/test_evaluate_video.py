@@ -31,7 +31,6 @@ A, B, C = [0, 0, 10, 10], [20, 0, 30, 10], [50, 50, 60, 60]
 
 
 def test_perfect_tracks_score_one():
-    pytest.importorskip("motmetrics")
     gt = [_gt([1, 2], [A, B])] * 3
     pred = [_pred([7, 8], [A, B])] * 3
     m = ev.mot_metrics(gt, pred)
@@ -41,7 +40,6 @@ def test_perfect_tracks_score_one():
 
 
 def test_id_switch_hand_computed():
-    pytest.importorskip("motmetrics")
     # GT 2 is predicted as 8, then as 9. IDF1: the best one-to-one map (1->7, 2->8) has IDTP = 3 of
     # 4 GT and 4 predicted boxes: 2*3 / (4 + 4) = 0.75. MOTA: 1 - (0 FN + 0 FP + 1 switch) / 4 = 0.75.
     gt = [_gt([1, 2], [A, B]), _gt([1, 2], [A, B])]
@@ -51,7 +49,6 @@ def test_id_switch_hand_computed():
 
 
 def test_misses_false_positives_and_ignored_faces():
-    pytest.importorskip("motmetrics")
     # Frame 0: GT 1 found, GT 2 missed, a false positive at C. Frame 1: GT 2 is barely visible
     # (ignored) and predicted: neither a miss nor a false positive.
     gt = [_gt([1, 2], [A, B]), _gt([1, 2], [A, B], vis=[1.0, 0.2])]
@@ -64,7 +61,6 @@ def test_misses_false_positives_and_ignored_faces():
 
 
 def test_frame_counts_must_agree():
-    pytest.importorskip("motmetrics")
     with pytest.raises(ValueError, match="pred_frames"):
         ev.mot_metrics([_gt([1], [A])], [])
 
@@ -162,7 +158,6 @@ def test_generator_rejects_bad_arguments(tmp_path, kwargs, message):
 
 
 def test_pipeline_on_generated_video(tiny_video, config):
-    pytest.importorskip("motmetrics")
     report = ev.evaluate([tiny_video], config)
     row, pooled = report["videos"][0], report["all"]
     assert row["frames"] == 24

@@ -34,8 +34,25 @@ def ffmpeg() -> str:
 
 def _receiver(ffmpeg: str, url: str, frames: int, out: Path) -> subprocess.Popen[str]:
     """An ffmpeg process waiting for a publisher on ``url``; it exits after ``frames`` frames."""
-    command = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-rtsp_flags", "listen",
-               "-listen_timeout", "30", "-i", url, "-frames:v", str(frames), "-c", "copy", "-y", str(out)]
+    command = [
+        ffmpeg,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-rtsp_flags",
+        "listen",
+        "-listen_timeout",
+        "30",
+        "-i",
+        url,
+        "-frames:v",
+        str(frames),
+        "-c",
+        "copy",
+        "-y",
+        str(out),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)  # let it bind; a publisher arriving earlier is refused and simply retried by the sink
     return process
@@ -56,8 +73,15 @@ def test_rtsp_output_is_read_back_with_the_source_resolution(ffmpeg: str, tmp_pa
     received = tmp_path / "received.mp4"
     receiver = _receiver(ffmpeg, url, 10, received)
     try:
-        run = subprocess.run(cli_command("--source", str(clip), "--output", url, "--max-frames", "90"),
-                             cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=60, check=False)
+        run = subprocess.run(
+            cli_command("--source", str(clip), "--output", url, "--max-frames", "90"),
+            cwd=REPO,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         receiver_log = _finish(receiver, timeout=20)
     finally:
         _finish(receiver, timeout=1)
@@ -77,10 +101,21 @@ def test_receiver_going_away_is_reconnected_and_never_stops_the_analysis(
     events = tmp_path / "e.jsonl"
     first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
     receiver = _receiver(ffmpeg, url, 8, first)
-    command = cli_command("--source", server.url(), "--output", url, "--events", str(events), "--max-frames", "150",
-                          "--set", "output.rtsp_reconnect_max_s=0.3")
-    run = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True)
+    command = cli_command(
+        "--source",
+        server.url(),
+        "--output",
+        url,
+        "--events",
+        str(events),
+        "--max-frames",
+        "150",
+        "--set",
+        "output.rtsp_reconnect_max_s=0.3",
+    )
+    run = subprocess.Popen(
+        command, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert receiver.wait(timeout=30) == 0, _finish(receiver, 1)  # got its frames, then hung up
         receiver = _receiver(ffmpeg, url, 8, second)  # the same address comes back

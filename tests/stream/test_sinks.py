@@ -89,7 +89,7 @@ def child_env(**extra: str) -> dict[str, str]:
 
 def test_options_defaults_and_keys():
     options = SinkOptions()
-    assert options.video_crf == 23 and options.video_preset == "veryfast"
+    assert options.video_crf == 23 and options.video_preset == "ultrafast"
     assert options.rtsp_fps == 25.0 and options.rtsp_reconnect_max_s == 8.0 and options.window_name == "faces"
     assert SinkOptions.keys()[:2] == ("video_crf", "video_preset")
     assert isinstance(SinkOptions(rtsp_fps=30).rtsp_fps, float)
@@ -125,7 +125,7 @@ def test_options_coerce_from_mapping_and_dataclass():
 
     assert SinkOptions.coerce({"video_crf": 18}).video_crf == 18
     coerced = SinkOptions.coerce(OutputSection())
-    assert (coerced.video_crf, coerced.window_name, coerced.video_preset) == (30, "w", "veryfast")
+    assert (coerced.video_crf, coerced.window_name, coerced.video_preset) == (30, "w", "ultrafast")
     with pytest.raises(ValueError, match="unknown output option.*bogus"):
         SinkOptions.coerce({"bogus": 1})
     with pytest.raises(TypeError, match="options"):
