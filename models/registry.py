@@ -418,7 +418,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         task="age_gender",
         family="multihead",
         file_name="utk_multihead.onnx",
-        sha256="0000000000000000000000000000000000000000000000000000000000000000",
+        sha256="3473a966e50c4d64d7044795216180cd967e0b46a5ddb3f0e5a8a78f4549213a",
         sources=(Trained("models/weights/utk_multihead.onnx"),),
         input_size=(64, 64),
         color="RGB",
@@ -429,8 +429,9 @@ _MODELS: tuple[ModelSpec, ...] = (
         "gender_logit [N] (sigmoid = P(female))",
         licence="Project weights; non-commercial (trained on UTKFace, non-commercial research only)",
         commercial_use=False,
-        provenance="This project: Cydral age network fine-tuned with age-group, age and gender heads on our "
-        "UTKFace train split (python -m models.train; card models/weights/utk_multihead.md)",
+        provenance="This project: Cydral age trunk (frozen) + Cydral gender trunk (fine-tuned) with new age-group, "
+        "age (0..100) and gender heads, trained on our UTKFace train split (python -m models.train; card "
+        "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
     ),
 )

@@ -67,6 +67,7 @@ class _StopSignals:
             signal.setitimer(signal.ITIMER_REAL, 0)
 
     def restore(self, previous: dict[int, Any]) -> None:
+        """Disarm and put back the handlers :meth:`install` replaced."""
         self.disarm()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

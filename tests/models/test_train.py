@@ -64,7 +64,7 @@ def test_multihead_starts_at_cydral(cydral_paths):
 
 def test_tiny_training_resume_and_export(tmp_path):
     shared_file("data", "utkface", "UTKFace")
-    from export.torch_onnx import PARITY_TOLERANCE_FP32, export_with_parity
+    from export.torch_onnx import PARITY_TOLERANCE_FP16, PARITY_TOLERANCE_FP32, export_with_parity
     from models.registry import Trained, get_spec
     from models.train import OUTPUT_NAMES, TrainConfig, predict_chips, train
 
@@ -88,6 +88,10 @@ def test_tiny_training_resume_and_export(tmp_path):
     exported = onnx.load(str(onnx_path))
     assert [o.name for o in exported.graph.output] == list(OUTPUT_NAMES)
     assert exported.opset_import[0].version == 17
+    # Weights-only fp16: half the file, same interface, within its own tolerance.
+    half_path = tmp_path / "out" / "m16.onnx"
+    assert export_with_parity(model, half_path, 64, OUTPUT_NAMES, fp16=True) < PARITY_TOLERANCE_FP16
+    assert half_path.stat().st_size < 0.6 * onnx_path.stat().st_size
 
     # The export decodes through the runtime wrapper like the torch model's own outputs.
     from stream.classify import MultiHeadClassifier
