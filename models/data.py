@@ -164,29 +164,37 @@ def fallback_landmarks(height: int, width: int) -> np.ndarray:
     return (points * np.array([width, height], np.float32)).astype(np.float32)
 
 
-def central_face_landmarks(detector: object, image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Landmarks of the face a face-centred crop is about, and whether the detector found it.
+def central_face(detector: object, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Box and landmarks of the face a face-centred crop is about, and whether the detector found it.
 
     Among the detections, the one whose box centre is nearest the image centre (ties: larger box) wins;
-    with none, :func:`fallback_landmarks` is used.
+    with none, :func:`fallback_landmarks` is used, with the box that the seed app's crop would take
+    (the central 80% of the crop, since UTKFace crops are face-centred).
 
     Args:
         detector: Anything with ``detect(image) -> stream.types.Faces``.
         image: ``(H, W, 3)`` uint8 BGR.
 
     Returns:
-        ``(5, 2)`` float32 landmarks and True if they come from the detector.
+        ``(4,)`` float32 box ``xyxy``, ``(5, 2)`` float32 landmarks, and True if they come from the detector.
     """
     faces = detector.detect(image)  # type: ignore[attr-defined]
     height, width = image.shape[:2]
     ok = np.isfinite(faces.landmarks).all(axis=(1, 2)) if len(faces) else np.zeros(0, bool)
     if not ok.any():
-        return fallback_landmarks(height, width), False
+        box = np.array([0.1 * width, 0.1 * height, 0.9 * width, 0.9 * height], np.float32)
+        return box, fallback_landmarks(height, width), False
     faces = faces[ok]
     centres = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
     offset = np.hypot(centres[:, 0] - width / 2, centres[:, 1] - height / 2) / max(height, width)
     best = int(np.argmin(offset - 0.05 * faces.size / max(height, width)))
-    return faces.landmarks[best].astype(np.float32), True
+    return faces.xyxy[best].astype(np.float32), faces.landmarks[best].astype(np.float32), True
+
+
+def central_face_landmarks(detector: object, image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Landmarks of :func:`central_face` and whether the detector found them."""
+    _, landmarks, found = central_face(detector, image)
+    return landmarks, found
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -36,7 +36,7 @@ from models.data import (
     GENDERS,
     RACES,
     Samples,
-    central_face_landmarks,
+    central_face,
     list_samples,
     read_image,
     select_split,
@@ -96,18 +96,26 @@ def model_pair(name: str) -> tuple[str, str]:
     return name, "none"
 
 
-def detect_all(detector: object, samples: Samples) -> tuple[np.ndarray, np.ndarray]:
-    """``(n, 5, 2)`` landmarks and ``(n,)`` bool detected, one face per image (see module docstring)."""
+def detect_all(detector: object, samples: Samples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, 4)`` boxes, ``(n, 5, 2)`` landmarks and ``(n,)`` bool detected, one face per image."""
+    boxes = np.zeros((len(samples), 4), np.float32)
     landmarks = np.zeros((len(samples), 5, 2), np.float32)
     found = np.zeros(len(samples), bool)
     for i, path in enumerate(samples.paths):
-        landmarks[i], found[i] = central_face_landmarks(detector, read_image(path))
-    return landmarks, found
+        boxes[i], landmarks[i], found[i] = central_face(detector, read_image(path))
+    return boxes, landmarks, found
 
 
-def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray) -> Predictions:
-    """Run the classifier wrappers on aligned chips of every image (batched like the runtime)."""
-    from stream.align import align_faces
+def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray, boxes: np.ndarray | None = None,
+                alignment: str = "similarity") -> Predictions:
+    """Run the classifier wrappers on aligned chips of every image (batched like the runtime).
+
+    ``alignment`` is the runtime's ``classifier.alignment`` mode; ``seed_upright`` needs ``boxes``.
+    """
+    from stream.align import align_chips
+
+    if boxes is None:
+        boxes = np.zeros((len(samples), 4), np.float32)
 
     merged: dict[str, list[np.ndarray]] = {AGE_GROUP_PROBS: [], AGE_YEARS: [], P_FEMALE: []}
     for start in range(0, len(samples), _BATCH):
@@ -116,7 +124,8 @@ def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray) -> P
         out: dict[str, np.ndarray] = {}
         for classifier in classifiers:
             chips = np.concatenate([
-                align_faces(image, landmarks[start + j : start + j + 1], classifier.template, classifier.chip_size)
+                align_chips(image, boxes[start + j : start + j + 1], landmarks[start + j : start + j + 1],
+                            classifier.template, classifier.chip_size, alignment)
                 for j, image in enumerate(images)
             ])
             for key, value in classifier.predict(chips).items():
@@ -286,17 +295,19 @@ def evaluate(data: str | Path, models: list[str], *, split: str = "all", limit: 
     if limit > 0 and limit < len(samples):
         samples = samples.subset(np.linspace(0, len(samples) - 1, limit).round().astype(int))
     detector = build_detector(config.detector, config.models, config.runtime)
-    landmarks, detected = detect_all(detector, samples)
+    boxes, landmarks, detected = detect_all(detector, samples)
     results = {}
     for name in models:
         age_model, gender_model = model_pair(name)
         section = replace(config, "classifier", age_model=age_model, gender_model=gender_model).classifier
         classifiers = build_classifiers(section, config.models, config.runtime)
-        figures = score(samples, predict_all(classifiers, samples, landmarks), detected)
+        predictions = predict_all(classifiers, samples, landmarks, boxes, config.classifier.alignment)
+        figures = score(samples, predictions, detected)
         if bench:
             figures["ms_per_face"] = bench_ms_per_face(classifiers)
         figures["model"] = {"age_model": age_model, "gender_model": gender_model, "split": split, "seed": seed,
-                            "val_fraction": val_fraction, "detector": detector.name}
+                            "val_fraction": val_fraction, "detector": detector.name,
+                            "alignment": config.classifier.alignment}
         results[name] = figures
     return results
 
