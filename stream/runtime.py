@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 
 from stream.config import RuntimeConfig
@@ -57,6 +58,37 @@ def session_options(config: RuntimeConfig) -> ort.SessionOptions:
     return options
 
 
+def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
+    """The model's bytes with denormal float32 weights set to zero, or None if it has none.
+
+    Some published weights (the Cydral age network: 6,667 of its first two layers' weights) hold
+    denormal floats (|w| < 1.2e-38). x86 CPUs compute with denormals through a microcode slow path,
+    and onnxruntime's ``session.set_denormal_as_zero`` does not reach the thread that runs a
+    single-threaded session, so such a model ran 10x slower here (10.5 vs 1.0 ms a face). Zeroing
+    them changes every output by less than float32 rounding; the file on disk, and so its sha256,
+    stay untouched.
+
+    Returns:
+        The patched ONNX bytes (or None) and how many weights were flushed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    tiny = np.finfo(np.float32).tiny
+    flushed = 0
+    for initializer in model.graph.initializer:
+        if initializer.data_type != onnx.TensorProto.FLOAT:
+            continue
+        weights = numpy_helper.to_array(initializer)
+        denormal = (weights != 0) & (np.abs(weights) < tiny)
+        if denormal.any():
+            flushed += int(denormal.sum())
+            initializer.CopyFrom(numpy_helper.from_array(np.where(denormal, 0, weights).astype(np.float32),
+                                                         initializer.name))
+    return (model.SerializeToString() if flushed else None), flushed
+
+
 def create_session(path: Path, config: RuntimeConfig, label: str) -> ort.InferenceSession:
     """An inference session for the model at ``path``, logging the provider it actually runs on.
 
@@ -68,11 +100,17 @@ def create_session(path: Path, config: RuntimeConfig, label: str) -> ort.Inferen
     Raises:
         RuntimeUnavailable: The device is unavailable, or the file is not a loadable ONNX model.
     """
+    from google.protobuf.message import DecodeError
+
     providers = providers_for(config.device)
     try:
-        session = ort.InferenceSession(str(path), sess_options=session_options(config), providers=providers)
+        patched, flushed = flush_denormal_weights(path)
+        if flushed:
+            logger.info("model %s: %d denormal weights flushed to zero (CPU slow path avoided)", label, flushed)
+        model: str | bytes = patched if patched is not None else str(path)
+        session = ort.InferenceSession(model, sess_options=session_options(config), providers=providers)
     except (ort.capi.onnxruntime_pybind11_state.Fail, ort.capi.onnxruntime_pybind11_state.InvalidGraph,
-            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError) as error:
+            ort.capi.onnxruntime_pybind11_state.InvalidProtobuf, RuntimeError, ValueError, DecodeError) as error:
         first = str(error).splitlines()[0][:200]
         raise RuntimeUnavailable(f"model {label}: {path} could not be loaded by onnxruntime: {first}") from None
     active = session.get_providers()
