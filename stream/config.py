@@ -87,8 +87,10 @@ class DetectorConfig:
     score_threshold: float = 0.3
     nms_iou_threshold: float = 0.4
     max_faces: int = 200
+    interval: int = 0
 
     def validate(self) -> None:
+        _check_range("detector", "interval", self.interval, 0, 30)
         _check_range("detector", "input_long_side", self.input_long_side, 64, 4096)
         _check_range("detector", "score_threshold", self.score_threshold, 0.0, 1.0)
         _check_range("detector", "nms_iou_threshold", self.nms_iou_threshold, 0.0, 1.0)

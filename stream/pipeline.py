@@ -82,6 +82,8 @@ class Pipeline:
         self.timer = StageTimer()
         self.totals = Totals()
         self.fps_hint = 0.0
+        self._last_faces = Faces.empty()
+        self._since_detection = config.detector.interval  # so the first frame is a detection frame
 
     def set_frame_rate(self, fps: float | None) -> None:
         """Tell the tracker the source's frame rate (its lost-track buffer is in 30 fps frames)."""
@@ -117,15 +119,27 @@ class Pipeline:
             The tracked faces with fused labels, and summaries of the tracks that ended on this frame.
         """
         timer = self.timer
+        book = self.book
+        if self._since_detection < self.config.detector.interval:
+            # A frame between detections (detector.interval): faces move with the tracker's motion
+            # model and keep their labels; chips from predicted landmarks are not worth classifying.
+            start = time.perf_counter()
+            faces = self._last_faces = self.tracker.coast(self._last_faces)
+            self._since_detection += 1
+            book.observe_presence(faces, frame.index)
+            labelled = book.annotate(faces)
+            timer.add("track", time.perf_counter() - start)
+            timer.frames += 1
+            return labelled, []
+        self._since_detection = 0
         start = time.perf_counter()
         detections = self.detector.detect(frame.image)
         t1 = time.perf_counter()
-        faces = self.tracker.update(detections)
+        faces = self._last_faces = self.tracker.update(detections)
         t2 = time.perf_counter()
         timer.add("detect", t1 - start)
         timer.add("track", t2 - t1)
 
-        book = self.book
         book.observe_presence(faces, frame.index)
         if self.classify_all:
             chosen = self.scheduler.eligible(faces)

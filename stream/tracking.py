@@ -476,6 +476,42 @@ class ByteTracker:
             data=picked.data,
         )
 
+    def coast(self, previous: Faces) -> Faces:
+        """Advance one frame on which detection was skipped on purpose (``detector.interval``).
+
+        Every track moves with its motion model; a skipped frame is not a miss, so tracked faces stay
+        tracked and no id ends. The faces returned are the ``previous`` frame's output rows whose
+        tracks are still tracked, with boxes from the motion model and landmarks moved and scaled
+        with their box (good enough to draw; the pipeline classifies only on detection frames).
+
+        Args:
+            previous: What :meth:`update` or :meth:`coast` returned on the previous frame.
+
+        Returns:
+            Those faces on this frame, in the same row order.
+
+        Raises:
+            TypeError: If ``previous`` is not a :class:`Faces`.
+        """
+        if not isinstance(previous, Faces):
+            raise TypeError(f"previous must be a Faces, got {type(previous).__name__}")
+        self._frame += 1
+        self._predict()
+        self._ended = np.empty(0, dtype=np.int64)
+        tracked = {t.track_id: t for t in self._tracks if t.state is _State.TRACKED}
+        for track in tracked.values():
+            track.last_frame = self._frame
+        keep = np.array([int(i) in tracked for i in previous.track_id], dtype=bool)
+        faces = previous[keep]
+        if not len(faces):
+            return faces
+        new_xyxy = _xyah_to_xyxy(np.stack([tracked[int(i)].mean for i in faces.track_id])).astype(np.float32)
+        old_centre = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
+        new_centre = (new_xyxy[:, :2] + new_xyxy[:, 2:]) / 2
+        scale = (new_xyxy[:, 2:] - new_xyxy[:, :2]) / np.maximum(faces.xyxy[:, 2:] - faces.xyxy[:, :2], 1e-3)
+        landmarks = (faces.landmarks - old_centre[:, None]) * scale[:, None] + new_centre[:, None]
+        return Faces(xyxy=new_xyxy, score=faces.score, landmarks=landmarks, track_id=faces.track_id, data=faces.data)
+
     def _predict(self) -> None:
         """Move every track one frame forward."""
         if not self._tracks:

@@ -86,7 +86,9 @@ def build_detector(config: DetectorConfig, models: ModelsConfig, runtime: Runtim
     if spec.family not in families:
         raise ValueError(f"detector {name!r} has family {spec.family!r}; supported: {', '.join(families)}")
     kwargs = as_kwargs(config)
+    # Not detector arguments: the name picks the class, the interval is the pipeline's schedule.
     kwargs.pop("name")
+    kwargs.pop("interval")
     family = families[spec.family]
     if hasattr(family, "from_registry"):
         # Multi-network detectors (MTCNN's cascade) fetch their files and open their sessions themselves.

@@ -137,3 +137,13 @@ def test_folder_of_images_with_downscale(tmp_path):
     assert cv2.imread(str(tmp_path / "out" / "b.png")).shape[0] == 1080
     events = read_events(tmp_path / "e.jsonl")
     assert [len(e["faces"]) for e in events] == [6, 6]
+
+
+def test_detection_interval_keeps_tracks_and_labels(tmp_path_factory):
+    # detector.interval=2: detection on every third frame, the tracker's motion model in between.
+    source, out = run_clip(tmp_path_factory, "talking_man_512.mp4", "--set", "detector.interval=2")
+    events = read_events(out / "events.jsonl")
+    assert len(events) == probe(source)[0] == probe(out / "out.mp4")[0]
+    ids = Counter(f["track_id"] for e in events for f in e["faces"])
+    assert ids.most_common(1)[0][1] >= 0.95 * sum(1 for e in events if e["faces"])
+    assert events[-1]["faces"][0]["gender"] == "male"

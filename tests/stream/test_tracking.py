@@ -401,3 +401,39 @@ def test_degenerate_boxes_do_not_break_the_filter() -> None:
     history = run(tracker, [[(point, HIGH), (box(200, 200), HIGH)]] * 4)
     assert [h[0] for h in history] == [{}, {1: 1}, {1: 1}, {1: 1}]
     assert all(np.isfinite(t.mean).all() and np.isfinite(t.cov).all() for t in tracker._tracks)
+
+
+def test_coast_carries_tracked_faces_across_skipped_frames() -> None:
+    # Detection on every other frame (detector.interval = 1): the face moves 6 px a frame; on the
+    # skipped frames coast() moves box and landmarks with the motion model, and the id survives.
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=2)
+    last = Faces.empty()
+    for frame in range(20):
+        if frame % 2 == 0:
+            last = tracker.update(make_faces([(box(100 + 6 * frame, 100), 0.9)]))
+        else:
+            previous = last
+            last = tracker.coast(previous)
+            assert len(last) == 1 and last.track_id.tolist() == [1]
+            if frame > 5:  # once the filter has a velocity, the box follows the face
+                assert abs((last.xyxy[0, 0] + last.xyxy[0, 2]) / 2 - (100 + 6 * frame)) < 3
+            shift = (last.xyxy[0, :2] + last.xyxy[0, 2:]) / 2 - (previous.xyxy[0, :2] + previous.xyxy[0, 2:]) / 2
+            np.testing.assert_allclose(last.landmarks[0] - previous.landmarks[0], np.tile(shift, (5, 1)), atol=1e-3)
+        assert tracker.ended_track_ids.size == 0
+    assert last.track_id.tolist() == [1]
+
+
+def test_coast_is_not_a_miss_but_lost_tracks_keep_ageing() -> None:
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=3)
+    out = tracker.update(make_faces([(box(100, 100), 0.9)]))
+    out = tracker.update(Faces.empty())  # a real miss: the track is lost and hidden
+    assert len(out) == 0
+    coasted = tracker.coast(out)
+    assert len(coasted) == 0  # a lost track is not drawn on skipped frames
+    ended = []
+    for _ in range(4):
+        tracker.update(Faces.empty())
+        ended += tracker.ended_track_ids.tolist()
+    assert ended == [1]
+    with pytest.raises(TypeError, match="previous must be a Faces"):
+        tracker.coast([])  # type: ignore[arg-type]
