@@ -70,7 +70,9 @@ class OnnxFaceDetector:
         if self.spec.input_size is not None:
             net_w, net_h = self.spec.input_size
             return Letterbox(min(net_w / width, net_h / height), net_w, net_h)
-        scale = self.input_long_side / max(height, width)
+        # Never upscale: a frame smaller than the network's side already shows its faces at full
+        # resolution, and upscaling a 512 px frame to 640 costs 1.6x the detection time for nothing.
+        scale = min(1.0, self.input_long_side / max(height, width))
         m = self.stride_multiple
         net_w = max(m, int(np.ceil(round(width * scale) / m)) * m)
         net_h = max(m, int(np.ceil(round(height * scale) / m)) * m)
