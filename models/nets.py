@@ -64,7 +64,11 @@ class OnnxGraphModule(nn.Module):
             array = numpy_helper.to_array(init)
             key = f"t{index}"
             if array.dtype.kind == "f":
-                self.params[key] = nn.Parameter(torch.from_numpy(array.astype(np.float32).copy()))
+                weights = array.astype(np.float32).copy()
+                # Denormal weights (the Cydral age net has thousands) hit the x86 slow path in torch and in
+                # onnxruntime, and an export would carry them on; zero them (a change below float32 rounding).
+                weights[(weights != 0) & (np.abs(weights) < np.finfo(np.float32).tiny)] = 0.0
+                self.params[key] = nn.Parameter(torch.from_numpy(weights))
             else:
                 self.register_buffer(key, torch.from_numpy(array.astype(np.int64).copy()), persistent=True)
             self._const[init.name] = key
@@ -146,9 +150,9 @@ class MultiHeadNet(nn.Module):
 
     Input: ``(n, 3, S, S)`` float32 RGB chips (``dlib_chip`` alignment) normalised like the Cydral nets
     ((x - mean) / 256), ``S`` = 64. The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
-    reads it 2x2-average-pooled to 32x32, as its training chips were (4096-d conv features). The age trunk is
-    frozen (on our CPU budget its features are computed once and cached, see ``models.train``); the gender trunk
-    and all heads train. Heads start from the Cydral classifiers, so training begins at Cydral's estimates:
+    reads it 2x2-average-pooled to 32x32, as its training chips were (4096-d conv features). Both trunks and all
+    heads train (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age
+    trunk fixed instead (its features can then be computed once and cached). Heads start from the Cydral classifiers, so training begins at Cydral's estimates:
     the age distribution's first 81 bins copy Cydral's 0..80 classifier (the rest start from bin 80, unlikely),
     and the gender logit starts as Cydral's female-minus-male logit.
 
@@ -163,6 +167,7 @@ class MultiHeadNet(nn.Module):
         age_init: ``(weights (age_dim, 81), bias (81,))`` of the pretrained age classifier, or None.
         gender_init: ``(hidden_w (gender_dim, 16), hidden_b (16,), scalar, out_w (16, 2), out_b (2,))`` of the
             pretrained gender classifier (outputs ``[female, male]``), or None.
+        freeze_age_trunk: Keep the age trunk's weights fixed (True) or fine-tune it with the rest (False).
 
     Attributes:
         group_mix: Inference-time blend of the two age views in ``group_logits``: 0 gives the group head alone
@@ -173,12 +178,12 @@ class MultiHeadNet(nn.Module):
 
     def __init__(self, age_trunk: nn.Module, gender_trunk: nn.Module, age_dim: int = 256, gender_dim: int = 4096,
                  age_init: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 gender_init: tuple[torch.Tensor, ...] | None = None) -> None:
+                 gender_init: tuple[torch.Tensor, ...] | None = None, freeze_age_trunk: bool = True) -> None:
         super().__init__()
         self.age_trunk = age_trunk
         self.gender_trunk = gender_trunk
         for parameter in self.age_trunk.parameters():
-            parameter.requires_grad_(False)
+            parameter.requires_grad_(not freeze_age_trunk)
         hidden = 64
         self.gender_hidden = nn.Linear(gender_dim, hidden)
         joint = age_dim + hidden
@@ -216,7 +221,7 @@ class MultiHeadNet(nn.Module):
                 self.gender_head.bias[0] = out_b[0] - out_b[1]
 
     def age_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n, 256)`` features of the frozen age trunk."""
+        """``(n, 256)`` features of the age trunk."""
         return self.age_trunk(x)
 
     def forward_train(self, x: torch.Tensor, age_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -252,7 +257,8 @@ class MultiHeadNet(nn.Module):
         return out["group_logits"], out["age"], out["gender_logit"]
 
 
-def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path: str | Path) -> MultiHeadNet:
+def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path: str | Path,
+                                freeze_age_trunk: bool = True) -> MultiHeadNet:
     """A :class:`MultiHeadNet` whose trunks and heads start from the Cydral age and gender networks."""
     age_trunk = OnnxGraphModule(cydral_age_path, output=CYDRAL_FEATURE_NODE)
     age_full = OnnxGraphModule(cydral_age_path)
@@ -264,4 +270,4 @@ def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path:
     gender_init = (*gender_init[:2], float(gender_init[2][0]), *gender_init[3:])
     return MultiHeadNet(age_trunk, gender_trunk, age_dim=int(weights.shape[0]),
                         gender_dim=int(gender_init[0].shape[0]), age_init=(weights, bias),
-                        gender_init=gender_init)  # type: ignore[arg-type]
+                        gender_init=gender_init, freeze_age_trunk=freeze_age_trunk)  # type: ignore[arg-type]

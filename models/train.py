@@ -66,6 +66,8 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     backbone_lr_scale: float = 0.3
+    age_trunk_lr_scale: float = 0.2
+    freeze_age_trunk: bool = False
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
     age_sigma: float = 2.0
@@ -227,7 +229,7 @@ def predict_chips(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray |
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray, age: np.ndarray,
+def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray | None, age: np.ndarray,
               gender: np.ndarray) -> dict[str, float]:
     """Validation figures on cached chips (the full runtime-path evaluation runs after export)."""
     from models.metrics import classification_report, confusion_matrix
@@ -264,6 +266,9 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     from models.fetch import model_path
 
     seed_everything(config.seed)
+    # The Cydral weights hold denormal floats (zeroed on load, models.nets), and training can create more in
+    # activations and gradients; x86 runs those through a microcode slow path, several times slower.
+    torch.set_flush_denormal(True)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -273,16 +278,24 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATE, (config.size,))
     chips = cache[f"chips{config.size}"]
     names = np.asarray([Path(p).name for p in samples.paths])
-    features = cached_age_features(model_path("cydral_age"), chips, names, config.cache, config.size)
+    # A frozen age trunk's features are computed once (cached); a fine-tuned one runs on the augmented chips.
+    features = (cached_age_features(model_path("cydral_age"), chips, names, config.cache, config.size)
+                if config.freeze_age_trunk else None)
     groups = samples.group
     weights = class_weights(groups[train_idx]).to(device)
 
-    model = build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender")).to(device)
-    head_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("gender_trunk.")]
-    optimizer = torch.optim.AdamW([
+    model = build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender"),
+                                        freeze_age_trunk=config.freeze_age_trunk).to(device)
+    head_params = [p for n, p in model.named_parameters()
+                   if p.requires_grad and not n.startswith(("gender_trunk.", "age_trunk."))]
+    groups_params = [
         {"params": list(model.gender_trunk.parameters()), "lr": config.lr * config.backbone_lr_scale},
         {"params": head_params, "lr": config.lr},
-    ], weight_decay=config.weight_decay)
+    ]
+    if not config.freeze_age_trunk:
+        groups_params.append({"params": list(model.age_trunk.parameters()),
+                              "lr": config.lr * config.age_trunk_lr_scale})
+    optimizer = torch.optim.AdamW(groups_params, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train_idx) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = min(100, total_steps // 10)
@@ -318,7 +331,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     chips_t = torch.from_numpy(chips)
-    features_t = torch.from_numpy(features)
+    features_t = None if features is None else torch.from_numpy(features)
     age_t = torch.from_numpy(samples.age)
     group_t = torch.from_numpy(groups)
     gender_t = torch.from_numpy(samples.gender)
@@ -330,8 +343,9 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
         for step in range(steps_per_epoch):
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = augment(chips_t[batch], generator).to(device, memory_format=torch.channels_last)
+            feats = None if features_t is None else features_t[batch].to(device)
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                out = model.forward_train(x, age_features=features_t[batch].to(device))
+                out = model.forward_train(x, age_features=feats)
             out = {k: v.float() for k, v in out.items()}
             terms = loss_terms(out, age_t[batch].to(device), group_t[batch].to(device), gender_t[batch].to(device),
                                weights, config)
@@ -347,7 +361,8 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
         sys.stderr.write("\n")
         train_seconds += time.time() - started
         model.cpu()
-        val = quick_val(model, chips[val_idx], features[val_idx], samples.age[val_idx], samples.gender[val_idx])
+        val = quick_val(model, chips[val_idx], None if features is None else features[val_idx],
+                        samples.age[val_idx], samples.gender[val_idx])
         model.to(device)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
                  **{f"loss_{k}": round(v / steps_per_epoch, 4) for k, v in sums.items()},

@@ -313,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--clip",
         type=Path,
         default=None,
-        help=f"clip the camera loops (default ../shared/videos/{DEFAULT_CLIP}; W % 32 == 0)",
+        help=f"clip the camera loops (default ../shared/videos/{DEFAULT_CLIP}; W %% 32 == 0)",
     )
     parser.add_argument("--warmup-s", type=float, default=5.0, help="start-up seconds left out of the windows")
     parser.add_argument("--repeats", type=int, default=3, help="outages of each kind")

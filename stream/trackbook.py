@@ -19,6 +19,7 @@ import numpy as np
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
 
 _N_GROUPS = len(AGE_GROUPS)
+FUSIONS = ("mean", "geometric")
 
 
 @dataclass
@@ -56,6 +57,9 @@ class TrackBook:
         forget_after_frames: A track unseen for this many frames is forgotten.
         switch_margin: The shown age group changes only when another group's fused
             probability exceeds the shown one's by this much (hysteresis against flicker).
+        fusion: "mean" (quality-weighted mean of the probability vectors: robust to one wild
+            frame) or "geometric" (weighted mean of log-probabilities, renormalised: the product
+            of experts, which sharpens as agreeing evidence accumulates).
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class TrackBook:
         max_observations: int = 50,
         forget_after_frames: int = 300,
         switch_margin: float = 0.1,
+        fusion: str = "mean",
     ) -> None:
         if min_observations < 1:
             raise ValueError(f"min_observations must be >= 1, got {min_observations}")
@@ -76,6 +81,9 @@ class TrackBook:
             raise ValueError(f"forget_after_frames must be >= 1, got {forget_after_frames}")
         if not 0.0 <= switch_margin < 1.0:
             raise ValueError(f"switch_margin must be in [0, 1), got {switch_margin}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+        self.fusion = fusion
         self.min_observations = min_observations
         self.max_observations = max_observations
         self.forget_after_frames = forget_after_frames
@@ -136,7 +144,14 @@ class TrackBook:
 
     def _fuse(self, track: TrackEstimate) -> None:
         weights = np.asarray(track.weights, np.float32)
-        probs = self._weighted_mean(np.asarray(track.group_probs, np.float32), weights)
+        group_probs = np.asarray(track.group_probs, np.float32)
+        if self.fusion == "geometric":
+            # Floor at 1e-4 so one observation's near-zero cannot veto a group for good.
+            log_mean = self._weighted_mean(np.log(np.maximum(group_probs, 1e-4)), weights)
+            probs = np.exp(log_mean - np.nanmax(log_mean))
+            probs = probs / probs.sum()
+        else:
+            probs = self._weighted_mean(group_probs, weights)
         age = self._weighted_mean(np.asarray(track.ages, np.float32), weights)
         female = self._weighted_mean(np.asarray(track.p_female, np.float32), weights)
         track.fused = {AGE_GROUP_PROBS: probs.astype(np.float32), AGE_YEARS: np.float32(age),
