@@ -29,6 +29,30 @@ CYDRAL_GENDER_FEATURE_NODE = "layer_4_flatten"
 CYDRAL_GENDER_CLASSIFIER = ("layer_4_weights", "layer_4_bias", "layer_2_scalar", "layer_1_weights", "layer_1_bias")
 
 
+def denormal_mask(array: np.ndarray) -> np.ndarray:
+    """Boolean mask of the denormal (subnormal) entries of a float32 array.
+
+    Read from the bits (exponent 0, mantissa not 0), not by comparing values: once
+    ``torch.set_flush_denormal(True)`` is on, the CPU treats denormal inputs as zero in comparisons too.
+    """
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    return ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
+
+
+def zero_denormals_(module: nn.Module) -> int:
+    """Set every denormal float32 parameter and buffer entry of ``module`` to zero; returns how many there were."""
+    count = 0
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if tensor.dtype != torch.float32:
+                continue
+            mask = denormal_mask(tensor.detach().cpu().numpy())
+            if mask.any():
+                count += int(mask.sum())
+                tensor.masked_fill_(torch.from_numpy(mask).to(tensor.device), 0.0)
+    return count
+
+
 def _attrs(node: object) -> dict[str, object]:
     import onnx
 
@@ -64,10 +88,10 @@ class OnnxGraphModule(nn.Module):
             array = numpy_helper.to_array(init)
             key = f"t{index}"
             if array.dtype.kind == "f":
-                weights = array.astype(np.float32).copy()
                 # Denormal weights (the Cydral age net has thousands) hit the x86 slow path in torch and in
                 # onnxruntime, and an export would carry them on; zero them (a change below float32 rounding).
-                weights[(weights != 0) & (np.abs(weights) < np.finfo(np.float32).tiny)] = 0.0
+                weights = array.astype(np.float32).copy()
+                weights[denormal_mask(weights)] = 0.0
                 self.params[key] = nn.Parameter(torch.from_numpy(weights))
             else:
                 self.register_buffer(key, torch.from_numpy(array.astype(np.int64).copy()), persistent=True)
@@ -152,7 +176,8 @@ class MultiHeadNet(nn.Module):
     ((x - mean) / 256), ``S`` = 64. The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
     reads it 2x2-average-pooled to 32x32, as its training chips were (4096-d conv features). Both trunks and all
     heads train (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age
-    trunk fixed instead (its features can then be computed once and cached). Heads start from the Cydral classifiers, so training begins at Cydral's estimates:
+    trunk fixed instead (its features can then be computed once and cached). Heads start from the Cydral
+    classifiers, so training begins at Cydral's estimates:
     the age distribution's first 81 bins copy Cydral's 0..80 classifier (the rest start from bin 80, unlikely),
     and the gender logit starts as Cydral's female-minus-male logit.
 

@@ -6,10 +6,12 @@ One command re-trains from scratch (seeded, deterministic split and chips)::
 
 Steps: list the labelled images; split them (``models.data``: seed 0, 10% validation, stratified by age group
 and gender); detect and align every image once through the product's path and cache the chips as ``.npy``
-outside the repo (``--cache``); compute the frozen Cydral age trunk's features once (cached too: on a shared
-2-core CPU a full fine-tune of the age trunk costs ~15 minutes an epoch); train :class:`models.nets.MultiHeadNet`'s
-gender trunk and heads with batch-level augmentation on the gender path (flip, small affine jitter, colour jitter,
-blur/downscale like video); checkpoint every epoch (``--resume`` continues); export
+outside the repo (``--cache``); fine-tune the whole :class:`models.nets.MultiHeadNet` (Cydral age trunk at
+``--age-trunk-lr-scale`` x the learning rate, Cydral gender trunk at ``--backbone-lr-scale`` x, new heads at 1x)
+with batch-level augmentation feeding both trunks (flip, small affine jitter, colour jitter, blur/downscale like
+video); ``--freeze-age-trunk`` keeps the age trunk fixed and caches its features instead. Denormal floats are
+flushed (``torch.set_flush_denormal``; the Cydral files hold thousands, zeroed on load), without which the x86
+slow path made an epoch ~15 minutes instead of ~1.5. Checkpoint every epoch (``--resume`` continues); export
 ``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
 the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
 
@@ -35,7 +37,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
-from models.nets import AGE_BINS, MultiHeadNet, build_multihead_from_cydral
+from models.nets import AGE_BINS, MultiHeadNet, build_multihead_from_cydral, denormal_mask, zero_denormals_
 from stream.types import AGE_GROUPS, age_group_index
 
 logger = logging.getLogger(__name__)
@@ -378,6 +380,8 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     model.group_mix = config.group_mix
     summary = {"n_train": len(train_idx), "n_val": len(val_idx), "history": history,
                "train_seconds": round(train_seconds, 1), "device": device.type,
+               "images_per_second": round(len(history) * steps_per_epoch * config.batch_size
+                                          / max(train_seconds, 1e-9), 1),
                "detector_misses_all": int((~cache["detected"]).sum()), "threads": torch.get_num_threads()}
     return model, summary
 
@@ -402,8 +406,23 @@ def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float]:
     from export.torch_onnx import export_with_parity
 
     path = Path(config.out_dir) / f"{MODEL_NAME}.onnx"
+    flushed = zero_denormals_(model)
+    if flushed:
+        logger.info("export: %d denormal weights set to zero", flushed)
     difference = export_with_parity(model, path, config.size, OUTPUT_NAMES, fp16=config.fp16)
+    left = count_denormal_weights(path)
+    if left:
+        raise ValueError(f"export: {path} still holds {left} denormal weights")
     return path, hashlib.sha256(path.read_bytes()).hexdigest(), difference
+
+
+def count_denormal_weights(path: str | Path) -> int:
+    """How many float32 initializer entries of an ONNX file are denormal (they slow CPU inference ~10x)."""
+    import onnx
+    from onnx import numpy_helper
+
+    return sum(int(denormal_mask(numpy_helper.to_array(init)).sum()) for init in onnx.load(str(path)).graph.initializer
+               if init.data_type == onnx.TensorProto.FLOAT)
 
 
 def candidate_name(path: Path, sha256: str, size: int) -> str:
@@ -447,7 +466,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"aligned with the `{TEMPLATE}` template (`stream.align`) from the detector's 5 landmarks.",
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
-        "- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk (frozen, 256-d features) and "
+        "- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
+        + ("frozen" if config.freeze_age_trunk else "fine-tuned") + ", 256-d features) and "
         "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
         "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution (linear, "
         "initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from Cydral's).",
@@ -460,25 +480,36 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"{summary['n_val']} validation. Reproduce the lists with `models.data.write_split_lists`.",
         "- Chips: yunet (config `detector: auto`) → central face's 5 landmarks → `align_faces`; detector misses "
         f"({summary['detector_misses_all']} of all images) use landmarks from the `utkface_crop` template.",
-        "- Augmentation (gender path; the frozen age trunk's features are computed once on the plain chips): flip, "
-        "affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to 40-80% on a third of the faces.",
+        "- Augmentation ("
+        + ("gender path; the frozen age trunk's features are computed once on the plain chips" if
+           config.freeze_age_trunk else "both trunks see the augmented chips")
+        + "): flip, affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to 40-80% on a third "
+        "of the faces.",
         "",
         "## Training",
         "",
         f"- Loss: class-weighted CE on 8 groups (label smoothing {config.label_smoothing}) + DLDL KL "
         f"(σ = {config.age_sigma} + 0.03·age) + {config.l1_weight}·L1 years + {config.gender_weight}·BCE gender.",
-        f"- AdamW lr {config.lr} (backbone ×{config.backbone_lr_scale}), cosine, {config.epochs} epochs, batch "
+        f"- AdamW lr {config.lr} (gender trunk ×{config.backbone_lr_scale}, age trunk "
+        + ("frozen" if config.freeze_age_trunk else f"×{config.age_trunk_lr_scale}")
+        + f"), cosine, {config.epochs} epochs, batch "
         f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; {summary['device']}, "
-        f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training.",
+        f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training"
+        + (f" ({summary['images_per_second']:.0f} images/s)" if "images_per_second" in summary else "")
+        + "; denormal floats flushed (`torch.set_flush_denormal`, and zeroed in the loaded Cydral weights and in "
+        "the export: the file holds none).",
         f"- Re-train (same result up to thread-level float nondeterminism): `python -m models.train --data "
         f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs} --group-mix "
-        f"{config.group_mix}` (chips and age-trunk features are cached under `{config.cache}`).",
+        f"{config.group_mix}"
+        + (" --freeze-age-trunk" if config.freeze_age_trunk else "")
+        + f"` (aligned chips are cached under `{config.cache}`).",
         f"- `group_logits` blend (`MultiHeadNet.group_mix` = {config.group_mix}): "
         + ("the group head alone." if config.group_mix == 0 else
            f"log((1 - {config.group_mix})·softmax(group head) + {config.group_mix}·P(group | age distribution)); "
            "the class-weighted group head favours rare groups, the age distribution follows the data's prior. "
-           "Picked on the validation split among 0, 0.3, 0.5, 0.7, 1 (group accuracy 0.608, 0.621, 0.622, 0.620, "
-           "0.615 for the 8-epoch run), so the split is mildly optimistic for this one setting."),
+           "Picked on the validation split among 0, 0.3, 0.5, 0.7, 1 for the earlier frozen-trunk run (group "
+           "accuracy 0.608, 0.621, 0.622, 0.620, 0.615) and kept for this run, so the split is mildly optimistic "
+           "for this one setting."),
         "",
         "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
         "",

@@ -381,7 +381,7 @@ def run_benchmark(
     scaling = scaling_report(config, scaling_faces, scaling_frames, rounds, detector, classifiers,
                              warmup_frames=SCALING_WARMUP_FRAMES)
 
-    fps_of = {k: round(_median([r.fps for r in v]), 2) if v else None for k, v in runs.items()}
+    fps_of: dict[str, Any] = {k: round(_median([r.fps for r in v]), 2) if v else None for k, v in runs.items()}
     main_run = _median_run(runs["pipeline"])
     every_run = _median_run(runs["every_frame"])
     stage_ms = main_run.stage_ms or {}

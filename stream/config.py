@@ -63,7 +63,7 @@ class SourceConfig:
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"
     reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 4.0
+    reconnect_max_s: float = 2.0
     give_up_after_s: float = 300.0
     wait_for_source: bool = False
     queue_size: int = 8

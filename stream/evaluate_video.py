@@ -240,7 +240,7 @@ def generate_video(
             frames_gt.append(rows)
             frame_image = np.ascontiguousarray(image[pad:pad + height, pad:pad + width])
             sink.write(Frame(t, t / fps, frame_image), Faces.empty())
-    present: dict[int, list[int]] = defaultdict(list)
+    present: dict[Any, list[int]] = defaultdict(list)
     for t, rows in enumerate(frames_gt):
         for row in rows:
             present[row["track_id"]].append(t)
@@ -635,7 +635,7 @@ def evaluate(videos: Sequence[LabelledVideo], config: Any, *, utkface: str | Pat
             if labels.get(key) is not None:
                 totals[key] += labels[key] * weight
                 totals[key + "_w"] += weight
-    pooled = {**mot_metrics(gt_all, pred_all),
+    pooled: dict[str, Any] = {**mot_metrics(gt_all, pred_all),
               **{k: totals[k] / totals[k + "_w"] for k in list(totals) if not k.endswith("_w") and totals[k + "_w"]},
               "time_to_first_label_median_s": _median(delays),
               "time_to_first_label_max_s": max(delays) if delays else None,
@@ -700,7 +700,9 @@ def evaluate_real_clip(path: str | Path, config: Any, *, detector: Any = None, c
         "groups_shown": sorted({AGE_GROUPS[g] for g in groups}),
         "flicker_group": flicker(trace.frames, trace.fps, "shown_group"),
         "flicker_gender": flicker(trace.frames, trace.fps, "shown_gender"),
-        "time_to_first_label_s": (first_label - first_seen) / trace.fps if first_label is not None else None,
+        "time_to_first_label_s": (
+            (first_label - first_seen) / trace.fps if first_label is not None and first_seen is not None else None
+        ),
         "pipeline_fps": len(trace.frames) / max(trace.seconds, 1e-9),
     }
 

@@ -234,8 +234,9 @@ def run(
         if frame is None:
             break
         timer.add("decode", time.perf_counter() - t0)
+        ended: list[dict[str, Any]] = []
         if still_images:
-            faces, ended = pipeline.process_still(frame), []
+            faces = pipeline.process_still(frame)
         else:
             faces, ended = pipeline.process(frame)
         if ended and on_ended:

@@ -154,8 +154,8 @@ class TrackBook:
             probs = self._weighted_mean(group_probs, weights)
         age = self._weighted_mean(np.asarray(track.ages, np.float32), weights)
         female = self._weighted_mean(np.asarray(track.p_female, np.float32), weights)
-        track.fused = {AGE_GROUP_PROBS: probs.astype(np.float32), AGE_YEARS: np.float32(age),
-                       P_FEMALE: np.float32(female)}
+        track.fused = {AGE_GROUP_PROBS: probs.astype(np.float32), AGE_YEARS: np.asarray(age, np.float32),
+                       P_FEMALE: np.asarray(female, np.float32)}
         if track.n_obs < self.min_observations or not np.isfinite(probs).all():
             return
         best = int(np.argmax(probs))

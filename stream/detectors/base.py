@@ -110,8 +110,8 @@ class OnnxFaceDetector:
         if len(score) == 0:
             return Faces.empty()
         xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
-        order = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), self.score_threshold, self.nms_iou_threshold)
-        order = np.asarray(order, dtype=np.int64).reshape(-1)[: self.max_faces]
+        kept = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), self.score_threshold, self.nms_iou_threshold)
+        order = np.asarray(kept, dtype=np.int64).reshape(-1)[: self.max_faces]
         xyxy = xyxy[order] / box.scale
         landmarks = landmarks[order] / box.scale
         xyxy[:, [0, 2]] = np.clip(xyxy[:, [0, 2]], 0, w)

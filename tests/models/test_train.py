@@ -45,6 +45,41 @@ def test_age_features_match_between_onnxruntime_and_torch(cydral_paths):
     np.testing.assert_allclose(age_trunk_features(cydral_paths[0], chips), expected.numpy(), atol=1e-4)
 
 
+def test_denormal_mask_reads_bits_even_with_flush_denormal():
+    from models.nets import denormal_mask, zero_denormals_
+
+    values = np.array([0.0, 1e-39, -3e-45, 1.2e-38, 1.0, -2.5, np.inf], np.float32)
+    expected = [False, True, True, False, False, False, False]
+    torch.set_flush_denormal(True)
+    try:
+        assert denormal_mask(values).tolist() == expected  # a value comparison would see 0 here
+        module = torch.nn.Linear(7, 1)
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(values.reshape(1, 7)))
+        assert zero_denormals_(module) == 2
+        assert not denormal_mask(module.weight.detach().numpy()).any()
+        assert module.weight[0, 4] == 1.0
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def test_loader_zeroes_cydral_denormals(cydral_paths):
+    from models.nets import denormal_mask
+    from models.train import count_denormal_weights
+
+    assert count_denormal_weights(cydral_paths[0]) > 1000  # the published file carries thousands
+    trunk = OnnxGraphModule(cydral_paths[0], output=CYDRAL_FEATURE_NODE)
+    assert not any(denormal_mask(p.detach().numpy()).any() for p in trunk.parameters())
+
+
+def test_age_trunk_frozen_or_trainable(cydral_paths):
+    frozen = build_multihead_from_cydral(*cydral_paths, freeze_age_trunk=True)
+    tuned = build_multihead_from_cydral(*cydral_paths, freeze_age_trunk=False)
+    assert not any(p.requires_grad for p in frozen.age_trunk.parameters())
+    assert all(p.requires_grad for p in tuned.age_trunk.parameters())
+    assert all(p.requires_grad for p in frozen.gender_trunk.parameters())
+
+
 def test_loader_rejects_unknown_output(cydral_paths):
     with pytest.raises(ValueError, match="not a tensor"):
         OnnxGraphModule(cydral_paths[0], output="no_such_node")
@@ -66,12 +101,15 @@ def test_tiny_training_resume_and_export(tmp_path):
     shared_file("data", "utkface", "UTKFace")
     from export.torch_onnx import PARITY_TOLERANCE_FP16, PARITY_TOLERANCE_FP32, export_with_parity
     from models.registry import Trained, get_spec
-    from models.train import OUTPUT_NAMES, TrainConfig, predict_chips, train
+    from models.train import OUTPUT_NAMES, TrainConfig, count_denormal_weights, export, predict_chips, train
 
     config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                          out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1)
+    start = build_multihead_from_cydral(*(model_path(n, download=False) for n in ("cydral_age", "cydral_gender")))
     model, summary = train(config)
     assert len(summary["history"]) == 1 and (tmp_path / "run" / "last.pt").is_file()
+    # The age trunk is fine-tuned (not frozen) by default.
+    assert any(not torch.equal(a, b) for a, b in zip(model.age_trunk.parameters(), start.age_trunk.parameters()))
     assert np.isfinite(summary["history"][0]["loss_total"])
     # Resume: extends to 2 epochs, training only the second one.
     longer = dataclasses.replace(config, epochs=2)
@@ -86,6 +124,8 @@ def test_tiny_training_resume_and_export(tmp_path):
     difference = export_with_parity(model, onnx_path, 64, OUTPUT_NAMES)
     assert difference < PARITY_TOLERANCE_FP32
     exported = onnx.load(str(onnx_path))
+    path, _, _ = export(model, longer)
+    assert count_denormal_weights(path) == 0
     assert [o.name for o in exported.graph.output] == list(OUTPUT_NAMES)
     assert exported.opset_import[0].version == 17
     # Weights-only fp16: half the file, same interface, within its own tolerance.

@@ -27,6 +27,13 @@ def test_registry_entry_matches_committed_file():
     assert (path.with_suffix(".md")).is_file()
 
 
+def test_committed_file_has_no_denormal_weights():
+    from models.train import count_denormal_weights
+
+    # Denormal weights run through the x86 slow path (~10x slower on CPU).
+    assert count_denormal_weights(model_path("utk_multihead", download=False)) == 0
+
+
 def test_runs_through_multihead_classifier(config, default_detector):
     shared_file("data", "utkface", "UTKFace")
     section = replace(config, "classifier", age_model="utk_multihead", gender_model="none").classifier

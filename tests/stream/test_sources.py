@@ -359,7 +359,7 @@ def test_options_are_validated_naming_the_key(key: str, value: object, error: ty
 def test_options_defaults_and_overrides(tmp_path: Path) -> None:
     options = SourceOptions()
     assert (options.open_timeout_s, options.read_timeout_s, options.rtsp_transport) == (10.0, 5.0, "tcp")
-    assert (options.reconnect_initial_s, options.reconnect_max_s, options.give_up_after_s) == (0.5, 4.0, 300.0)
+    assert (options.reconnect_initial_s, options.reconnect_max_s, options.give_up_after_s) == (0.5, 2.0, 300.0)
     assert (options.wait_for_source, options.queue_size, options.max_image_height) == (False, 8, 1080)
     assert SourceOptions(give_up_after_s=float("inf")).give_up_after_s == float("inf")
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((40, 10, 3), np.uint8))
