@@ -429,7 +429,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         "gender_logit [N] (sigmoid = P(female))",
         licence="Project weights; non-commercial (trained on UTKFace, non-commercial research only)",
         commercial_use=False,
-        provenance="This project: Cydral age trunk (frozen) + Cydral gender trunk (fine-tuned) with new age-group, "
+        provenance="This project: Cydral age and gender trunks (both fine-tuned) with new age-group, "
         "age (0..100) and gender heads, trained on our UTKFace train split (python -m models.train; card "
         "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
