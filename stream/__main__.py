@@ -174,15 +174,14 @@ def _fail(message: str) -> int:
 def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
     from contextlib import ExitStack
 
-    from stream.config import as_kwargs
     from stream.pipeline import Pipeline, describe_models, run
     from stream.sinks import any_quit_requested, open_sinks
     from stream.sinks.base import prepare_output_file
-    from stream.sources import SourceOptions, open_source
+    from stream.sources import open_source
 
     with ExitStack() as stack:
         # Outputs are opened before the models load so that an unwritable path fails fast.
-        source = stack.enter_context(open_source(args.source, options=SourceOptions(**as_kwargs(config.source))))
+        source = stack.enter_context(open_source(args.source, options=config.source))
         if args.summary:
             # Checked now, not after the whole run; a probe file this run created is removed if never written.
             created = not Path(args.summary).expanduser().exists()

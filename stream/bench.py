@@ -137,13 +137,12 @@ def pipeline_on_clip(
     """
     from contextlib import ExitStack
 
-    from stream.config import as_kwargs
     from stream.sinks import open_sinks
-    from stream.sources import SourceOptions, open_source
+    from stream.sources import open_source
 
     start = time.perf_counter()
     with ExitStack() as stack:
-        frames = stack.enter_context(open_source(source, options=SourceOptions(**as_kwargs(config.source))))
+        frames = stack.enter_context(open_source(source, options=config.source))
         sinks = open_sinks(str(out_dir / f"{tag}.mp4"), None, False, source_kind=frames.kind, fps=frames.fps,
                            options=config.output)
         for sink in sinks:

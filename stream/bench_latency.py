@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from stream.config import ConfigError, as_kwargs, load_config
     from stream.pipeline import Pipeline, run
-    from stream.sources import SourceError, SourceOptions, open_source
+    from stream.sources import SourceError, open_source
 
     try:
         outage_plan = parse_outages(args.outages)
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         pipeline = Pipeline(config)
         opened_at = time.monotonic()
-        source = open_source(server.url, options=SourceOptions(**as_kwargs(config.source)))
+        source = open_source(server.url, options=config.source)
         pipeline.set_frame_rate(source.fps)
         sink = StampSink(opened_at)
         with source, sink:

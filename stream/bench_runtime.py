@@ -16,15 +16,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stream.config import as_kwargs, load_config, replace
+from stream.config import load_config, replace
 
 
 def _one_run(config, clip: str, max_frames: int, out_dir: Path) -> float:
     from stream.pipeline import Pipeline, run
     from stream.sinks import open_sinks
-    from stream.sources import SourceOptions, open_source
+    from stream.sources import open_source
 
-    with open_source(clip, options=SourceOptions(**as_kwargs(config.source))) as source:
+    with open_source(clip, options=config.source) as source:
         sinks = open_sinks(str(out_dir / "bench.mp4"), None, False, source_kind=source.kind, fps=source.fps,
                            options=config.output)
         pipeline = Pipeline(config)

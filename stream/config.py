@@ -2,19 +2,23 @@
 
 One section per stage; a section's keys are the constructor arguments of that
 stage's class (``tests/stream/test_config.py`` checks that they stay in step).
-This module imports only the standard library and PyYAML, so loading the config or
-printing the CLI help never pulls in onnxruntime, OpenCV or torch.
+This module imports only the standard library, numpy and PyYAML, so loading the config or
+printing the CLI help never pulls in onnxruntime, OpenCV or torch. The ``source`` and ``output``
+sections are the option classes that ``stream.sources`` and ``stream.sinks`` take, defined here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
@@ -57,8 +61,40 @@ class RuntimeConfig:
         _check_range("runtime", "inter_op_threads", self.inter_op_threads, 1, 256)
 
 
+# libx264 presets, fastest first (the encoder rejects any other name).
+X264_PRESETS: tuple[str, ...] = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+RTSP_TRANSPORTS: tuple[str, ...] = ("tcp", "udp")
+
+
 @dataclass(frozen=True)
-class SourceConfig:
+class SourceOptions:
+    """Settings of :func:`open_source` (the ``source:`` section of config.yaml).
+
+    Attributes:
+        open_timeout_s: Longest wait for a live source to open and deliver its first frame.
+        read_timeout_s: A live source that delivers no frame for this long is stalled and reconnected.
+        rtsp_transport: ``"tcp"`` (reliable, default) or ``"udp"`` (lower latency, may drop packets).
+        reconnect_initial_s: First wait between reconnection attempts; doubles after each failure.
+        reconnect_max_s: Cap of the wait between reconnection attempts.
+        give_up_after_s: A live source down for this long raises :class:`SourceError` (0: at the first
+            failure, no reconnection; ``inf``: never).
+        wait_for_source: At start, keep retrying a live source that cannot be opened (until
+            ``give_up_after_s``) instead of failing at once.
+        queue_size: Decoded frames a file reader may hold ahead of the consumer.
+        max_image_height: Still images taller than this are downscaled to it, keeping the aspect ratio.
+    """
+
     open_timeout_s: float = 10.0
     read_timeout_s: float = 5.0
     rtsp_transport: str = "tcp"
@@ -69,15 +105,40 @@ class SourceConfig:
     queue_size: int = 8
     max_image_height: int = 1080
 
+    def __post_init__(self) -> None:
+        for key in ("open_timeout_s", "read_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
+            value = _source_number(key, getattr(self, key))
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"source.{key} must be a finite number > 0, got {value!r}")
+        give_up = _source_number("give_up_after_s", self.give_up_after_s)
+        if not give_up >= 0:
+            raise ValueError(f"source.give_up_after_s must be >= 0 (or inf), got {give_up!r}")
+        if self.reconnect_max_s < self.reconnect_initial_s:
+            raise ValueError(
+                "source.reconnect_max_s must be >= reconnect_initial_s "
+                f"({self.reconnect_initial_s!r}), got {self.reconnect_max_s!r}"
+            )
+        if self.rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(
+                f"source.rtsp_transport must be one of {list(RTSP_TRANSPORTS)}, got {self.rtsp_transport!r}"
+            )
+        if not isinstance(self.wait_for_source, bool):
+            raise TypeError(f"source.wait_for_source must be a bool, got {type(self.wait_for_source).__name__}")
+        for key, low in (("queue_size", 1), ("max_image_height", 16)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"source.{key} must be an int, got {type(value).__name__}")
+            if value < low:
+                raise ValueError(f"source.{key} must be >= {low}, got {value!r}")
+
     def validate(self) -> None:
-        _check_range("source", "open_timeout_s", self.open_timeout_s, 0.1, 600)
-        _check_range("source", "read_timeout_s", self.read_timeout_s, 0.1, 600)
-        _check_choice("source", "rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
-        _check_range("source", "reconnect_initial_s", self.reconnect_initial_s, 0.01, 600)
-        _check_range("source", "reconnect_max_s", self.reconnect_max_s, self.reconnect_initial_s, 3600)
-        _check_range("source", "give_up_after_s", self.give_up_after_s, 0, None)
-        _check_range("source", "queue_size", self.queue_size, 1, 1024)
-        _check_range("source", "max_image_height", self.max_image_height, 64, 100000)
+        """Checked on construction (``__post_init__``), also when built outside a config file."""
+
+
+def _source_number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"source.{key} must be a number, got {type(value).__name__}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -173,8 +234,48 @@ class AnnotateConfig:
         _check_range("annotate", "font_scale", self.font_scale, 0.0, 10.0)
 
 
+
+
+def _output_int(name: str, value: object, low: int, high: int) -> int:
+    # bool is an int subclass; `video_crf: true` in YAML is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"output.{name} must be an integer in [{low}, {high}], got {value!r}")
+    if not low <= int(value) <= high:
+        raise ValueError(f"output.{name} must be in [{low}, {high}], got {value!r}")
+    return int(value)
+
+
+def _output_float(name: str, value: object, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"output.{name} must be a number in ({low}, {high}], got {value!r}")
+    number = float(value)
+    if not math.isfinite(number) or not low < number <= high:
+        raise ValueError(f"output.{name} must be in ({low}, {high}], got {value!r}")
+    return number
+
+
+def _output_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"output.{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
-class OutputConfig:
+class SinkOptions:
+    """Options of the output sinks: the ``output:`` section of ``config.yaml``.
+
+    Attributes:
+        video_crf: x264 constant rate factor, 0 (lossless) to 51; lower is better and bigger.
+        video_preset: x264 preset for files; slower presets give smaller files at the same quality.
+        video_writer_thread: Encode video files in a writer thread so encoding overlaps inference.
+        video_queue_size: Frames the writer thread may hold before ``write`` waits (bounds memory).
+        image_jpeg_quality: JPEG quality (1-100) of annotated image outputs.
+        rtsp_fps: Frame rate of the RTSP push; frames arriving faster are dropped. Keyframe every second.
+        rtsp_reconnect_max_s: Longest wait between reconnection attempts to the RTSP server (seconds).
+        rtsp_transport: RTP transport to the RTSP server, "tcp" or "udp".
+        window_name: Title of the ``--show`` window.
+    """
+
     video_crf: int = 23
     video_preset: str = "ultrafast"
     video_writer_thread: bool = True
@@ -185,29 +286,73 @@ class OutputConfig:
     rtsp_transport: str = "tcp"
     window_name: str = "faces"
 
+    def __post_init__(self) -> None:
+        # Frozen: normalized values are stored through object.__setattr__.
+        set_ = object.__setattr__
+        set_(self, "video_crf", _output_int("video_crf", self.video_crf, 0, 51))
+        _output_choice("video_preset", self.video_preset, X264_PRESETS)
+        if not isinstance(self.video_writer_thread, bool):
+            raise ValueError(f"output.video_writer_thread must be true or false, got {self.video_writer_thread!r}")
+        set_(self, "video_queue_size", _output_int("video_queue_size", self.video_queue_size, 1, 1024))
+        set_(self, "image_jpeg_quality", _output_int("image_jpeg_quality", self.image_jpeg_quality, 1, 100))
+        set_(self, "rtsp_fps", _output_float("rtsp_fps", self.rtsp_fps, 0.0, 240.0))
+        reconnect = _output_float("rtsp_reconnect_max_s", self.rtsp_reconnect_max_s, 0.0, 3600.0)
+        set_(self, "rtsp_reconnect_max_s", reconnect)
+        _output_choice("rtsp_transport", self.rtsp_transport, RTSP_TRANSPORTS)
+        if not isinstance(self.window_name, str) or not self.window_name.strip():
+            raise ValueError(f"output.window_name must be a non-empty string, got {self.window_name!r}")
+
+    @classmethod
+    def coerce(cls, options: SinkOptions | Mapping[str, Any] | Any) -> SinkOptions:
+        """SinkOptions from itself, a mapping, or a dataclass instance holding some of its keys.
+
+        Lets a configuration object of another class (e.g. the loaded ``output:`` section)
+        be passed as is; missing keys keep their defaults.
+
+        Args:
+            options: A SinkOptions (returned unchanged), a mapping, or a dataclass instance.
+
+        Returns:
+            The options.
+
+        Raises:
+            ValueError: A key is unknown or a value is out of range (the message names it).
+            TypeError: ``options`` is none of the accepted kinds.
+        """
+        if isinstance(options, SinkOptions):
+            return options
+        if isinstance(options, Mapping):
+            values = dict(options)
+        elif is_dataclass(options) and not isinstance(options, type):
+            values = {f.name: getattr(options, f.name) for f in fields(options)}
+        else:
+            raise TypeError(f"options must be a SinkOptions, a mapping or a dataclass, got {type(options).__name__}")
+        unknown = sorted(set(values) - set(cls.keys()))
+        if unknown:
+            raise ValueError(f"unknown output option(s) {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
+        return cls(**values)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The option names, in declaration order (the keys of the ``output:`` section)."""
+        return tuple(f.name for f in fields(cls))
+
     def validate(self) -> None:
-        _check_range("output", "video_crf", self.video_crf, 0, 51)
-        presets = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-        _check_choice("output", "video_preset", self.video_preset, presets)
-        _check_range("output", "video_queue_size", self.video_queue_size, 1, 1024)
-        _check_range("output", "image_jpeg_quality", self.image_jpeg_quality, 1, 100)
-        _check_range("output", "rtsp_fps", self.rtsp_fps, 1, 240)
-        _check_range("output", "rtsp_reconnect_max_s", self.rtsp_reconnect_max_s, 0.1, 3600)
-        _check_choice("output", "rtsp_transport", self.rtsp_transport, ("tcp", "udp"))
+        """Checked on construction (``__post_init__``), also when built outside a config file."""
 
 
 @dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    source: SourceConfig = field(default_factory=SourceConfig)
+    source: SourceOptions = field(default_factory=SourceOptions)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    output: SinkOptions = field(default_factory=SinkOptions)
 
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
@@ -252,7 +397,10 @@ def _build_section(name: str, values: dict[str, Any]) -> Any:
     if unknown:
         raise ConfigError(f"unknown key {name}.{unknown[0]}; valid keys in {name}: {', '.join(sorted(known))}")
     kwargs = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
-    section = cls(**kwargs)
+    try:
+        section = cls(**kwargs)
+    except (TypeError, ValueError) as error:  # sections that validate on construction
+        raise ConfigError(str(error)) from None
     section.validate()
     return section
 

@@ -34,7 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -44,6 +44,7 @@ import av.error
 import cv2
 import numpy as np
 
+from stream.config import SourceOptions
 from stream.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ logger = logging.getLogger(__name__)
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
 KINDS: tuple[str, ...] = ("webcam", "stream", "video", "image", "folder")
-RTSP_TRANSPORTS: tuple[str, ...] = ("tcp", "udp")
 
 # Query parameters that carry secrets in camera URLs (e.g. ``.../cam?user=admin&password=x``).
 _SECRET_QUERY_KEYS = re.compile(r"(?i)^(pass(word|wd)?|pwd|token|access_token|auth|api_?key|key|secret|sig(nature)?)$")
@@ -77,67 +77,6 @@ class CaptureLike(Protocol):
 
 
 CaptureFactory = Callable[[Any], CaptureLike]
-
-
-@dataclass(frozen=True)
-class SourceOptions:
-    """Settings of :func:`open_source` (the ``source:`` section of config.yaml).
-
-    Attributes:
-        open_timeout_s: Longest wait for a live source to open and deliver its first frame.
-        read_timeout_s: A live source that delivers no frame for this long is stalled and reconnected.
-        rtsp_transport: ``"tcp"`` (reliable, default) or ``"udp"`` (lower latency, may drop packets).
-        reconnect_initial_s: First wait between reconnection attempts; doubles after each failure.
-        reconnect_max_s: Cap of the wait between reconnection attempts.
-        give_up_after_s: A live source down for this long raises :class:`SourceError` (0: at the first
-            failure, no reconnection; ``inf``: never).
-        wait_for_source: At start, keep retrying a live source that cannot be opened (until
-            ``give_up_after_s``) instead of failing at once.
-        queue_size: Decoded frames a file reader may hold ahead of the consumer.
-        max_image_height: Still images taller than this are downscaled to it, keeping the aspect ratio.
-    """
-
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 5.0
-    rtsp_transport: str = "tcp"
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 2.0
-    give_up_after_s: float = 300.0
-    wait_for_source: bool = False
-    queue_size: int = 8
-    max_image_height: int = 1080
-
-    def __post_init__(self) -> None:
-        for key in ("open_timeout_s", "read_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
-            value = _check_number(key, getattr(self, key))
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"SourceOptions.{key} must be a finite number > 0, got {value!r}")
-        give_up = _check_number("give_up_after_s", self.give_up_after_s)
-        if not give_up >= 0:
-            raise ValueError(f"SourceOptions.give_up_after_s must be >= 0 (or inf), got {give_up!r}")
-        if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError(
-                "SourceOptions.reconnect_max_s must be >= reconnect_initial_s "
-                f"({self.reconnect_initial_s!r}), got {self.reconnect_max_s!r}"
-            )
-        if self.rtsp_transport not in RTSP_TRANSPORTS:
-            raise ValueError(
-                f"SourceOptions.rtsp_transport must be one of {list(RTSP_TRANSPORTS)}, got {self.rtsp_transport!r}"
-            )
-        if not isinstance(self.wait_for_source, bool):
-            raise TypeError(f"SourceOptions.wait_for_source must be a bool, got {type(self.wait_for_source).__name__}")
-        for key, low in (("queue_size", 1), ("max_image_height", 16)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"SourceOptions.{key} must be an int, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"SourceOptions.{key} must be >= {low}, got {value!r}")
-
-
-def _check_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"SourceOptions.{key} must be a number, got {type(value).__name__}")
-    return float(value)
 
 
 def redact_url(url: str) -> str:

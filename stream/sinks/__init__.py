@@ -25,12 +25,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from stream.sinks.base import Sink, SinkError, SinkOptions, redact_url
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.video import VIDEO_EXTENSIONS, VideoSink
 from stream.sinks.window import WindowSink, display_problem
+from stream.sources import redact_url
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -24,7 +24,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from stream.sinks.base import Sink, SinkError, SinkOptions, prepare_output_file
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, SinkError, prepare_output_file
 from stream.types import (
     AGE_GROUP_PROBS,
     AGE_GROUPS,

@@ -11,7 +11,8 @@ from pathlib import Path, PurePath
 import cv2
 import numpy as np
 
-from stream.sinks.base import Sink, SinkError, SinkOptions, prepare_output_file
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, SinkError, prepare_output_file
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,9 @@ import av.error
 import cv2
 import numpy as np
 
-from stream.sinks.base import Sink, SinkOptions, fit_to_size, pad_to_even, redact_url
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, fit_to_size, pad_to_even
+from stream.sources import redact_url
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ import av.error
 import cv2
 import numpy as np
 
-from stream.sinks.base import Sink, SinkError, SinkOptions, fit_to_size, pad_to_even, prepare_output_file
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, SinkError, fit_to_size, pad_to_even, prepare_output_file
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ import sys
 
 import cv2
 
-from stream.sinks.base import Sink, SinkError, SinkOptions
+from stream.config import SinkOptions
+from stream.sinks.base import Sink, SinkError
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)

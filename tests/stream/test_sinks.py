@@ -37,8 +37,9 @@ from stream.sinks import (
     open_sinks,
     output_kind,
 )
-from stream.sinks.base import fit_to_size, pad_to_even, redact_url
+from stream.sinks.base import fit_to_size, pad_to_even
 from stream.sinks.images import output_name
+from stream.sources import redact_url
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, NO_TRACK, P_FEMALE, Faces, Frame
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,7 +156,7 @@ def test_fit_to_size_letterboxes():
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("rtsp://user:secret@cam.local:554/s", "rtsp://user:***@cam.local:554/s"),
+        ("rtsp://user:secret@cam.local:554/s", "rtsp://***@cam.local:554/s"),
         ("rtsp://cam.local/s", "rtsp://cam.local/s"),
         ("out.mp4", "out.mp4"),
     ],
@@ -734,7 +735,7 @@ def test_rtsp_to_closed_port_never_raises_nor_blocks(caplog):
     assert sink.frames_dropped == k
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "stream.sinks.rtsp"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once per outage, not per attempt
-    assert "secret" not in caplog.text and "user:***@" in caplog.text
+    assert "secret" not in caplog.text and "rtsp://***@127.0.0.1" in caplog.text
 
 
 def _rtsp_receiver(url: str, frames: int, got: list[tuple[int, int, bool]]) -> None:
