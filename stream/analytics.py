@@ -29,7 +29,7 @@ def track_record(track_id: int, track: TrackEstimate, fps: float) -> dict[str, A
         "age_group": AGE_GROUPS[track.shown_group] if labelled else None,
         "age_group_probs": [round(float(p), 4) for p in track.fused[AGE_GROUP_PROBS]] if labelled else None,
         "age": round(age, 1) if labelled and np.isfinite(age) else None,
-        "gender": ("female" if p_female >= 0.5 else "male") if labelled and np.isfinite(p_female) else None,
+        "gender": ("female" if track.shown_female == 1 else "male") if labelled and track.shown_female >= 0 else None,
         "p_female": round(p_female, 4) if labelled and np.isfinite(p_female) else None,
     }
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
+from stream.types import (
+    AGE_GROUP_PROBS,
+    AGE_GROUPS,
+    AGE_YEARS,
+    LABEL_READY,
+    N_OBS,
+    P_FEMALE,
+    SHOWN_FEMALE,
+    SHOWN_GROUP,
+    Faces,
+)
 
 _FEMALE = (180, 90, 235)  # BGR
 _MALE = (235, 160, 40)
@@ -28,7 +38,8 @@ def face_label(faces: Faces, i: int) -> tuple[str, tuple[int, int, int]]:
     p_female = float(faces.data[P_FEMALE][i]) if P_FEMALE in faces.data else float("nan")
     color = _UNKNOWN
     if np.isfinite(p_female):
-        female = p_female >= 0.5
+        shown_female = faces.data.get(SHOWN_FEMALE)
+        female = bool(shown_female[i]) if shown_female is not None and shown_female[i] >= 0 else p_female >= 0.5
         parts.append("F" if female else "M")
         color = _FEMALE if female else _MALE
     parts.append(AGE_GROUPS[group])

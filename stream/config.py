@@ -214,10 +214,14 @@ class TrackBookConfig:
     max_observations: int = 50
     forget_after_frames: int = 300
     switch_margin: float = 0.1
+    switch_after: int = 1
+    gender_margin: float = 0.3
     fusion: str = "mean"
 
     def validate(self) -> None:
         _check_choice("trackbook", "fusion", self.fusion, ("mean", "geometric"))
+        _check_range("trackbook", "switch_after", self.switch_after, 1, 1000)
+        _check_range("trackbook", "gender_margin", self.gender_margin, 0.0, 0.99)
         _check_range("trackbook", "switch_margin", self.switch_margin, 0.0, 0.99)
         _check_range("trackbook", "min_observations", self.min_observations, 1, 10000)
         _check_range("trackbook", "max_observations", self.max_observations, self.min_observations, 100000)

@@ -47,7 +47,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream.types import AGE_GROUPS, AGE_YEARS, LABEL_READY, P_FEMALE, SHOWN_GROUP, Faces, Frame, age_group_index
+from stream.types import (
+    AGE_GROUPS,
+    AGE_YEARS,
+    LABEL_READY,
+    P_FEMALE,
+    SHOWN_FEMALE,
+    SHOWN_GROUP,
+    Faces,
+    Frame,
+    age_group_index,
+)
 
 IOU_THRESHOLD = 0.5
 #: GT faces less visible than this are ignore regions for the MOT metrics and never need a label.
@@ -353,8 +363,7 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
                 break
             faces, _ = pipeline.process(frame)
             ready = faces.data[LABEL_READY]
-            p_female = faces.data[P_FEMALE]
-            gender = np.where(ready & np.isfinite(p_female), (p_female >= 0.5).astype(np.int8), -1).astype(np.int8)
+            gender = np.where(ready, faces.data[SHOWN_FEMALE], -1).astype(np.int8)
             trace.frames.append({
                 "track_id": faces.track_id.copy(),
                 "xyxy": faces.xyxy.copy(),

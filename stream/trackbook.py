@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
+from stream.types import (
+    AGE_GROUP_PROBS,
+    AGE_GROUPS,
+    AGE_YEARS,
+    LABEL_READY,
+    N_OBS,
+    P_FEMALE,
+    SHOWN_FEMALE,
+    SHOWN_GROUP,
+    Faces,
+)
 
 _N_GROUPS = len(AGE_GROUPS)
 FUSIONS = ("mean", "geometric")
@@ -44,6 +54,8 @@ class TrackEstimate:
     last_seen_frame: int
     last_classified_frame: int = -1
     shown_group: int = -1
+    challenger_streak: int = 0
+    shown_female: int = -1
     n_obs: int = 0
     fused: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -57,6 +69,10 @@ class TrackBook:
         forget_after_frames: A track unseen for this many frames is forgotten.
         switch_margin: The shown age group changes only when another group's fused
             probability exceeds the shown one's by this much (hysteresis against flicker).
+        gender_margin: The shown gender changes only when the fused P(female) crosses 0.5 by
+            more than half this margin (0.3: below 0.35 or above 0.65).
+        switch_after: ...and only after it has led for this many consecutive observations
+            (persistence: one lucky frame cannot flip a label, a real change still does).
         fusion: "mean" (quality-weighted mean of the probability vectors: robust to one wild
             frame) or "geometric" (weighted mean of log-probabilities, renormalised: the product
             of experts, which sharpens as agreeing evidence accumulates).
@@ -69,6 +85,8 @@ class TrackBook:
         max_observations: int = 50,
         forget_after_frames: int = 300,
         switch_margin: float = 0.1,
+        switch_after: int = 1,
+        gender_margin: float = 0.3,
         fusion: str = "mean",
     ) -> None:
         if min_observations < 1:
@@ -81,6 +99,12 @@ class TrackBook:
             raise ValueError(f"forget_after_frames must be >= 1, got {forget_after_frames}")
         if not 0.0 <= switch_margin < 1.0:
             raise ValueError(f"switch_margin must be in [0, 1), got {switch_margin}")
+        if not 0.0 <= gender_margin < 1.0:
+            raise ValueError(f"gender_margin must be in [0, 1), got {gender_margin}")
+        self.gender_margin = gender_margin
+        if switch_after < 1:
+            raise ValueError(f"switch_after must be >= 1, got {switch_after}")
+        self.switch_after = switch_after
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.fusion = fusion
@@ -159,8 +183,17 @@ class TrackBook:
         if track.n_obs < self.min_observations or not np.isfinite(probs).all():
             return
         best = int(np.argmax(probs))
-        if track.shown_group < 0 or probs[best] > probs[track.shown_group] + self.switch_margin:
+        decisive = track.shown_female < 0 or abs(float(female) - 0.5) > self.gender_margin / 2
+        if np.isfinite(female) and decisive:
+            track.shown_female = int(female >= 0.5)
+        if track.shown_group < 0:
             track.shown_group = best
+        elif best != track.shown_group and probs[best] > probs[track.shown_group] + self.switch_margin:
+            track.challenger_streak += 1
+            if track.challenger_streak >= self.switch_after:
+                track.shown_group, track.challenger_streak = best, 0
+        else:
+            track.challenger_streak = 0
 
     def annotate(self, faces: Faces) -> Faces:
         """``faces`` with the fused label arrays added (see ``stream.types`` for names).
@@ -175,6 +208,7 @@ class TrackBook:
         n_obs = np.zeros(n, np.int32)
         ready = np.zeros(n, bool)
         shown = np.full(n, -1, np.int32)
+        shown_female = np.full(n, -1, np.int8)
         for i, track_id in enumerate(faces.track_id.tolist()):
             track = self.tracks.get(int(track_id))
             if track is None:
@@ -187,9 +221,10 @@ class TrackBook:
             ages[i] = track.fused[AGE_YEARS]
             females[i] = track.fused[P_FEMALE]
             shown[i] = track.shown_group
+            shown_female[i] = track.shown_female
         return faces.with_data(
             **{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: females, N_OBS: n_obs, LABEL_READY: ready,
-               SHOWN_GROUP: shown}
+               SHOWN_GROUP: shown, SHOWN_FEMALE: shown_female}
         )
 
     def confidence(self, track_ids: np.ndarray) -> np.ndarray:

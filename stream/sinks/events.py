@@ -34,6 +34,7 @@ from stream.types import (
     N_OBS,
     NO_TRACK,
     P_FEMALE,
+    SHOWN_FEMALE,
     SHOWN_GROUP,
     Faces,
     Frame,
@@ -78,6 +79,7 @@ def face_records(faces: Faces) -> list[dict[str, Any]]:
         raise ValueError(f"faces.data[{AGE_GROUP_PROBS!r}] must have shape ({n}, {len(AGE_GROUPS)}), got {probs.shape}")
     ages = data.get(AGE_YEARS)
     shown = data.get(SHOWN_GROUP)
+    shown_female = data.get(SHOWN_FEMALE)
     p_female = data.get(P_FEMALE)
     n_obs = data.get(N_OBS)
     records: list[dict[str, Any]] = []
@@ -105,7 +107,10 @@ def face_records(faces: Faces) -> list[dict[str, Any]]:
             if p_female is not None:
                 record["p_female"] = _number(p_female[i], 4)
                 if record["p_female"] is not None:
-                    record["gender"] = "female" if float(p_female[i]) >= 0.5 else "male"
+                    # The gender on screen (hysteresis applied) when the track book gives it.
+                    female = shown_female[i] if shown_female is not None and shown_female[i] >= 0 else (
+                        float(p_female[i]) >= 0.5)
+                    record["gender"] = "female" if female else "male"
         records.append(record)
     return records
 

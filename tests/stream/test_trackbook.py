@@ -85,3 +85,25 @@ def test_forget_and_prune():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrackBook(**kwargs)
+
+
+def test_switch_after_needs_a_persistent_challenger():
+    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_after=3)
+    face = faces_with_ids(1)
+    book.add(face, obs(3, 0.5, 35, confidence=0.9), 0)
+    shown = []
+    # One frame for group 4, back to 3, then three in a row for group 4.
+    for frame, group in enumerate([4, 3, 4, 4, 4], start=1):
+        book.add(face, obs(group, 0.5, 40, confidence=0.9), frame)
+        shown.append(int(book.annotate(face).data[SHOWN_GROUP][0]))
+    assert shown == [3, 3, 3, 3, 4]
+
+
+def test_gender_hysteresis():
+    book = TrackBook(min_observations=1, max_observations=1, gender_margin=0.2)
+    face = faces_with_ids(1)
+    shown = []
+    for frame, p in enumerate([0.7, 0.45, 0.55, 0.35, 0.58, 0.65]):
+        book.add(face, obs(2, p, 25), frame)
+        shown.append(int(book.annotate(face).data["shown_female"][0]))
+    assert shown == [1, 1, 1, 0, 0, 1]  # flips only past 0.4 / 0.6
