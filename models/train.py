@@ -262,15 +262,25 @@ def _progress(epoch: int, epochs: int, step: int, steps: int, started: float, lo
 def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict[str, object]]:
     """Run (or continue) training; returns the model and a summary (split, history, timing).
 
+    Denormal floats are flushed to zero while it runs: the Cydral weights hold thousands (zeroed on load,
+    ``models.nets``) and training can create more in activations and gradients; x86 runs those through a
+    microcode slow path, several times slower. The flag is process-wide (it also makes value comparisons treat
+    denormals as zero), so it is switched off again on return.
+
     Raises:
         ValueError: ``resume`` without a checkpoint, or a checkpoint made with a different config.
     """
+    torch.set_flush_denormal(True)
+    try:
+        return _train(config, resume)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, object]]:
     from models.fetch import model_path
 
     seed_everything(config.seed)
-    # The Cydral weights hold denormal floats (zeroed on load, models.nets), and training can create more in
-    # activations and gradients; x86 runs those through a microcode slow path, several times slower.
-    torch.set_flush_denormal(True)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -75,13 +75,15 @@ def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
     from onnx import numpy_helper
 
     model = onnx.load(str(path))
-    tiny = np.finfo(np.float32).tiny
     flushed = 0
     for initializer in model.graph.initializer:
         if initializer.data_type != onnx.TensorProto.FLOAT:
             continue
         weights = numpy_helper.to_array(initializer)
-        denormal = (weights != 0) & (np.abs(weights) < tiny)
+        # Test the bits, not the values: with flush-to-zero on in this process (torch training does
+        # that) a denormal compares equal to zero and would slip through.
+        bits = np.ascontiguousarray(weights).view(np.uint32)
+        denormal = ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
         if denormal.any():
             flushed += int(denormal.sum())
             initializer.CopyFrom(numpy_helper.from_array(np.where(denormal, 0, weights).astype(np.float32),
