@@ -246,7 +246,7 @@ def _check_option_names(where: str, values: Mapping[str, Any]) -> None:
 
 
 def _coerce_options(options: Any) -> SourceOptions:
-    """Accept a SourceOptions, a mapping, or another dataclass with the same fields (config.SourceConfig)."""
+    """Accept a SourceOptions (config's ``source`` section), a mapping, or another dataclass with its fields."""
     if options is None:
         return SourceOptions()
     if isinstance(options, SourceOptions):
@@ -254,8 +254,6 @@ def _coerce_options(options: Any) -> SourceOptions:
     if isinstance(options, Mapping):
         values = dict(options)
     elif is_dataclass(options) and not isinstance(options, type):
-        # The config module mirrors these keys in its own dataclass so that loading the config does not
-        # import OpenCV/PyAV; its values are validated again here.
         values = {f.name: getattr(options, f.name) for f in fields(options)}
     else:
         raise TypeError(f"options must be a SourceOptions, a mapping or a dataclass, got {type(options).__name__}")
