@@ -296,3 +296,24 @@ def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path:
     return MultiHeadNet(age_trunk, gender_trunk, age_dim=int(weights.shape[0]),
                         gender_dim=int(gender_init[0].shape[0]), age_init=(weights, bias),
                         gender_init=gender_init, freeze_age_trunk=freeze_age_trunk)  # type: ignore[arg-type]
+
+
+class FlipAverage(nn.Module):
+    """Horizontal-flip test-time augmentation for export: one pass over ``[x; flip(x)]`` (batch 2n), averaged.
+
+    Averages the two passes' group probabilities (returned as log-probabilities, which the runtime's softmax
+    returns unchanged), ages (the mean of the two expectations is the expectation of the averaged distribution)
+    and P(female) (returned as its logit). Doubles the per-face cost.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        group_logits, age, gender_logit = self.net(torch.cat([x, x.flip(3)], dim=0))
+        probs = torch.softmax(group_logits, dim=1)
+        group = torch.log(((probs[:n] + probs[n:]) * 0.5).clamp_min(1e-12))
+        p_female = ((torch.sigmoid(gender_logit[:n]) + torch.sigmoid(gender_logit[n:])) * 0.5).clamp(1e-7, 1 - 1e-7)
+        return group, (age[:n] + age[n:]) * 0.5, torch.log(p_female) - torch.log1p(-p_female)

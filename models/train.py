@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
-from models.nets import AGE_BINS, MultiHeadNet, build_multihead_from_cydral, denormal_mask, zero_denormals_
+from models.nets import AGE_BINS, FlipAverage, MultiHeadNet, build_multihead_from_cydral, denormal_mask, zero_denormals_
 from stream.types import AGE_GROUPS, age_group_index
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ STD_RGB = (256.0, 256.0, 256.0)
 
 
 #: Settings a resumed run may change: the epoch count (to extend a run) and inference-time settings.
-_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "fp16")
+_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "fp16", "flip_tta")
 
 
 @dataclass
@@ -81,6 +81,8 @@ class TrainConfig:
     threads: int = 0
     fp16: bool = False
     group_mix: float = 0.0
+    #: Export with horizontal-flip test-time augmentation baked in (``models.nets.FlipAverage``; 2x the cost).
+    flip_tta: bool = False
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -419,7 +421,8 @@ def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float]:
     flushed = zero_denormals_(model)
     if flushed:
         logger.info("export: %d denormal weights set to zero", flushed)
-    difference = export_with_parity(model, path, config.size, OUTPUT_NAMES, fp16=config.fp16)
+    graph = FlipAverage(model).eval() if config.flip_tta else model
+    difference = export_with_parity(graph, path, config.size, OUTPUT_NAMES, fp16=config.fp16)
     left = count_denormal_weights(path)
     if left:
         raise ValueError(f"export: {path} still holds {left} denormal weights")
@@ -453,8 +456,11 @@ def candidate_name(path: Path, sha256: str, size: int) -> str:
 
 
 def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str, dict], sha256: str,
-               parity_difference: float, ms_per_face: dict[str, float]) -> None:
-    """The model card (markdown) next to the weights."""
+               parity_difference: float, ms_per_face: dict[str, float], mix_note: str = "") -> None:
+    """The model card (markdown) next to the weights.
+
+    ``mix_note`` says how ``group_mix`` was chosen (e.g. the validation-split sweep); empty: set by the flag.
+    """
     ours, default = figures["candidate"], figures["cydral"]
 
     def row(label: str, key: str, fmt: str = "{:.3f}") -> str:
@@ -481,6 +487,10 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
         "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution (linear, "
         "initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from Cydral's).",
+        *(["- Horizontal-flip test-time augmentation inside the graph (`models.nets.FlipAverage`, `--flip-tta`): "
+           "one pass over the chips and their mirror images (batch 2N); group probabilities, ages and P(female) "
+           "of the two passes are averaged (`group_logits` are then log-probabilities, `gender_logit` the logit "
+           "of the mean). Twice the per-face cost of a single pass."] if config.flip_tta else []),
         "",
         "## Data and split",
         "",
@@ -512,14 +522,13 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs} --group-mix "
         f"{config.group_mix}"
         + (" --freeze-age-trunk" if config.freeze_age_trunk else "")
+        + (" --flip-tta" if config.flip_tta else "")
         + f"` (aligned chips are cached under `{config.cache}`).",
         f"- `group_logits` blend (`MultiHeadNet.group_mix` = {config.group_mix}): "
         + ("the group head alone." if config.group_mix == 0 else
            f"log((1 - {config.group_mix})·softmax(group head) + {config.group_mix}·P(group | age distribution)); "
            "the class-weighted group head favours rare groups, the age distribution follows the data's prior. "
-           "Picked on the validation split among 0, 0.3, 0.5, 0.7, 1 for the earlier frozen-trunk run (group "
-           "accuracy 0.608, 0.621, 0.622, 0.620, 0.615) and kept for this run, so the split is mildly optimistic "
-           "for this one setting."),
+           + (mix_note or "Set with `--group-mix`; not tuned for this run.")),
         "",
         "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
         "",

@@ -154,3 +154,35 @@ def test_bad_export_sample():
 
     with pytest.raises(ValueError, match="sample"):
         export_onnx(torch.nn.Identity(), torch.zeros(3, 8, 8), ["y"])
+
+
+class _TinyHeads(torch.nn.Module):
+    """Not flip-symmetric: (group_logits (n,8), age (n,), gender_logit (n,)) from the flattened chip."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = torch.nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x):
+        out = self.linear(x.flatten(1))
+        return out[:, :8], out[:, 8] * 10 + 40, out[:, 9]
+
+
+def test_flip_average_is_mirror_invariant_and_averages_probabilities():
+    from models.nets import FlipAverage
+
+    net = _TinyHeads().eval()
+    tta = FlipAverage(net).eval()
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        group, age, gender = tta(x)
+        mirrored = tta(x.flip(3))
+        a, b = net(x), net(x.flip(3))
+    for left, right in zip((group, age, gender), mirrored):
+        assert torch.allclose(left, right, atol=1e-5)
+    assert group.shape == (3, 8) and age.shape == (3,) and gender.shape == (3,)
+    expected = (torch.softmax(a[0], 1) + torch.softmax(b[0], 1)) / 2
+    assert torch.allclose(torch.softmax(group, 1), expected, atol=1e-5)
+    assert torch.allclose(age, (a[1] + b[1]) / 2, atol=1e-4)
+    assert torch.allclose(torch.sigmoid(gender), (torch.sigmoid(a[2]) + torch.sigmoid(b[2])) / 2, atol=1e-5)
