@@ -16,7 +16,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from stream.config import ConfigError, load_config, replace
+from stream.config import ConfigError, load_cli_config
 
 logger = logging.getLogger("stream")
 
@@ -126,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         # what our one-line error says; set before OpenCV is imported. OPENCV_LOG_LEVEL in the environment wins.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
-        config = load_config(args.config, args.overrides)
-        if args.detector:
-            config = replace(config, "detector", name=args.detector)
-        if args.device:
-            config = replace(config, "runtime", device=args.device)
+        config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
     except ConfigError as error:
         return _fail(str(error))
 

@@ -605,15 +605,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stream import bench_detectors
 
         return bench_detectors.main(argv[1:])
-    from stream.config import ConfigError, load_config, replace
+    from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
-        if args.detector:
-            config = replace(config, "detector", name=args.detector)
-        if args.device:
-            config = replace(config, "runtime", device=args.device)
+        config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
         counts = [int(v) for v in args.scaling.split(",") if v.strip()]
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -28,6 +28,19 @@ class ConfigError(ValueError):
     """A config file, key or value is wrong (one-line message naming it)."""
 
 
+def section_values(options: Any, expected: str) -> dict[str, Any]:
+    """The keys and values of a config section given as a mapping (e.g. from YAML) or another dataclass.
+
+    Raises:
+        TypeError: ``options`` is neither (the message names ``expected``, the class it stands for).
+    """
+    if isinstance(options, Mapping):
+        return dict(options)
+    if is_dataclass(options) and not isinstance(options, type):
+        return {f.name: getattr(options, f.name) for f in fields(options)}
+    raise TypeError(f"options must be a {expected}, a mapping or a dataclass, got {type(options).__name__}")
+
+
 def _check_range(section: str, key: str, value: float, low: float | None = None, high: float | None = None) -> None:
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
@@ -325,12 +338,7 @@ class SinkOptions:
         """
         if isinstance(options, SinkOptions):
             return options
-        if isinstance(options, Mapping):
-            values = dict(options)
-        elif is_dataclass(options) and not isinstance(options, type):
-            values = {f.name: getattr(options, f.name) for f in fields(options)}
-        else:
-            raise TypeError(f"options must be a SinkOptions, a mapping or a dataclass, got {type(options).__name__}")
+        values = section_values(options, "SinkOptions")
         unknown = sorted(set(values) - set(cls.keys()))
         if unknown:
             raise ValueError(f"unknown output option(s) {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
@@ -458,6 +466,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}")
         sections[name] = _build_section(name, values)
     return Config(**sections)
+
+
+def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *, detector: str | None = None,
+                    device: str | None = None) -> Config:
+    """:func:`load_config` plus the command lines' ``--detector`` and ``--device`` shortcuts.
+
+    Raises:
+        ConfigError: As :func:`load_config`, or a bad shortcut value.
+    """
+    config = load_config(path, overrides)
+    if detector:
+        config = replace(config, "detector", name=detector)
+    if device:
+        config = replace(config, "runtime", device=device)
+    return config
 
 
 def replace(config: Config, section: str, **changes: Any) -> Config:

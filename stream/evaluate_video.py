@@ -816,15 +816,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; prints the tables, returns 0 (2 on bad arguments)."""
     from stream import synth
-    from stream.config import ConfigError, load_config, replace
+    from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
-        if args.detector:
-            config = replace(config, "detector", name=args.detector)
-        if args.device:
-            config = replace(config, "runtime", device=args.device)
+        config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
         width, height = (int(v) for v in args.size.lower().split("x"))
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -34,7 +34,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import fields, is_dataclass, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -44,7 +44,7 @@ import av.error
 import cv2
 import numpy as np
 
-from stream.config import SourceOptions
+from stream.config import SourceOptions, section_values
 from stream.types import Frame
 
 logger = logging.getLogger(__name__)
@@ -251,12 +251,7 @@ def _coerce_options(options: Any) -> SourceOptions:
         return SourceOptions()
     if isinstance(options, SourceOptions):
         return options
-    if isinstance(options, Mapping):
-        values = dict(options)
-    elif is_dataclass(options) and not isinstance(options, type):
-        values = {f.name: getattr(options, f.name) for f in fields(options)}
-    else:
-        raise TypeError(f"options must be a SourceOptions, a mapping or a dataclass, got {type(options).__name__}")
+    values = section_values(options, "SourceOptions")
     _check_option_names("options", values)
     return SourceOptions(**values)
 
