@@ -112,7 +112,7 @@ def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray, boxe
 
     ``alignment`` is the runtime's ``classifier.alignment`` mode; ``seed_upright`` needs ``boxes``.
     """
-    from stream.align import align_chips
+    from stream.align import align_for
 
     if boxes is None:
         boxes = np.zeros((len(samples), 4), np.float32)
@@ -122,12 +122,11 @@ def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray, boxe
         paths = samples.paths[start : start + _BATCH]
         images = [read_image(p) for p in paths]
         out: dict[str, np.ndarray] = {}
-        for classifier in classifiers:
-            chips = np.concatenate([
-                align_chips(image, boxes[start + j : start + j + 1], landmarks[start + j : start + j + 1],
-                            classifier.template, classifier.chip_size, alignment)
-                for j, image in enumerate(images)
-            ])
+        inputs = [(c.template, c.chip_size) for c in classifiers]
+        per_image = [align_for(image, boxes[start + j : start + j + 1], landmarks[start + j : start + j + 1], inputs,
+                               alignment) for j, image in enumerate(images)]
+        for k, classifier in enumerate(classifiers):
+            chips = np.concatenate([sets[k] for sets in per_image])
             for key, value in classifier.predict(chips).items():
                 # The first model that gives a figure keeps it: the age model comes first, the gender model
                 # second, as in the pipeline when a gender model is named.

@@ -27,6 +27,8 @@ CYDRAL_CLASSIFIER = ("layer_1_weights", "layer_1_bias")
 CYDRAL_GENDER_FEATURE_NODE = "layer_4_flatten"
 #: Its classifier: hidden Gemm, the scalar after the ReLU, the output Gemm ([female, male]).
 CYDRAL_GENDER_CLASSIFIER = ("layer_4_weights", "layer_4_bias", "layer_2_scalar", "layer_1_weights", "layer_1_bias")
+#: Chip side the Cydral gender network was trained on.
+GENDER_CHIP = 32
 
 
 def denormal_mask(array: np.ndarray) -> np.ndarray:
@@ -173,8 +175,9 @@ class MultiHeadNet(nn.Module):
     """Two face-pretrained trunks, three heads: 8 age groups, an age distribution over 0..100 years, gender.
 
     Input: ``(n, 3, S, S)`` float32 RGB chips (``dlib_chip`` alignment) normalised like the Cydral nets
-    ((x - mean) / 256), ``S`` = 64. The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
-    reads it 2x2-average-pooled to 32x32, as its training chips were (4096-d conv features). Both trunks and all
+    ((x - mean) / 256), ``S`` a multiple of 32 (64 as pretrained; the age trunk is fully convolutional, so larger
+    chips give it finer detail). The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
+    reads it average-pooled to 32x32, as its training chips were (4096-d conv features). Both trunks and all
     heads train (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age
     trunk fixed instead (its features can then be computed once and cached). Heads start from the Cydral
     classifiers, so training begins at Cydral's estimates:
@@ -257,7 +260,8 @@ class MultiHeadNet(nn.Module):
             age_features: Precomputed ``(n, 256)`` age-trunk features of the same chips (skips the trunk).
         """
         age_feat = self.age_features(x) if age_features is None else age_features
-        gender_feat = self.gender_trunk(F.avg_pool2d(x, 2))
+        # The gender trunk was trained on 32x32 chips: pool any chip size (64, 96, ...) down to that.
+        gender_feat = self.gender_trunk(F.avg_pool2d(x, x.shape[-1] // GENDER_CHIP))
         hidden = F.relu(self.gender_hidden(self.dropout(gender_feat)))
         joint = torch.cat([age_feat, hidden], dim=1)
         dropped = self.dropout(joint)

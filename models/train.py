@@ -83,6 +83,10 @@ class TrainConfig:
     group_mix: float = 0.0
     #: Export with horizontal-flip test-time augmentation baked in (``models.nets.FlipAverage``; 2x the cost).
     flip_tta: bool = False
+    #: Decay of an exponential moving average of the weights, updated every step; validation, checkpoints'
+    #: figures and the export use the average (0: the raw weights). Averaging over the last few hundred steps
+    #: smooths the noise of UTKFace's estimated labels out of the final weights.
+    ema: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -163,6 +167,37 @@ def loss_terms(out: dict[str, torch.Tensor], age: torch.Tensor, group: torch.Ten
 
 
 # ----------------------------------------------------------------------------------------------- loop
+
+
+class WeightAverage:
+    """Exponential moving average of a model's floating-point parameters and buffers (copies on its device)."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"ema must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for key, value in model.state_dict().items():
+            if key in self.shadow:
+                self.shadow[key].lerp_(value.detach(), 1.0 - self.decay)
+
+    def averaged(self, model: torch.nn.Module) -> MultiHeadNet:
+        """A copy of ``model`` holding the averaged weights (on ``model``'s device)."""
+        import copy
+
+        out = copy.deepcopy(model)
+        device = next(model.parameters()).device
+        out.load_state_dict({k: v.to(device) for k, v in self.shadow.items()}, strict=False)
+        return out  # type: ignore[return-value]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.shadow = {k: v.clone() for k, v in state.items()}
 
 
 def seed_everything(seed: int) -> None:
@@ -310,6 +345,7 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
         groups_params.append({"params": list(model.age_trunk.parameters()),
                               "lr": config.lr * config.age_trunk_lr_scale})
     optimizer = torch.optim.AdamW(groups_params, weight_decay=config.weight_decay)
+    average = WeightAverage(model, config.ema) if config.ema > 0 else None
     steps_per_epoch = max(1, len(train_idx) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = min(100, total_steps // 10)
@@ -330,11 +366,15 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
             raise ValueError(f"resume: no checkpoint at {checkpoint}")
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         # Only the number of epochs may change on resume (to extend a run); anything else would mix two runs.
+        # (A key the checkpoint predates counts as its default.)
+        defaults = asdict(TrainConfig())
         changed = sorted(k for k, v in asdict(config).items()
-                         if k not in _RESUME_MAY_CHANGE and state["config"].get(k) != v)
+                         if k not in _RESUME_MAY_CHANGE and state["config"].get(k, defaults[k]) != v)
         if changed:
             raise ValueError(f"resume: checkpoint {checkpoint} was made with different settings: {changed}")
         model.load_state_dict(state["model"])
+        if average is not None:
+            average.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
@@ -368,6 +408,8 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if average is not None:
+                average.update(model)
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach())
             if step % 5 == 0 or step == steps_per_epoch - 1:
@@ -375,7 +417,8 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
         sys.stderr.write("\n")
         train_seconds += time.time() - started
         model.cpu()
-        val = quick_val(model, chips[val_idx], None if features is None else features[val_idx],
+        evaluated = average.averaged(model) if average is not None else model
+        val = quick_val(evaluated, chips[val_idx], None if features is None else features[val_idx],
                         samples.age[val_idx], samples.gender[val_idx])
         model.to(device)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
@@ -385,9 +428,11 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
         logger.info("epoch %s", json.dumps(entry))
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                 "history": history, "train_seconds": train_seconds, "config": asdict(config)}
+                 "history": history, "train_seconds": train_seconds, "config": asdict(config),
+                 "ema": average.state_dict() if average is not None else None}
         torch.save(state, run_dir / "last.part")
         (run_dir / "last.part").replace(checkpoint)
+    model = average.averaged(model.cpu()) if average is not None else model
     model.cpu().eval()
     model.group_mix = config.group_mix
     summary = {"n_train": len(train_idx), "n_val": len(val_idx), "history": history,

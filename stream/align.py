@@ -185,3 +185,38 @@ def align_chips(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, temp
     if mode == "seed_upright":
         return crop_upright(image, xyxy, landmarks, size)
     raise ValueError(f"unknown alignment mode {mode!r}; valid: {', '.join(ALIGNMENT_MODES)}")
+
+
+def box_downsample(chips: np.ndarray, factor: int) -> np.ndarray:
+    """``(n, S, S, 3)`` uint8 chips averaged over ``factor`` x ``factor`` blocks (rounded): ``(n, S/f, S/f, 3)``."""
+    n, side = chips.shape[0], chips.shape[1]
+    if factor == 1:
+        return chips
+    small = side // factor
+    blocks = chips.reshape(n, small, factor, small, factor, chips.shape[3]).astype(np.uint32)
+    return ((blocks.sum(axis=(2, 4)) + factor * factor // 2) // (factor * factor)).astype(np.uint8)
+
+
+def align_for(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, inputs: list[tuple[str, int]],
+              mode: str = "similarity") -> list[np.ndarray]:
+    """Chips for several classifiers, each ``(template, chip side)``, warped once per template.
+
+    A chip whose side divides that of a larger chip on the same template is the larger chip box-averaged
+    (the default pair: 32x32 gender chips from the 64x64 age chips): as anti-aliased as a warp of its own,
+    and it saves that warp, which at 32 px goes through the area pre-shrink (~0.15 ms a face).
+
+    Returns:
+        One ``(n, S, S, 3)`` uint8 array per entry of ``inputs``, in that order.
+    """
+    out: list[np.ndarray | None] = [None] * len(inputs)
+    made: dict[str, tuple[int, np.ndarray]] = {}
+    for i in sorted(range(len(inputs)), key=lambda k: -inputs[k][1]):
+        template, size = inputs[i]
+        larger = made.get(template)
+        if larger is not None and larger[0] % size == 0:
+            out[i] = box_downsample(larger[1], larger[0] // size)
+        else:
+            chips = align_chips(image, xyxy, landmarks, template, size, mode)
+            made.setdefault(template, (size, chips))
+            out[i] = chips
+    return [chips for chips in out if chips is not None]

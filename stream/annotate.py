@@ -86,10 +86,12 @@ class Annotator:
         for i in range(len(faces)):
             text, color = face_label(faces, i)
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
-            cv2.rectangle(out, (x1, y1), (x2, y2), color, thick, cv2.LINE_AA)
+            # Axis-aligned lines and 1-3 px dots gain nothing from anti-aliasing (only text keeps it): ~12% of
+            # the overlay's cost with 32 faces.
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
             if self.draw_landmarks and np.isfinite(faces.landmarks[i]).all():
                 for x, y in faces.landmarks[i]:
-                    cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), color, -1, cv2.LINE_AA)
+                    cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), color, -1)
             (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
             ty = y1 - 4 if y1 - th - base - 4 >= 0 else y2 + th + 4
             cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base // 2), color, -1)

@@ -154,6 +154,18 @@ def _source_number(key: str, value: Any) -> float:
     return float(value)
 
 
+#: ``detector.interval: auto`` detects on every frame of sources below this frame rate and on every other
+#: frame at or above it, so detection runs at 12.5 Hz or more either way.
+AUTO_INTERVAL_MIN_FPS = 25.0
+
+
+def detection_interval(setting: int | str, fps: float | None) -> int:
+    """Frames skipped between detections for a ``detector.interval`` setting and a source frame rate."""
+    if setting != "auto":
+        return int(setting)
+    return 1 if fps is not None and fps >= AUTO_INTERVAL_MIN_FPS - 0.5 else 0
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     name: str = "auto"
@@ -161,10 +173,14 @@ class DetectorConfig:
     score_threshold: float = 0.3
     nms_iou_threshold: float = 0.4
     max_faces: int = 200
-    interval: int = 0
+    interval: int | str = "auto"
 
     def validate(self) -> None:
-        _check_range("detector", "interval", self.interval, 0, 30)
+        if isinstance(self.interval, (str, bool)):
+            if self.interval != "auto":
+                raise ConfigError(f"detector.interval must be auto or an integer 0-30, got {self.interval!r}")
+        else:
+            _check_range("detector", "interval", self.interval, 0, 30)
         _check_range("detector", "input_long_side", self.input_long_side, 64, 4096)
         _check_range("detector", "score_threshold", self.score_threshold, 0.0, 1.0)
         _check_range("detector", "nms_iou_threshold", self.nms_iou_threshold, 0.0, 1.0)
@@ -223,15 +239,17 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class TrackBookConfig:
-    min_observations: int = 3
+    min_observations: int = 5
     max_observations: int = 50
     forget_after_frames: int = 300
     switch_margin: float = 0.1
     switch_after: int = 1
+    switch_confidence: float = 2.0
     gender_margin: float = 0.3
     fusion: str = "mean"
 
     def validate(self) -> None:
+        _check_range("trackbook", "switch_confidence", self.switch_confidence, 0.0, 100.0)
         _check_choice("trackbook", "fusion", self.fusion, ("mean", "geometric"))
         _check_range("trackbook", "switch_after", self.switch_after, 1, 1000)
         _check_range("trackbook", "gender_margin", self.gender_margin, 0.0, 0.99)

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from models.registry import get_spec
-from stream.align import align_chips
+from stream.align import align_for
 from stream.analytics import Totals, track_record
 from stream.annotate import Annotator
 from stream.classify import OnnxClassifier, build_classifiers
-from stream.config import Config, as_kwargs
+from stream.config import Config, as_kwargs, detection_interval
 from stream.detectors import Detector, build_detector
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
@@ -83,13 +83,16 @@ class Pipeline:
         self.totals = Totals()
         self.fps_hint = 0.0
         self._last_faces = Faces.empty()
-        self._since_detection = config.detector.interval  # so the first frame is a detection frame
+        self.detection_interval = detection_interval(config.detector.interval, None)
+        self._since_detection = self.detection_interval  # so the first frame is a detection frame
 
     def set_frame_rate(self, fps: float | None) -> None:
         """Tell the tracker the source's frame rate (its lost-track buffer is in 30 fps frames)."""
         if fps and fps > 0:
             self.fps_hint = fps
             self.tracker = ByteTracker(**{**as_kwargs(self.config.tracker), "frame_rate": float(fps)})
+            self.detection_interval = detection_interval(self.config.detector.interval, float(fps))
+            self._since_detection = self.detection_interval
 
     def active_models(self) -> list[str]:
         return [self.detector.name, *(c.name for c in self.classifiers)]
@@ -101,14 +104,14 @@ class Pipeline:
 
     def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
         estimates: dict[str, np.ndarray] = {}
-        for classifier in self.classifiers:
-            start = time.perf_counter()
-            chips = align_chips(frame.image, faces.xyxy, faces.landmarks, classifier.template, classifier.chip_size,
-                                self.config.classifier.alignment)
-            mid = time.perf_counter()
+        start = time.perf_counter()
+        chip_sets = align_for(frame.image, faces.xyxy, faces.landmarks,
+                              [(c.template, c.chip_size) for c in self.classifiers], self.config.classifier.alignment)
+        mid = time.perf_counter()
+        for classifier, chips in zip(self.classifiers, chip_sets):
             estimates.update(classifier.predict(chips))
-            self.timer.add("align", mid - start)
-            self.timer.add("classify", time.perf_counter() - mid)
+        self.timer.add("align", mid - start)
+        self.timer.add("classify", time.perf_counter() - mid)
         self.timer.classified_faces += len(faces)
         return estimates
 
@@ -120,7 +123,7 @@ class Pipeline:
         """
         timer = self.timer
         book = self.book
-        if self._since_detection < self.config.detector.interval:
+        if self._since_detection < self.detection_interval:
             # A frame between detections (detector.interval): faces move with the tracker's motion
             # model and keep their labels; chips from predicted landmarks are not worth classifying.
             start = time.perf_counter()
@@ -228,6 +231,8 @@ def run(
     recent: list[float] = []
     interrupted = False
     iterator = iter(frames)
+    # Drawing costs ~1 ms per 1080p frame; an events-only (analytics) run has nobody to show it to.
+    draw = any(getattr(sink, "shows_image", True) for sink in sinks)
     while max_frames is None or processed < max_frames:
         t0 = time.perf_counter()
         frame = next(iterator, None)
@@ -244,10 +249,13 @@ def run(
         now = time.perf_counter()
         recent = [t for t in recent if now - t < 2.0] + [now]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
-        drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True)
-        annotated = Frame(frame.index, frame.timestamp, drawn, frame.source, frame.name)
-        t_draw = time.perf_counter()
-        timer.add("draw", t_draw - now)
+        annotated = frame
+        t_draw = now
+        if draw:
+            drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True)
+            annotated = Frame(frame.index, frame.timestamp, drawn, frame.source, frame.name)
+            t_draw = time.perf_counter()
+            timer.add("draw", t_draw - now)
         for sink in sinks:
             sink.write(annotated, faces)
         timer.add("encode", time.perf_counter() - t_draw)

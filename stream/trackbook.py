@@ -6,7 +6,9 @@ probability vectors and fuses them with a quality-weighted mean (probabilities,
 not a vote of last labels, so one confident frame outweighs two unsure ones and a
 blurred frame cannot flip a label on its own). The label shown only changes when
 the fused evidence for a new age group beats the shown one by a margin, which keeps
-labels from flickering between neighbouring groups.
+labels from flickering between neighbouring groups, and only when that lead is
+larger than the noise of the observations behind it (a sequential test: a lead of
+0.15 from four scattered frames is chance, from forty it is news).
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class TrackBook:
             more than half this margin (0.3: below 0.35 or above 0.65).
         switch_after: ...and only after it has led for this many consecutive observations
             (persistence: one lucky frame cannot flip a label, a real change still does).
+        switch_confidence: ...and only when the lead is this many standard errors above zero (the
+            spread of the per-observation leads over the square root of their effective count;
+            0 turns the test off). The same test guards gender flips (P(female) away from 0.5).
         fusion: "mean" (quality-weighted mean of the probability vectors: robust to one wild
             frame) or "geometric" (weighted mean of log-probabilities, renormalised: the product
             of experts, which sharpens as agreeing evidence accumulates).
@@ -86,6 +91,7 @@ class TrackBook:
         forget_after_frames: int = 300,
         switch_margin: float = 0.1,
         switch_after: int = 1,
+        switch_confidence: float = 0.0,
         gender_margin: float = 0.3,
         fusion: str = "mean",
     ) -> None:
@@ -105,6 +111,9 @@ class TrackBook:
         if switch_after < 1:
             raise ValueError(f"switch_after must be >= 1, got {switch_after}")
         self.switch_after = switch_after
+        if switch_confidence < 0:
+            raise ValueError(f"switch_confidence must be >= 0, got {switch_confidence}")
+        self.switch_confidence = switch_confidence
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
         self.fusion = fusion
@@ -166,6 +175,21 @@ class TrackBook:
         w = weights[valid]
         return (values[valid] * w.reshape(-1, *([1] * (values.ndim - 1)))).sum(0) / max(w.sum(), 1e-9)
 
+    def _significant(self, values: np.ndarray, weights: np.ndarray, lead: float) -> bool:
+        """Whether ``lead`` (the fused value of ``values``) stands ``switch_confidence`` standard errors clear
+        of zero, given how the per-observation ``values`` scatter (weighted; effective count (sum w)^2 / sum w^2).
+        """
+        if self.switch_confidence <= 0:
+            return True
+        valid = np.isfinite(values)
+        w, v = weights[valid], values[valid]
+        if len(v) < 2 or w.sum() <= 0:
+            return False
+        mean = float((w * v).sum() / w.sum())
+        spread = float(np.sqrt((w * (v - mean) ** 2).sum() / w.sum()))
+        n_eff = float(w.sum() ** 2 / max((w**2).sum(), 1e-12))
+        return abs(lead) > self.switch_confidence * spread / np.sqrt(n_eff)
+
     def _fuse(self, track: TrackEstimate) -> None:
         weights = np.asarray(track.weights, np.float32)
         group_probs = np.asarray(track.group_probs, np.float32)
@@ -183,12 +207,19 @@ class TrackBook:
         if track.n_obs < self.min_observations or not np.isfinite(probs).all():
             return
         best = int(np.argmax(probs))
-        decisive = track.shown_female < 0 or abs(float(female) - 0.5) > self.gender_margin / 2
-        if np.isfinite(female) and decisive:
-            track.shown_female = int(female >= 0.5)
-        if track.shown_group < 0:
+        if np.isfinite(female):
+            lean = float(female) - 0.5
+            flips = int(female >= 0.5) != track.shown_female
+            decisive = abs(lean) > self.gender_margin / 2 and self._significant(
+                np.asarray(track.p_female, np.float32) - 0.5, weights, lean)
+            if track.shown_female < 0 or (flips and decisive):
+                track.shown_female = int(female >= 0.5)
+        shown = track.shown_group
+        if shown < 0:
             track.shown_group = best
-        elif best != track.shown_group and probs[best] > probs[track.shown_group] + self.switch_margin:
+        elif (best != shown and probs[best] > probs[shown] + self.switch_margin
+              and self._significant(group_probs[:, best] - group_probs[:, shown], weights,
+                                    float(probs[best] - probs[shown]))):
             track.challenger_streak += 1
             if track.challenger_streak >= self.switch_after:
                 track.shown_group, track.challenger_streak = best, 0

@@ -62,6 +62,11 @@ class Sink(abc.ABC):
         return self._closed
 
     @property
+    def shows_image(self) -> bool:
+        """Whether this sink uses the annotated image (a run with none of these skips drawing)."""
+        return True
+
+    @property
     def quit_requested(self) -> bool:
         """Whether the user asked this sink to stop the pipeline (only windows do)."""
         return False

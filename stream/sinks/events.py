@@ -152,6 +152,10 @@ class EventsSink(Sink):
         SinkError: A path cannot be written (checked here, before any processing).
     """
 
+    @property
+    def shows_image(self) -> bool:
+        return False  # records faces only; analytics-only runs skip drawing
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -104,7 +104,7 @@ def test_tiny_training_resume_and_export(tmp_path):
     from models.train import OUTPUT_NAMES, TrainConfig, count_denormal_weights, export, predict_chips, train
 
     config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
-                         out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1)
+                         out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1, ema=0.9)
     start = build_multihead_from_cydral(*(model_path(n, download=False) for n in ("cydral_age", "cydral_gender")))
     model, summary = train(config)
     assert len(summary["history"]) == 1 and (tmp_path / "run" / "last.pt").is_file()
@@ -186,3 +186,34 @@ def test_flip_average_is_mirror_invariant_and_averages_probabilities():
     assert torch.allclose(torch.softmax(group, 1), expected, atol=1e-5)
     assert torch.allclose(age, (a[1] + b[1]) / 2, atol=1e-4)
     assert torch.allclose(torch.sigmoid(gender), (torch.sigmoid(a[2]) + torch.sigmoid(b[2])) / 2, atol=1e-5)
+
+
+def test_weight_average_follows_the_weights_with_lag():
+    from models.train import WeightAverage
+
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+        net.bias.fill_(0.0)
+    average = WeightAverage(net, decay=0.5)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+        net.bias.fill_(1.0)
+    average.update(net)  # 0.5 * 0 + 0.5 * 1
+    average.update(net)  # 0.5 * 0.5 + 0.5 * 1
+    averaged = average.averaged(net)
+    assert torch.allclose(averaged.weight, torch.full((1, 2), 0.75))
+    assert torch.equal(net.weight, torch.ones(1, 2))  # the live model is untouched
+    restored = WeightAverage(net, decay=0.5)
+    restored.load_state_dict(average.state_dict())
+    assert torch.allclose(restored.averaged(net).bias, torch.tensor([0.75]))
+    with pytest.raises(ValueError, match="ema"):
+        WeightAverage(net, decay=1.0)
+
+
+def test_multihead_takes_larger_chips(cydral_paths):
+    # The age trunk is fully convolutional and the gender trunk's input is pooled to 32x32 at any chip size.
+    net = build_multihead_from_cydral(*cydral_paths).eval()
+    with torch.no_grad():
+        group_logits, age, gender_logit = net(torch.zeros(2, 3, 96, 96))
+    assert group_logits.shape == (2, 8) and age.shape == (2,) and gender_logit.shape == (2,)

@@ -97,3 +97,33 @@ def test_seed_upright_rotates_only_past_the_threshold():
     assert tilted[25, :, 0].min() < 128  # 30 degrees: rotated upright, so the bar now crosses diagonally
     with pytest.raises(ValueError, match="unknown alignment mode"):
         align_chips(image, box, eyes_at(0), "dlib_chip", 50, mode="x")
+
+
+def test_box_downsample_averages_blocks_with_rounding():
+    from stream.align import box_downsample
+
+    chips = np.zeros((2, 4, 4, 3), np.uint8)
+    chips[0, :2, :2] = np.array([[0, 1], [1, 1]], np.uint8)[..., None]  # block mean 0.75 -> 1
+    chips[1, 2:, 2:] = 255
+    small = box_downsample(chips, 2)
+    assert small.shape == (2, 2, 2, 3)
+    assert small[0, 0, 0, 0] == 1 and small[0, 1, 1, 0] == 0
+    assert small[1, 1, 1, 2] == 255 and small[1, 0, 0, 2] == 0
+    assert box_downsample(chips, 1) is chips
+
+
+def test_align_for_warps_once_per_template_and_keeps_order():
+    from stream.align import align_chips, align_for, box_downsample
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    points = template_points("dlib_chip", 150)[None] + np.array([200, 100], np.float32)
+    boxes = np.array([[200, 100, 350, 250]], np.float32)
+    inputs = [("dlib_chip", 32), ("arcface", 112), ("dlib_chip", 64), ("dlib_chip", 48)]
+    chips = align_for(image, boxes, points, inputs)
+    assert [c.shape[1] for c in chips] == [32, 112, 64, 48]
+    big = align_chips(image, boxes, points, "dlib_chip", 64)
+    np.testing.assert_array_equal(chips[2], big)
+    np.testing.assert_array_equal(chips[0], box_downsample(big, 2))  # derived from the 64 px chip
+    np.testing.assert_array_equal(chips[3], align_chips(image, boxes, points, "dlib_chip", 48))  # 64 % 48 != 0
+    np.testing.assert_array_equal(chips[1], align_chips(image, boxes, points, "arcface", 112))

@@ -31,11 +31,21 @@ def report(tmp_path_factory):
 def test_report_has_every_column(report):
     for key in REQUIRED_KEYS:
         assert key in report
-    for key in ("decode_fps", "detector_fps", "pipeline_fps", "every_frame_fps"):
+    for key in ("decode_fps", "transcode_fps", "detector_fps", "pipeline_fps", "analytics_fps", "every_frame_fps"):
         assert report[key] > 0, key
     assert report["frames"] == 6
     assert set(report["stage_ms"]) == set(STAGES)
     assert report["pipeline_over_decode"] == pytest.approx(report["pipeline_fps"] / report["decode_fps"], rel=0.01)
+    assert report["analytics_over_decode"] == pytest.approx(report["analytics_fps"] / report["decode_fps"], rel=0.01)
+    assert report["pipeline_over_transcode"] == pytest.approx(report["pipeline_fps"] / report["transcode_fps"],
+                                                              rel=0.01)
+
+
+def test_analytics_run_neither_draws_nor_encodes(report):
+    # Events only: the draw stage is skipped and nothing is encoded, while detection still runs.
+    assert report["stage_ms_analytics"]["draw"] == 0.0
+    assert report["stage_ms_analytics"]["detect"] > 0
+    assert report["stage_ms"]["draw"] > 0
 
 
 def test_peer_column_is_measured_or_explained(report):
@@ -73,7 +83,8 @@ def test_scaling_rows_and_streams(report):
     streams = report["streams"]
     assert streams["streams"] == 2 and len(streams["per_stream_fps"]) == 2
     assert streams["frames"] == 12 and streams["aggregate_fps"] > 0
-    assert set(report["targets"]) == {"pipeline_over_decode>=0.5", "speedup_over_peer>=10",
+    assert set(report["targets"]) == {"pipeline_over_decode>=0.5", "analytics_over_decode>=0.5",
+                                      "speedup_over_peer>=10",
                                       "fps_at_32_faces>=0.5*fps_at_1", "steady_fps_at_32_faces>=0.5*fps_at_1"}
 
 

@@ -105,3 +105,18 @@ def test_importing_config_and_cli_help_do_not_load_heavy_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("value, fps, expected", [("auto", 30.0, 1), ("auto", 29.97, 1), ("auto", 24.5, 1),
+                                                  ("auto", 15.0, 0), ("auto", None, 0), (2, 30.0, 2), (0, 60.0, 0)])
+def test_detection_interval_auto_keeps_detection_at_12_5_hz_or_more(value, fps, expected):
+    from stream.config import detection_interval
+
+    assert detection_interval(value, fps) == expected
+    assert load_config(None, [f"detector.interval={value}"]).detector.interval == value
+
+
+@pytest.mark.parametrize("value", ["often", "true", "31", "-1"])
+def test_bad_detection_interval(value):
+    with pytest.raises(ConfigError, match="detector.interval"):
+        load_config(None, [f"detector.interval={value}"])

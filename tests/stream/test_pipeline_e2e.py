@@ -147,3 +147,14 @@ def test_detection_interval_keeps_tracks_and_labels(tmp_path_factory):
     ids = Counter(f["track_id"] for e in events for f in e["faces"])
     assert ids.most_common(1)[0][1] >= 0.95 * sum(1 for e in events if e["faces"])
     assert events[-1]["faces"][0]["gender"] == "male"
+
+
+def test_auto_detection_interval_follows_the_source_frame_rate(config, default_detector, default_classifiers):
+    from stream.pipeline import Pipeline
+
+    pipeline = Pipeline(config, detector=default_detector, classifiers=default_classifiers)
+    assert config.detector.interval == "auto" and pipeline.detection_interval == 0  # frame rate unknown yet
+    pipeline.set_frame_rate(30.0)
+    assert pipeline.detection_interval == 1
+    pipeline.set_frame_rate(12.0)
+    assert pipeline.detection_interval == 0

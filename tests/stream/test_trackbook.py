@@ -107,3 +107,42 @@ def test_gender_hysteresis():
         book.add(face, obs(2, p, 25), frame)
         shown.append(int(book.annotate(face).data["shown_female"][0]))
     assert shown == [1, 1, 1, 0, 0, 1]  # flips only past 0.4 / 0.6
+
+
+def _shown_after(book: TrackBook, groups: list[int], confidence: float = 0.9) -> list[int]:
+    face = faces_with_ids(1)
+    shown = []
+    for frame, group in enumerate(groups):
+        book.add(face, obs(group, 0.5, 40, confidence=confidence), frame)
+        shown.append(int(book.annotate(face).data[SHOWN_GROUP][0]))
+    return shown
+
+
+def test_switch_confidence_blocks_a_lead_built_on_scattered_frames():
+    # Group 3 first, then frames alternating 4, 4, 4, 3: group 4 comes to lead by > 0.1 in the mean, but the
+    # per-frame leads scatter between +0.8 and -0.8, so a 2-standard-error test holds the label...
+    scattered = [3, 3, 3] + [4, 4, 4, 3] * 3
+    plain = _shown_after(TrackBook(min_observations=3, switch_margin=0.1), scattered)
+    tested = _shown_after(TrackBook(min_observations=3, switch_margin=0.1, switch_confidence=2.0), scattered)
+    assert plain[-1] == 4
+    assert set(tested[2:]) == {3}
+    # ...while a run of frames that all agree still moves it.
+    steady = _shown_after(TrackBook(min_observations=3, switch_margin=0.1, switch_confidence=2.0), [3, 3, 3] + [4] * 12)
+    assert steady[-1] == 4 and steady[:3] == [-1, -1, 3]
+
+
+def test_switch_confidence_guards_gender_flips():
+    face = faces_with_ids(1)
+    book = TrackBook(min_observations=2, gender_margin=0.2, switch_confidence=2.0)
+    shown = []
+    # Shown male after two frames; wildly scattered frames then pull the mean past 0.6 without consistency.
+    for frame, p in enumerate([0.3, 0.3, 0.99, 0.99, 0.05, 0.99, 0.99, 0.2]):
+        book.add(face, obs(2, p, 25), frame)
+        shown.append(int(book.annotate(face).data["shown_female"][0]))
+    assert shown[1:] == [0] * 7
+    plain = TrackBook(min_observations=2, gender_margin=0.2)
+    flips = []
+    for frame, p in enumerate([0.3, 0.3, 0.99, 0.99, 0.05, 0.99, 0.99, 0.2]):
+        plain.add(face, obs(2, p, 25), frame)
+        flips.append(int(plain.annotate(face).data["shown_female"][0]))
+    assert 1 in flips
