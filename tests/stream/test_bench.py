@@ -76,7 +76,8 @@ def test_scaling_rows_and_streams(report):
     assert faces == [1, 3]
     for row in report["scaling"]:
         assert row["fps"] > 0 and row["fps_start"] > 0 and row["every_frame_fps"] > 0
-        assert row["fps_steady"] is None  # 4 frames are all "start"
+        assert row["fps_steady"] is None  # 4 frames are all "start": no face has its 5 observations yet
+        assert row["frames_to_label_all"] is None
         assert row["classify_ms"] >= 0 and row["classified_per_frame"] <= row["faces"]
     assert report["fps_kept_1_to_max_faces"] == pytest.approx(
         report["scaling"][-1]["fps"] / report["scaling"][0]["fps"], rel=0.01)
