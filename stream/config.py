@@ -163,6 +163,7 @@ def detection_interval(setting: int | str, fps: float | None) -> int:
     """Frames skipped between detections for a ``detector.interval`` setting and a source frame rate."""
     if setting != "auto":
         return int(setting)
+    # Half a frame of slack: a 25 fps camera may report 24.97.
     return 1 if fps is not None and fps >= AUTO_INTERVAL_MIN_FPS - 0.5 else 0
 
 
