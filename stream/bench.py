@@ -40,7 +40,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,23 +96,28 @@ def decode_frames(source: str | Path, max_frames: int | None) -> Timed:
     return Timed(count, time.perf_counter() - start)
 
 
-def transcode_frames(config: Any, source: str | Path, out_dir: Path, max_frames: int | None) -> Timed:
-    """Decode the clip and H.264-encode every frame unchanged through the product's video sink."""
-    from contextlib import ExitStack
-
+@contextmanager
+def opened_run(config: Any, source: str | Path, output: str | None, events: str | None) -> Iterator[tuple[Any, list]]:
+    """The clip opened as the CLI opens it, with its sinks; everything is closed (files finalized) on exit."""
     from stream.sinks import open_sinks
     from stream.sources import open_source
+
+    with ExitStack() as stack:
+        frames = stack.enter_context(open_source(source, options=config.source))
+        sinks = open_sinks(output, events, False, source_kind=frames.kind, fps=frames.fps, options=config.output)
+        for sink in sinks:
+            stack.enter_context(sink)
+        yield frames, sinks
+
+
+def transcode_frames(config: Any, source: str | Path, out_dir: Path, max_frames: int | None) -> Timed:
+    """Decode the clip and H.264-encode every frame unchanged through the product's video sink."""
     from stream.types import Faces
 
     start = time.perf_counter()
     count = 0
     empty = Faces.empty()
-    with ExitStack() as stack:
-        frames = stack.enter_context(open_source(source, options=config.source))
-        sinks = open_sinks(str(out_dir / "transcode.mp4"), None, False, source_kind=frames.kind, fps=frames.fps,
-                           options=config.output)
-        for sink in sinks:
-            stack.enter_context(sink)
+    with opened_run(config, source, str(out_dir / "transcode.mp4"), None) as (frames, sinks):
         for frame in frames:
             for sink in sinks:
                 sink.write(frame, empty)
@@ -172,18 +178,9 @@ def pipeline_on_clip(
         tag: File name stem of the output.
         video: Write the annotated .mp4 (True) or only JSONL events (False: an analytics run).
     """
-    from contextlib import ExitStack
-
-    from stream.sinks import open_sinks
-    from stream.sources import open_source
-
     start = time.perf_counter()
-    with ExitStack() as stack:
-        frames = stack.enter_context(open_source(source, options=config.source))
-        output, events = (str(out_dir / f"{tag}.mp4"), None) if video else (None, str(out_dir / f"{tag}.jsonl"))
-        sinks = open_sinks(output, events, False, source_kind=frames.kind, fps=frames.fps, options=config.output)
-        for sink in sinks:
-            stack.enter_context(sink)
+    output, events = (str(out_dir / f"{tag}.mp4"), None) if video else (None, str(out_dir / f"{tag}.jsonl"))
+    with opened_run(config, source, output, events) as (frames, sinks):
         pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
         pipeline.set_frame_rate(frames.fps)
         result = run(pipeline, frames, sinks, max_frames=max_frames)

@@ -201,19 +201,19 @@ class TrackBook:
         else:
             probs = self._weighted_mean(group_probs, weights)
         age = self._weighted_mean(np.asarray(track.ages, np.float32), weights)
-        female = self._weighted_mean(np.asarray(track.p_female, np.float32), weights)
+        females = np.asarray(track.p_female, np.float32)
+        female = self._weighted_mean(females, weights)
         track.fused = {AGE_GROUP_PROBS: probs.astype(np.float32), AGE_YEARS: np.asarray(age, np.float32),
                        P_FEMALE: np.asarray(female, np.float32)}
         if track.n_obs < self.min_observations or not np.isfinite(probs).all():
             return
         best = int(np.argmax(probs))
         if np.isfinite(female):
-            lean = float(female) - 0.5
-            flips = int(female >= 0.5) != track.shown_female
-            decisive = abs(lean) > self.gender_margin / 2 and self._significant(
-                np.asarray(track.p_female, np.float32) - 0.5, weights, lean)
-            if track.shown_female < 0 or (flips and decisive):
-                track.shown_female = int(female >= 0.5)
+            wanted, lean = int(female >= 0.5), float(female) - 0.5
+            # The significance test runs only for a flip that already clears the margin.
+            if track.shown_female < 0 or (wanted != track.shown_female and abs(lean) > self.gender_margin / 2
+                                          and self._significant(females - 0.5, weights, lean)):
+                track.shown_female = wanted
         shown = track.shown_group
         if shown < 0:
             track.shown_group = best
