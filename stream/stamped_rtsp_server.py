@@ -164,13 +164,24 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     server.get_mount_points().add_factory("/stream", StampedFactory(frames, width, height, fps, args.bitrate_kbps))
+    return serve(server, args.port, f"READY {args.port} {width}x{height}@{fps}")
+
+
+def serve(server: GstRtspServer.RTSPServer, port: int, ready_line: str) -> int:
+    """Attach ``server`` and run its main loop until SIGTERM or SIGINT; print ``ready_line`` once it listens.
+
+    Shared with ``tests/rtsp_server.py`` (both run under the system python3 that has python3-gi).
+
+    Returns:
+        The exit code: 0 after a signal, 1 when the port cannot be bound.
+    """
     if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr)
         return 1
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print(f"READY {args.port} {width}x{height}@{fps}", flush=True)
+    print(ready_line, flush=True)
     loop.run()
     return 0
 

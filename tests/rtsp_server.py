@@ -15,14 +15,19 @@ on stdout once it accepts connections. Each client gets its own pipeline startin
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
+from pathlib import Path
 
 import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # noqa: E402
+
+# Run as a script by the system python3: the repo root is not on its path. stream.stamped_rtsp_server needs only
+# gi and the standard library.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from stream.stamped_rtsp_server import serve  # noqa: E402
 
 
 def load_access_units(clip: str) -> tuple[list[tuple[bytes, int, int, int, bool]], Gst.Caps, int]:
@@ -131,15 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         permissions.add_permission_for_role("user", "media.factory.construct", True)
         factory.set_permissions(permissions)
     server.get_mount_points().add_factory(args.path, factory)
-    if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
-        return 1
-    loop = GLib.MainLoop()
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print(f"READY {args.port}", flush=True)
-    loop.run()
-    return 0
+    return serve(server, args.port, f"READY {args.port}")
 
 
 if __name__ == "__main__":
