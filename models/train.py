@@ -15,8 +15,15 @@ slow path made an epoch ~15 minutes instead of ~1.5. Checkpoint every epoch (``-
 ``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
 the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
 
-Loss: class-weighted cross-entropy over the 8 groups (weights ~ 1/sqrt(frequency), so "80+" counts) with label
+Loss: class-weighted cross-entropy over the 8 groups (weights ~ frequency^-p, ``--class-weight-power``) with label
 smoothing, DLDL (KL to a Gaussian over the 101 age bins) plus L1 on the expected age, and BCE for gender.
+
+Distillation (``--teachers K``): K members of the same recipe (other seeds, same split) are trained first, then
+the exported net learns from the labels and from the members' averaged predictions on each augmented batch
+(``--kd-weight``). ``--member k`` trains one member alone, so members can run as parallel processes on one GPU;
+the run without it finds them finished and goes on to the student. On a GPU machine that does not hold the
+images, ``--no-card`` keeps the export's training record beside it, and ``--card-only`` evaluates that export
+and writes its card where the images are.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ STD_RGB = (256.0, 256.0, 256.0)
 
 
 #: Settings a resumed run may change: the epoch count (to extend a run) and inference-time settings.
-_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "fp16", "flip_tta")
+_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "run_dir", "fp16", "flip_tta")
 
 
 @dataclass
@@ -72,6 +79,8 @@ class TrainConfig:
     freeze_age_trunk: bool = False
     weight_decay: float = 1e-4
     label_smoothing: float = 0.05
+    #: Group weights in the cross-entropy ~ frequency^-power: 0.5 lifts rare groups (80+) a little, 0 is plain.
+    class_weight_power: float = 0.5
     age_sigma: float = 2.0
     l1_weight: float = 0.1
     gender_weight: float = 1.0
@@ -87,6 +96,16 @@ class TrainConfig:
     #: figures and the export use the average (0: the raw weights). Averaging over the last few hundred steps
     #: smooths the noise of UTKFace's estimated labels out of the final weights.
     ema: float = 0.0
+    #: Knowledge distillation: first train this many members of the same recipe (other seeds for the initial
+    #: heads, the shuffle and the augmentation; the same split), then the exported net with the members'
+    #: averaged predictions on each augmented batch as soft targets besides the labels. 0: one net, no members.
+    teachers: int = 0
+    #: Weight of the distillation terms (KL to the members' group probabilities and age distributions, BCE to
+    #: their mean P(female)).
+    kd_weight: float = 1.0
+    #: Train member ``k`` (1..teachers) of the recipe and nothing else (to train members in parallel processes;
+    #: the run without ``--member`` then finds them done). 0: the whole recipe.
+    member: int = 0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -95,7 +114,7 @@ class TrainConfig:
 def to_input(chips: torch.Tensor) -> torch.Tensor:
     """``(n, S, S, 3)`` uint8 BGR chips → ``(n, 3, S, S)`` float32 RGB, (x - mean) / 256."""
     x = chips.flip(-1).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
+    mean = torch.tensor(MEAN_RGB, dtype=torch.float32, device=chips.device).view(1, 3, 1, 1)
     return (x - mean) / STD_RGB[0]
 
 
@@ -106,13 +125,15 @@ def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     contrast and saturation jitter; for a third of the faces a down-and-up resize to 40-80% (small, soft faces
     as in video).
     """
-    n, size = chips.shape[0], chips.shape[1]
+    n, size, device = chips.shape[0], chips.shape[1], chips.device
     x = chips.flip(-1).permute(0, 3, 1, 2).float() / 255.0  # RGB 0..1
 
+    # Random draws come from the CPU generator whatever the chips' device, so a run's augmentation is the
+    # same sequence on CPU and GPU (and a resumed run continues it).
     def uniform(low: float, high: float, shape: tuple[int, ...] = ()) -> torch.Tensor:
-        return low + (high - low) * torch.rand((n, *shape), generator=generator)
+        return (low + (high - low) * torch.rand((n, *shape), generator=generator)).to(device)
 
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(device)
     x = torch.where(flip.view(n, 1, 1, 1), x.flip(-1), x)
     angle = uniform(-8, 8) * math.pi / 180
     scale = uniform(0.92, 1.08)
@@ -121,7 +142,7 @@ def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    low = torch.rand(n, generator=generator) < 0.33
+    low = (torch.rand(n, generator=generator) < 0.33).to(device)
     if low.any():
         factor = float(uniform(0.4, 0.8)[0])
         small = max(8, round(size * factor))
@@ -135,35 +156,65 @@ def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     x = mean + (x - mean) * uniform(0.75, 1.25).view(n, 1, 1, 1)  # contrast
     x = x + uniform(-0.1, 0.1).view(n, 1, 1, 1)  # brightness
     x = x.clamp(0, 1) * 255.0
-    mean_t = torch.tensor(MEAN_RGB, dtype=torch.float32).view(1, 3, 1, 1)
+    mean_t = torch.tensor(MEAN_RGB, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return (x - mean_t) / STD_RGB[0]
 
 
-def class_weights(groups: np.ndarray) -> torch.Tensor:
-    """``(8,)`` float32 weights ~ 1/sqrt(frequency), mean 1 over the training samples."""
+def class_weights(groups: np.ndarray, power: float = 0.5) -> torch.Tensor:
+    """``(8,)`` float32 weights ~ frequency^-power (0.5: 1/sqrt), mean 1 over the training samples."""
     counts = np.bincount(groups, minlength=len(AGE_GROUPS)).astype(np.float64)
-    weights = 1.0 / np.sqrt(np.maximum(counts, 1))
+    weights = np.maximum(counts, 1) ** -power
     weights *= len(groups) / (weights[groups].sum())
     return torch.tensor(weights, dtype=torch.float32)
 
 
 def age_targets(age: torch.Tensor, sigma: float) -> torch.Tensor:
     """``(n, 101)`` Gaussian label distributions over the age bins (DLDL), wider for older faces."""
-    bins = torch.arange(AGE_BINS, dtype=torch.float32)
+    bins = torch.arange(AGE_BINS, dtype=torch.float32, device=age.device)
     width = sigma + 0.03 * age.float().view(-1, 1)
     dist = torch.exp(-0.5 * ((bins.view(1, -1) - age.float().view(-1, 1)) / width) ** 2)
     return dist / dist.sum(dim=1, keepdim=True)
 
 
 def loss_terms(out: dict[str, torch.Tensor], age: torch.Tensor, group: torch.Tensor, gender: torch.Tensor,
-               weights: torch.Tensor, config: TrainConfig) -> dict[str, torch.Tensor]:
-    """Loss parts for one batch; ``total`` is what is minimised."""
+               weights: torch.Tensor, config: TrainConfig,
+               soft: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """Loss parts for one batch; ``total`` is what is minimised.
+
+    ``soft``: the members' averaged predictions for the same batch (:func:`member_targets`), which add the
+    distillation terms ``kd_group``, ``kd_age`` and ``kd_gender`` at ``config.kd_weight``.
+    """
     ce = F.cross_entropy(out["group_logits"], group, weight=weights, label_smoothing=config.label_smoothing)
     kl = F.kl_div(F.log_softmax(out["age_logits"], dim=1), age_targets(age, config.age_sigma), reduction="batchmean")
     l1 = F.l1_loss(out["age"], age.float())
     bce = F.binary_cross_entropy_with_logits(out["gender_logit"], gender.float())
     total = ce + kl + config.l1_weight * l1 + config.gender_weight * bce
-    return {"total": total, "ce": ce, "kl": kl, "l1": l1, "bce": bce}
+    terms = {"ce": ce, "kl": kl, "l1": l1, "bce": bce}
+    if soft is not None:
+        terms["kd_group"] = F.kl_div(F.log_softmax(out["group_logits"], dim=1), soft["group_probs"],
+                                     reduction="batchmean")
+        terms["kd_age"] = F.kl_div(F.log_softmax(out["age_logits"], dim=1), soft["age_probs"], reduction="batchmean")
+        terms["kd_gender"] = F.binary_cross_entropy_with_logits(out["gender_logit"], soft["p_female"])
+        total = total + config.kd_weight * (terms["kd_group"] + terms["kd_age"] + config.gender_weight
+                                            * terms["kd_gender"])
+    return {"total": total, **terms}
+
+
+@torch.no_grad()
+def member_targets(members: list[MultiHeadNet], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The members' mean group probabilities ``(n, 8)``, age distributions ``(n, 101)`` and P(female) ``(n,)``.
+
+    Averaging probabilities (not logits) is the ensemble the soft targets stand for; each member sees the same
+    augmented batch as the student, so the targets follow the augmentation.
+    """
+    sums: dict[str, torch.Tensor] = {}
+    for member in members:
+        out = member.forward_train(x)
+        for key, value in (("group_probs", torch.softmax(out["group_logits"].float(), 1)),
+                           ("age_probs", torch.softmax(out["age_logits"].float(), 1)),
+                           ("p_female", torch.sigmoid(out["gender_logit"].float()))):
+            sums[key] = sums[key] + value if key in sums else value
+    return {k: v / len(members) for k, v in sums.items()}
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -253,15 +304,17 @@ def predict_chips(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray |
         batch_size: Chips per forward pass.
     """
     model.eval()
+    device = next(model.parameters()).device
     parts: dict[str, list[np.ndarray]] = {"group_probs": [], "age": [], "p_female": []}
     with torch.no_grad():
         for start in range(0, len(chips), batch_size):
-            x = to_input(torch.from_numpy(chips[start : start + batch_size]))
-            feats = None if features is None else torch.from_numpy(features[start : start + batch_size])
+            x = to_input(torch.from_numpy(chips[start : start + batch_size]).to(device))
+            feats = (None if features is None
+                     else torch.from_numpy(features[start : start + batch_size]).to(device))
             out = model.forward_train(x, age_features=feats)
-            parts["group_probs"].append(torch.softmax(out["group_logits"], 1).numpy())
-            parts["age"].append(out["age"].numpy())
-            parts["p_female"].append(torch.sigmoid(out["gender_logit"]).numpy())
+            parts["group_probs"].append(torch.softmax(out["group_logits"], 1).cpu().numpy())
+            parts["age"].append(out["age"].cpu().numpy())
+            parts["p_female"].append(torch.sigmoid(out["gender_logit"]).cpu().numpy())
     if not len(chips):
         return {"group_probs": np.zeros((0, len(AGE_GROUPS)), np.float32), "age": np.zeros(0, np.float32),
                 "p_female": np.zeros(0, np.float32)}
@@ -296,8 +349,22 @@ def _progress(epoch: int, epochs: int, step: int, steps: int, started: float, lo
     sys.stderr.flush()
 
 
+def member_config(config: TrainConfig, k: int) -> TrainConfig:
+    """Settings of member ``k`` of ``config``'s recipe: its own seed offset and run folder, the rest shared.
+
+    A member learns from the labels alone, so the distillation settings are cleared: the same members serve
+    any ``kd_weight``.
+    """
+    return replace(config, member=k, run_dir=str(Path(config.run_dir) / f"member{k}"), teachers=0,
+                   kd_weight=TrainConfig.kd_weight)
+
+
 def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict[str, object]]:
     """Run (or continue) training; returns the model and a summary (split, history, timing).
+
+    With ``config.teachers`` = K, members 1..K are trained first (each resumed from, or taken from, its own
+    checkpoint under ``<run_dir>/member<k>``), then the returned net learns from the labels and from them.
+    With ``config.member`` = k, only member k is trained and returned.
 
     Denormal floats are flushed to zero while it runs: the Cydral weights hold thousands (zeroed on load,
     ``models.nets``) and training can create more in activations and gradients; x86 runs those through a
@@ -309,15 +376,31 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     """
     torch.set_flush_denormal(True)
     try:
-        return _train(config, resume)
+        if config.member:
+            member = member_config(config, config.member)
+            return _train(member, resume or (Path(member.run_dir) / "last.pt").is_file())
+        members, member_summaries = [], []
+        for k in range(1, config.teachers + 1):
+            member = member_config(config, k)
+            # A finished member's checkpoint is resumed with nothing left to do: its weights come back as they are.
+            net, summary = _train(member, (Path(member.run_dir) / "last.pt").is_file())
+            members.append(net)
+            member_summaries.append(summary["history"][-1])  # type: ignore[index]
+        model, summary = _train(config, resume, members)
+        if members:
+            summary["members"] = member_summaries
+        return model, summary
     finally:
         torch.set_flush_denormal(False)
 
 
-def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, object]]:
+def _train(config: TrainConfig, resume: bool,
+           members: list[MultiHeadNet] | None = None) -> tuple[MultiHeadNet, dict[str, object]]:
     from models.fetch import model_path
 
-    seed_everything(config.seed)
+    # Members differ from the main run (and each other) in everything random except the split.
+    run_seed = config.seed + 1000 * config.member
+    seed_everything(run_seed)
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -331,7 +414,7 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
     features = (cached_age_features(model_path("cydral_age"), chips, names, config.cache, config.size)
                 if config.freeze_age_trunk else None)
     groups = samples.group
-    weights = class_weights(groups[train_idx]).to(device)
+    weights = class_weights(groups[train_idx], config.class_weight_power).to(device)
 
     model = build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender"),
                                         freeze_age_trunk=config.freeze_age_trunk).to(device)
@@ -360,7 +443,7 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = run_dir / "last.pt"
     start_epoch, history, train_seconds = 0, [], 0.0
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(run_seed)
     if resume:
         if not checkpoint.is_file():
             raise ValueError(f"resume: no checkpoint at {checkpoint}")
@@ -377,32 +460,36 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
             average.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["generator"].cpu())  # RNG states are CPU tensors whatever map_location did
+        torch.set_rng_state(state["torch_rng"].cpu())
         start_epoch, history, train_seconds = state["epoch"], state["history"], state["train_seconds"]
         logger.info("resumed from %s at epoch %d", checkpoint, start_epoch)
 
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    chips_t = torch.from_numpy(chips)
-    features_t = None if features is None else torch.from_numpy(features)
-    age_t = torch.from_numpy(samples.age)
-    group_t = torch.from_numpy(groups)
-    gender_t = torch.from_numpy(samples.gender)
+    # Everything a step indexes lives on the training device (on a GPU, augmentation runs there too).
+    chips_t = torch.from_numpy(chips).to(device)
+    features_t = None if features is None else torch.from_numpy(features).to(device)
+    age_t = torch.from_numpy(samples.age).to(device)
+    group_t = torch.from_numpy(groups).to(device)
+    gender_t = torch.from_numpy(samples.gender).to(device)
+    members = [m.to(device).eval() for m in members or []]
+    for m in members:
+        m.group_mix = 0.0  # targets from the group head itself, like the student's own group logits
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started = time.time()
         order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=generator)]
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # on the device: read back only for the progress bar
         for step in range(steps_per_epoch):
-            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = augment(chips_t[batch], generator).to(device, memory_format=torch.channels_last)
-            feats = None if features_t is None else features_t[batch].to(device)
+            batch = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
+            x = augment(chips_t[batch], generator).contiguous(memory_format=torch.channels_last)
+            feats = None if features_t is None else features_t[batch]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = model.forward_train(x, age_features=feats)
+                soft = member_targets(members, x) if members else None
             out = {k: v.float() for k, v in out.items()}
-            terms = loss_terms(out, age_t[batch].to(device), group_t[batch].to(device), gender_t[batch].to(device),
-                               weights, config)
+            terms = loss_terms(out, age_t[batch], group_t[batch], gender_t[batch], weights, config, soft)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["total"]).backward()
             scaler.step(optimizer)
@@ -411,18 +498,17 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
             if average is not None:
                 average.update(model)
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+                sums[key] = sums[key] + value.detach() if key in sums else value.detach()
             if step % 5 == 0 or step == steps_per_epoch - 1:
-                _progress(epoch, config.epochs, step + 1, steps_per_epoch, started, sums["total"] / (step + 1))
+                _progress(epoch, config.epochs, step + 1, steps_per_epoch, started,
+                          float(sums["total"]) / (step + 1))
         sys.stderr.write("\n")
         train_seconds += time.time() - started
-        model.cpu()
         evaluated = average.averaged(model) if average is not None else model
         val = quick_val(evaluated, chips[val_idx], None if features is None else features[val_idx],
                         samples.age[val_idx], samples.gender[val_idx])
-        model.to(device)
         entry = {"epoch": epoch + 1, "seconds": round(time.time() - started, 1),
-                 **{f"loss_{k}": round(v / steps_per_epoch, 4) for k, v in sums.items()},
+                 **{f"loss_{k}": round(float(v) / steps_per_epoch, 4) for k, v in sums.items()},
                  **{f"val_{k}": round(v, 4) for k, v in val.items()}}
         history.append(entry)
         logger.info("epoch %s", json.dumps(entry))
@@ -437,6 +523,7 @@ def _train(config: TrainConfig, resume: bool) -> tuple[MultiHeadNet, dict[str, o
     model.group_mix = config.group_mix
     summary = {"n_train": len(train_idx), "n_val": len(val_idx), "history": history,
                "train_seconds": round(train_seconds, 1), "device": device.type,
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
                "images_per_second": round(len(history) * steps_per_epoch * config.batch_size
                                           / max(train_seconds, 1e-9), 1),
                "detector_misses_all": int((~cache["detected"]).sum()), "threads": torch.get_num_threads()}
@@ -474,6 +561,32 @@ def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest(), difference
 
 
+def save_export_record(path: Path, config: TrainConfig, summary: dict[str, object], difference: float) -> None:
+    """``<weights>.train.json`` beside an export: its config, training summary and parity, for a later card."""
+    record = {"config": asdict(config), "summary": summary, "parity_difference": difference}
+    path.with_suffix(".train.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def load_export_record(config: TrainConfig) -> tuple[Path, TrainConfig, dict[str, object], float]:
+    """The export in ``config.out_dir`` and what :func:`save_export_record` kept of its run.
+
+    The run's own settings win over ``config``'s, except where the files are now (``data``, ``cache``,
+    ``out_dir``).
+
+    Raises:
+        ValueError: No export or no record in ``config.out_dir``.
+    """
+    path = Path(config.out_dir) / f"{MODEL_NAME}.onnx"
+    record_path = path.with_suffix(".train.json")
+    if not path.is_file() or not record_path.is_file():
+        raise ValueError(f"--card-only needs {path} and {record_path} from a --no-card run; train first")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    known = asdict(TrainConfig())
+    run = TrainConfig(**{k: v for k, v in record["config"].items() if k in known})
+    run = replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, limit=config.limit)
+    return path, run, record["summary"], float(record["parity_difference"])
+
+
 def count_denormal_weights(path: str | Path) -> int:
     """How many float32 initializer entries of an ONNX file are denormal (they slow CPU inference ~10x)."""
     import onnx
@@ -498,6 +611,22 @@ def candidate_name(path: Path, sha256: str, size: int) -> str:
     MODELS.pop(name, None)
     register(spec)
     return name
+
+
+#: Settings that say where things are or how fast a run goes, not what it learns: left out of the command.
+_NOT_RECIPE = ("data", "cache", "run_dir", "out_dir", "limit", "threads", "member")
+
+
+def retrain_command(config: TrainConfig) -> str:
+    """The one command that re-trains ``config``'s model: every recipe setting that differs from the defaults."""
+    defaults = asdict(TrainConfig())
+    parts = ["python -m models.train --data ../shared/data/utkface/UTKFace"]
+    for key, value in asdict(config).items():
+        if key in _NOT_RECIPE or value == defaults[key]:
+            continue
+        flag = "--" + key.replace("_", "-")
+        parts.append(flag if isinstance(value, bool) else f"{flag} {value}")
+    return " ".join(parts)
 
 
 def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str, dict], sha256: str,
@@ -553,26 +682,35 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "",
         "## Training",
         "",
-        f"- Loss: class-weighted CE on 8 groups (label smoothing {config.label_smoothing}) + DLDL KL "
+        "- Loss: "
+        + (f"class-weighted (~ frequency^-{config.class_weight_power}) " if config.class_weight_power else "")
+        + f"CE on 8 groups (label smoothing {config.label_smoothing}) + DLDL KL "
         f"(σ = {config.age_sigma} + 0.03·age) + {config.l1_weight}·L1 years + {config.gender_weight}·BCE gender.",
-        f"- AdamW lr {config.lr} (gender trunk ×{config.backbone_lr_scale}, age trunk "
+        f"- AdamW lr {config.lr}, weight decay {config.weight_decay} (gender trunk ×{config.backbone_lr_scale}, "
+        "age trunk "
         + ("frozen" if config.freeze_age_trunk else f"×{config.age_trunk_lr_scale}")
         + f"), cosine, {config.epochs} epochs, batch "
-        f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; {summary['device']}, "
+        f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; "
+        f"{summary.get('device_name') or summary['device']}, "
         f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training"
         + (f" ({summary['images_per_second']:.0f} images/s)" if "images_per_second" in summary else "")
         + "; denormal floats flushed (`torch.set_flush_denormal`, and zeroed in the loaded Cydral weights and in "
         "the export: the file holds none).",
-        f"- Re-train (same result up to thread-level float nondeterminism): `python -m models.train --data "
-        f"../shared/data/utkface/UTKFace --size {config.size} --epochs {config.epochs} --group-mix "
-        f"{config.group_mix}"
-        + (" --freeze-age-trunk" if config.freeze_age_trunk else "")
-        + (" --flip-tta" if config.flip_tta else "")
-        + f"` (aligned chips are cached under `{config.cache}`).",
+        *([f"- Distillation: {config.teachers} members of the same recipe were trained first (same split; seed "
+           f"offsets 1000·k for the initial heads, shuffle, augmentation and dropout; run folders "
+           f"`member<k>`); the exported net then learnt from the labels plus, at weight {config.kd_weight}, the "
+           "members' averaged group probabilities and age distributions (KL) and mean P(female) (BCE), computed "
+           "on the same augmented batch. Members at their last epoch (cached-chip validation): "
+           + "; ".join(f"MAE {m['val_mae']:.2f}, group {m['val_group_accuracy']:.3f}, gender "
+                       f"{m['val_gender_accuracy']:.3f}" for m in summary.get("members", []))
+           + "."] if config.teachers else []),
+        "- Re-train (same result up to float nondeterminism of threads and GPU kernels): "
+        f"`{retrain_command(config)}` (aligned chips are cached under `{config.cache}`).",
         f"- `group_logits` blend (`MultiHeadNet.group_mix` = {config.group_mix}): "
         + ("the group head alone." if config.group_mix == 0 else
            f"log((1 - {config.group_mix})·softmax(group head) + {config.group_mix}·P(group | age distribution)); "
-           "the class-weighted group head favours rare groups, the age distribution follows the data's prior. "
+           + ("the class-weighted group head favours rare groups, " if config.class_weight_power else "")
+           + "the age distribution follows the data's prior. "
            + (mix_note or "Set with `--group-mix`; not tuned for this run.")),
         "",
         "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
@@ -648,19 +786,28 @@ def main(argv: list[str] | None = None) -> int:
             parser.add_argument(flag, type=type(value), default=value, help=f"(default {value})")
     parser.add_argument("--resume", action="store_true", help="continue from <run-dir>/last.pt")
     parser.add_argument("--no-export", action="store_true", help="train only")
-    parser.add_argument("--no-card", action="store_true", help="export without the evaluation and card")
+    parser.add_argument("--no-card", action="store_true",
+                        help="export without the evaluation and card (keeps what the card needs beside the weights)")
+    parser.add_argument("--card-only", action="store_true",
+                        help="no training: evaluate the export a --no-card run left in --out-dir and write its card "
+                             "(train on a GPU machine without the images, card where they are)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
     try:
-        model, summary = train(config, resume=args.resume)
-        if args.no_export:
-            return 0
-        path, sha256, difference = export(model, config)
-        print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) sha256 {sha256}, parity max abs diff "
-              f"{difference:.2e}")
-        if args.no_card:
-            return 0
+        if args.card_only:
+            path, config, summary, difference = load_export_record(config)
+            sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            model, summary = train(config, resume=args.resume)
+            if args.no_export:
+                return 0
+            path, sha256, difference = export(model, config)
+            print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) sha256 {sha256}, parity max abs diff "
+                  f"{difference:.2e}")
+            save_export_record(path, config, summary, difference)
+            if args.no_card:
+                return 0
         from models.evaluate import evaluate, format_figures
 
         name = candidate_name(path, sha256, config.size)
@@ -672,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         ms = {k: float(v["ms_per_face"]) for k, v in figures.items()}
         card = path.with_suffix(".md")
         write_card(card, config, summary, figures, sha256, difference, ms)
+        Path(config.run_dir).mkdir(parents=True, exist_ok=True)
         (Path(config.run_dir) / "figures.json").write_text(json.dumps({**figures, "summary": summary}, indent=2),
                                                            encoding="utf-8")
         print(f"wrote {card}; register sha256 {sha256} for {MODEL_NAME} in models/registry.py")

@@ -217,3 +217,87 @@ def test_multihead_takes_larger_chips(cydral_paths):
     with torch.no_grad():
         group_logits, age, gender_logit = net(torch.zeros(2, 3, 96, 96))
     assert group_logits.shape == (2, 8) and age.shape == (2,) and gender_logit.shape == (2,)
+
+
+def test_distillation_trains_members_once_then_the_student(tmp_path):
+    shared_file("data", "utkface", "UTKFace")
+    from models.train import TrainConfig, member_config, train
+
+    config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+                         out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1, teachers=2)
+    # One member alone (what a parallel process runs): its own folder, and nothing else trained.
+    member, summary = train(dataclasses.replace(config, member=2))
+    second = tmp_path / "run" / "member2" / "last.pt"
+    assert second.is_file() and not (tmp_path / "run" / "last.pt").exists()
+    stamp = second.stat().st_mtime_ns
+    model, summary = train(config)
+    assert len(summary["members"]) == 2 and (tmp_path / "run" / "member1" / "last.pt").is_file()
+    assert second.stat().st_mtime_ns == stamp  # the finished member was taken as it was, not trained again
+    assert {"loss_kd_group", "loss_kd_age", "loss_kd_gender"} <= set(summary["history"][0])
+    # Members differ in their random start; the split (and so the validation faces) is the same.
+    first_state = torch.load(tmp_path / "run" / "member1" / "last.pt", weights_only=False)
+    second_state = torch.load(second, weights_only=False)
+    assert not torch.equal(first_state["model"]["group_head.0.weight"], second_state["model"]["group_head.0.weight"])
+    assert member_config(config, 1).kd_weight == member_config(dataclasses.replace(config, kd_weight=5.0), 1).kd_weight
+    assert member_config(config, 1).teachers == 0
+
+
+def test_distillation_terms_vanish_when_the_student_agrees():
+    from models.train import TrainConfig, class_weights, loss_terms, member_targets
+
+    torch.manual_seed(0)
+    n = 6
+    out = {"group_logits": torch.randn(n, 8), "age_logits": torch.randn(n, 101), "age": torch.rand(n) * 80,
+           "gender_logit": torch.randn(n)}
+    age, group, gender = torch.randint(0, 90, (n,)), torch.randint(0, 8, (n,)), torch.randint(0, 2, (n,))
+    weights = torch.ones(8)
+    config = TrainConfig(kd_weight=2.0)
+    own = {"group_probs": torch.softmax(out["group_logits"], 1), "age_probs": torch.softmax(out["age_logits"], 1),
+           "p_female": torch.sigmoid(out["gender_logit"])}
+    plain = loss_terms(out, age, group, gender, weights, config)
+    agreeing = loss_terms(out, age, group, gender, weights, config, own)
+    assert "kd_group" not in plain
+    assert float(agreeing["kd_group"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(agreeing["kd_age"]) == pytest.approx(0.0, abs=1e-6)
+    other = {k: v.flip(0) for k, v in own.items()}
+    disagreeing = loss_terms(out, age, group, gender, weights, config, other)
+    assert float(disagreeing["kd_group"]) > 0.01 and float(disagreeing["total"]) > float(agreeing["total"])
+
+    # The members' targets are their mean probabilities.
+    class Fixed(torch.nn.Module):
+        def __init__(self, shift):
+            super().__init__()
+            self.shift = shift
+
+        def forward_train(self, x):
+            return {key: value + self.shift for key, value in out.items()}
+
+    targets = member_targets([Fixed(0.0), Fixed(1.0)], torch.zeros(n, 3, 4, 4))
+    expected = (torch.sigmoid(out["gender_logit"]) + torch.sigmoid(out["gender_logit"] + 1)) / 2
+    assert torch.allclose(targets["p_female"], expected)
+    assert torch.allclose(targets["group_probs"].sum(1), torch.ones(n))
+
+    groups = np.array([0] * 90 + [7] * 10)
+    assert torch.allclose(class_weights(groups, 0.0), torch.ones(8))
+    rare_over_common = class_weights(groups, 0.5)
+    assert float(rare_over_common[7] / rare_over_common[0]) == pytest.approx(3.0, rel=1e-5)
+
+
+def test_card_record_round_trip_and_retrain_command(tmp_path):
+    from pathlib import Path
+
+    from models.train import TrainConfig, load_export_record, main, retrain_command, save_export_record
+
+    assert main(["--card-only", "--out-dir", str(tmp_path)]) == 2  # nothing exported there yet
+    weights = tmp_path / "utk_multihead.onnx"
+    weights.write_bytes(b"onnx")
+    run = TrainConfig(epochs=18, teachers=4, class_weight_power=0.0, flip_tta=True, data="/elsewhere/UTKFace",
+                      run_dir="/tmp/x", out_dir="/gpu/out")
+    save_export_record(weights, run, {"history": [], "n_train": 1}, 2.5e-5)
+    path, loaded, summary, difference = load_export_record(TrainConfig(out_dir=str(tmp_path), data="/here"))
+    assert path == weights and difference == 2.5e-5 and summary["n_train"] == 1
+    assert (loaded.epochs, loaded.teachers, loaded.data, Path(loaded.out_dir)) == (18, 4, "/here", tmp_path)
+    command = retrain_command(loaded)
+    assert command.startswith("python -m models.train --data ../shared/data/utkface/UTKFace")
+    assert "--epochs 18" in command and "--teachers 4" in command and "--class-weight-power 0.0" in command
+    assert "--flip-tta" in command and "run-dir" not in command and "--lr" not in command
