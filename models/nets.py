@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from stream.runtime import denormal_mask
 from stream.types import AGE_GROUPS, age_group_index
 
 #: Age bins of the regression head's distribution (DLDL): whole years 0..100, so "80+" can be said.
@@ -29,16 +30,6 @@ CYDRAL_GENDER_FEATURE_NODE = "layer_4_flatten"
 CYDRAL_GENDER_CLASSIFIER = ("layer_4_weights", "layer_4_bias", "layer_2_scalar", "layer_1_weights", "layer_1_bias")
 #: Chip side the Cydral gender network was trained on.
 GENDER_CHIP = 32
-
-
-def denormal_mask(array: np.ndarray) -> np.ndarray:
-    """Boolean mask of the denormal (subnormal) entries of a float32 array.
-
-    Read from the bits (exponent 0, mantissa not 0), not by comparing values: once
-    ``torch.set_flush_denormal(True)`` is on, the CPU treats denormal inputs as zero in comparisons too.
-    """
-    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
-    return ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
 
 
 def zero_denormals_(module: nn.Module) -> int:

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
-from models.nets import AGE_BINS, FlipAverage, MultiHeadNet, build_multihead_from_cydral, denormal_mask, zero_denormals_
+from models.nets import AGE_BINS, FlipAverage, MultiHeadNet, build_multihead_from_cydral, zero_denormals_
 from stream.types import AGE_GROUPS, age_group_index
 
 logger = logging.getLogger(__name__)
@@ -589,11 +589,9 @@ def load_export_record(config: TrainConfig) -> tuple[Path, TrainConfig, dict[str
 
 def count_denormal_weights(path: str | Path) -> int:
     """How many float32 initializer entries of an ONNX file are denormal (they slow CPU inference ~10x)."""
-    import onnx
-    from onnx import numpy_helper
+    from stream.runtime import flush_denormal_weights
 
-    return sum(int(denormal_mask(numpy_helper.to_array(init)).sum()) for init in onnx.load(str(path)).graph.initializer
-               if init.data_type == onnx.TensorProto.FLOAT)
+    return flush_denormal_weights(Path(path))[1]
 
 
 def candidate_name(path: Path, sha256: str, size: int) -> str:

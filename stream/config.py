@@ -270,8 +270,6 @@ class AnnotateConfig:
         _check_range("annotate", "font_scale", self.font_scale, 0.0, 10.0)
 
 
-
-
 def _output_int(name: str, value: object, low: int, high: int) -> int:
     # bool is an int subclass; `video_crf: true` in YAML is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):

@@ -58,6 +58,16 @@ def session_options(config: RuntimeConfig) -> ort.SessionOptions:
     return options
 
 
+def denormal_mask(array: np.ndarray) -> np.ndarray:
+    """Boolean mask of the denormal (subnormal) entries of a float32 array.
+
+    Read from the bits (exponent 0, mantissa not 0), not by comparing values: with flush-to-zero on in this
+    process (``torch.set_flush_denormal(True)``, which training turns on), a denormal compares equal to zero.
+    """
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    return ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
+
+
 def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
     """The model's bytes with denormal float32 weights set to zero, or None if it has none.
 
@@ -80,10 +90,7 @@ def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
         if initializer.data_type != onnx.TensorProto.FLOAT:
             continue
         weights = numpy_helper.to_array(initializer)
-        # Test the bits, not the values: with flush-to-zero on in this process (torch training does
-        # that) a denormal compares equal to zero and would slip through.
-        bits = np.ascontiguousarray(weights).view(np.uint32)
-        denormal = ((bits & 0x7F800000) == 0) & ((bits & 0x007FFFFF) != 0)
+        denormal = denormal_mask(weights)
         if denormal.any():
             flushed += int(denormal.sum())
             initializer.CopyFrom(numpy_helper.from_array(np.where(denormal, 0, weights).astype(np.float32),
