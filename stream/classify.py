@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import onnxruntime as ort
 
-from models.registry import ModelSpec, get_spec
+from models.registry import MODELS, ModelSpec, get_spec
 from stream.config import ClassifierConfig, ModelsConfig, RuntimeConfig
 from stream.types import AGE_GROUP_LOWER, AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE, age_group_index
 
@@ -167,6 +167,20 @@ def classifier_model_names(config: ClassifierConfig) -> list[str]:
     return names
 
 
+def check_classifier_models(config: ClassifierConfig) -> None:
+    """Check that every model the section names is a registered classifier (before anything loads).
+
+    Raises:
+        ValueError: Unknown model name, or a model that is not a classifier.
+    """
+    for name in classifier_model_names(config):
+        spec = get_spec(name)
+        if spec.family not in FAMILIES:
+            valid = sorted(n for n, s in MODELS.items() if s.family in FAMILIES)
+            raise ValueError(f"model {name!r} is a {spec.task} model, not a classifier; classifiers: "
+                             f"{', '.join(valid)}")
+
+
 def build_classifiers(
     config: ClassifierConfig, models: ModelsConfig, runtime: RuntimeConfig
 ) -> list[OnnxClassifier]:
@@ -179,16 +193,15 @@ def build_classifiers(
     from models.fetch import model_path
     from stream.runtime import create_session
 
+    check_classifier_models(config)
     built = []
     for name in classifier_model_names(config):
         spec = get_spec(name)
-        if spec.family not in FAMILIES:
-            raise ValueError(f"model {name!r} is a {spec.task} model, not a classifier; valid families: "
-                             f"{', '.join(FAMILIES)}")
         path = model_path(name, extra_dirs=models.local_dirs, download=models.download)
         session = create_session(path, runtime, name)
         built.append(FAMILIES[spec.family](spec, session, max_batch_size=config.max_batch_size))
     return built
 
 
-__all__ = ["AGE_GROUP_LOWER", "FAMILIES", "OnnxClassifier", "build_classifiers", "classifier_model_names"]
+__all__ = ["AGE_GROUP_LOWER", "FAMILIES", "OnnxClassifier", "build_classifiers", "check_classifier_models",
+           "classifier_model_names"]

@@ -139,7 +139,8 @@ def test_tiny_training_resume_and_export(tmp_path):
     from stream.classify import MultiHeadClassifier
     from stream.types import AGE_GROUP_PROBS, AGE_YEARS, P_FEMALE
 
-    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(onnx_path)),))
+    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(onnx_path)),), input_size=(64, 64),
+                               alignment="dlib_chip")
     classifier = MultiHeadClassifier(spec, _session(onnx_path))
     chips = np.random.default_rng(2).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
     out = classifier.predict(chips)
@@ -301,3 +302,41 @@ def test_card_record_round_trip_and_retrain_command(tmp_path):
     assert command.startswith("python -m models.train --data ../shared/data/utkface/UTKFace")
     assert "--epochs 18" in command and "--teachers 4" in command and "--class-weight-power 0.0" in command
     assert "--flip-tta" in command and "run-dir" not in command and "--lr" not in command
+
+
+def test_dlib_backbone_with_descriptor_teacher_trains_and_exports(tmp_path):
+    shared_file("data", "utkface", "UTKFace")
+    from models.registry import Trained, get_spec
+    from models.train import TrainConfig, build_model, export, predict_chips, train
+    from stream.classify import MultiHeadClassifier
+    from stream.types import AGE_YEARS, P_FEMALE
+
+    config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
+                         out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1,
+                         backbone="dlib", size=112, descriptor_teacher=0.5, fp16=True)
+    start = build_model(config)
+    assert start.gender_trunk is None and start.gender_hidden is None
+    model, summary = train(config)
+    assert {"loss_kd_group", "loss_kd_age", "loss_kd_gender"} <= set(summary["history"][0])
+    assert any(not torch.equal(a, b) for a, b in zip(model.age_trunk.parameters(), start.age_trunk.parameters()))
+    # The teacher's targets were cached beside the chips (with the descriptors), for the next run.
+    cached = np.load(tmp_path / "cache" / "descriptor_targets_seed0.npz")
+    assert cached["group_probs"].shape == (24, 8) and (tmp_path / "cache" / "dlib_descriptors.npy").is_file()
+    assert (tmp_path / "cache" / "chips_dlib_chip_025_112.npy").is_file()
+    path, _, difference = export(model, config)
+    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(path)),))
+    classifier = MultiHeadClassifier(spec, _session(path))
+    assert classifier.chip_size == 112 and classifier.template == "dlib_chip_025"
+    chips = np.random.default_rng(3).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
+    out, expected = classifier.predict(chips), predict_chips(model, chips)
+    np.testing.assert_allclose(out[AGE_YEARS], expected["age"], atol=0.5)  # fp16 weights
+    np.testing.assert_allclose(out[P_FEMALE], expected["p_female"], atol=0.02)
+
+
+def test_build_model_rejects_what_a_backbone_cannot_take():
+    from models.train import TrainConfig, build_model
+
+    with pytest.raises(ValueError, match="size 112"):
+        build_model(TrainConfig(backbone="dlib", size=64))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model(TrainConfig(backbone="resnet50"))

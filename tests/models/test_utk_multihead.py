@@ -38,7 +38,7 @@ def test_runs_through_multihead_classifier(config, default_detector):
     shared_file("data", "utkface", "UTKFace")
     section = replace(config, "classifier", age_model="utk_multihead", gender_model="none").classifier
     (classifier,) = build_classifiers(section, config.models, config.runtime)
-    assert isinstance(classifier, MultiHeadClassifier) and classifier.chip_size == 64
+    assert isinstance(classifier, MultiHeadClassifier) and classifier.chip_size == 112
     names = sorted(p.name for p in UTKFACE.glob("*.jpg"))[::997][:16]
     chips, ages, genders = [], [], []
     for name in names:
@@ -54,13 +54,22 @@ def test_runs_through_multihead_classifier(config, default_detector):
     np.testing.assert_allclose(out[AGE_GROUP_PROBS].sum(axis=1), 1, rtol=1e-5)
     assert np.abs(out[AGE_YEARS] - np.array(ages)).mean() < 10
     assert ((out[P_FEMALE] >= 0.5) == np.array(genders)).mean() >= 0.75
-    empty = classifier.predict(np.zeros((0, 64, 64, 3), np.uint8))
+    empty = classifier.predict(np.zeros((0, 112, 112, 3), np.uint8))
     assert all(len(v) == 0 for v in empty.values())
 
 
 def test_spec_is_consistent_with_training():
-    from models.train import MEAN_RGB, TEMPLATE
+    import json
+
+    import onnx
+
+    from models.train import MEAN_RGB, TEMPLATES
 
     spec = get_spec("utk_multihead")
-    assert spec.mean == MEAN_RGB and spec.alignment == TEMPLATE and spec.color == "RGB"
-    assert dataclasses.asdict(spec)["input_size"] == (64, 64)
+    path = model_path("utk_multihead", download=False)
+    # The committed file's own training record says which backbone, chip size and alignment it was trained with.
+    run = json.loads(path.with_suffix(".train.json").read_text(encoding="utf-8"))["config"]
+    assert spec.mean == MEAN_RGB and spec.alignment == TEMPLATES[run["backbone"]] and spec.color == "RGB"
+    assert dataclasses.asdict(spec)["input_size"] == (run["size"], run["size"])
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [3, run["size"], run["size"]]

@@ -134,6 +134,16 @@ CASES: list[tuple[str, Case, str]] = [
         r"cannot open stream 'rtsp://127\.0\.0\.1:\d+/x': connection refused",
     ),
     ("unknown detector", _clip_with("--detector", "nope"), r"unknown detector 'nope'; valid detectors: auto, "),
+    (
+        "unknown classifier",
+        _clip_with("--set", "classifier.age_model=nope"),
+        r"classifier: unknown model 'nope'; known models: ",
+    ),
+    (
+        "a detector as classifier",
+        _clip_with("--set", "classifier.age_model=retinaface"),
+        r"model 'retinaface' is a face_detector model, not a classifier; classifiers: cydral_age, cydral_gender, ",
+    ),
     ("unknown config section", _clip_with("--set", "nope.x=1"), r"unknown config section 'nope'; valid sections"),
     ("unknown config key", _clip_with("--set", "detector.nope=1"), r"unknown key detector\.nope; valid keys"),
     (

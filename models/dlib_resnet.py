@@ -1,0 +1,208 @@
+"""dlib's face-recognition ResNet (``dlib_face_recognition_resnet_model_v1.dat``) read into torch.
+
+The network (Davis King, CC0; 29 conv layers, 150x150 RGB chips → a 128-d face descriptor) is the strongest
+face-pretrained network obtainable offline here (it ships inside the ``face_recognition_models`` package on
+PyPI). ``models.train`` uses it as a teacher only: too slow for the per-face CPU budget (~0.4 GMAC a face).
+
+dlib writes a net innermost layer first: each layer's name string (``con_4``, ``affine_``, ``relu_``,
+``max_pool_2``, ``avg_pool_2``, ``add_prev_``, ``fc_2``) and its fields; integers use dlib's variable-length
+encoding (a byte with the length and sign bit, then little-endian bytes) and tensors (version 2) are four such
+integers (dims) followed by raw little-endian float32. Tag and skip layers write no name; the topology they
+encode is dlib's ``dnn_face_recognition_ex`` ResNet: a residual block is ``con affine relu con affine
+[avg_pool] add_prev relu`` and adds its input (average-pooled 2x2 in a down-sampling block) zero-padded to the
+block's output size, as dlib's ``add_prev`` does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+#: Chip side and normalisation of dlib's ``input_rgb_image_sized<150>`` (RGB, (x - mean) / 256).
+CHIP = 150
+MEAN_RGB = (122.782, 117.001, 104.298)
+#: dlib's ``get_face_chip_details`` padding for this net (0.25; the Cydral nets use 0.2).
+PADDING = 0.25
+DESCRIPTOR_DIM = 128
+
+_NAME = re.compile(rb"\x01([\x03-\x20])(con_|affine_|relu_|max_pool_|avg_pool_|add_prev_|fc_)")
+
+
+@dataclass
+class Layer:
+    """One named layer read from the file: its kind, integer fields and float32 parameters."""
+
+    kind: str
+    ints: list[int]
+    params: np.ndarray | None = None
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def int(self) -> int:
+        head = self.data[self.pos]
+        size = head & 0x7F
+        value = int.from_bytes(self.data[self.pos + 1 : self.pos + 1 + size], "little")
+        self.pos += 1 + size
+        return -value if head & 0x80 else value
+
+    def tensor(self) -> np.ndarray:
+        version = self.int()
+        if version != 2:
+            raise ValueError(f"dlib tensor version {version} at byte {self.pos}; only version 2 is read")
+        count = int(np.prod([self.int() for _ in range(4)]))
+        values = np.frombuffer(self.data, "<f4", count, self.pos).astype(np.float32)
+        self.pos += 4 * count
+        return values
+
+
+def read_layers(path: str | Path) -> list[Layer]:
+    """The named layers of a dlib DNN file, input side first.
+
+    Raises:
+        ValueError: The file is not a dlib DNN file this reader understands.
+    """
+    data = Path(path).read_bytes()
+    if b"loss_metric_" not in data[:64]:
+        raise ValueError(f"{path}: not a dlib metric-learning network (no loss_metric_ header)")
+    reader, layers = _Reader(data), []
+    while (match := _NAME.search(data, reader.pos)) is not None:
+        reader.pos = match.start() + 2 + match.group(1)[0]
+        kind = match.group(2).decode().rstrip("_")
+        if kind == "con":  # params (filters then biases); num_filters, nr, nc, stride_y, stride_x, pad_y, pad_x
+            params = reader.tensor()
+            layers.append(Layer(kind, [reader.int() for _ in range(7)], params))
+        elif kind == "affine":  # params: gamma then beta
+            layers.append(Layer(kind, [], reader.tensor()))
+        elif kind in ("max_pool", "avg_pool"):  # nr, nc (0: everything), stride_y, stride_x, pad_y, pad_x
+            layers.append(Layer(kind, [reader.int() for _ in range(6)]))
+        elif kind == "fc":  # num_outputs, num_inputs, then the (inputs [+1 bias row], outputs) weights
+            outputs, inputs = reader.int(), reader.int()
+            layers.append(Layer(kind, [outputs, inputs], reader.tensor()))
+            break
+        else:
+            layers.append(Layer(kind, []))
+    if not layers or layers[-1].kind != "fc":
+        raise ValueError(f"{path}: no fc layer found; not dlib's face-recognition ResNet")
+    return layers
+
+
+class _ConvAffine(nn.Module):
+    """dlib ``con`` followed by ``affine`` (a frozen batch norm: per-channel scale and shift)."""
+
+    def __init__(self, con: Layer, affine: Layer) -> None:
+        super().__init__()
+        filters, nr, nc, stride, _, pad, _ = con.ints[:7]
+        assert con.params is not None and affine.params is not None
+        weight_count = con.params.size - filters
+        self.conv = nn.Conv2d(weight_count // (filters * nr * nc), filters, (nr, nc), stride, pad)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.from_numpy(con.params[:weight_count].reshape(self.conv.weight.shape)))
+            self.conv.bias.copy_(torch.from_numpy(con.params[weight_count:]))
+        gamma, beta = np.split(affine.params, 2)
+        self.register_buffer("gamma", torch.from_numpy(gamma.copy()).view(1, -1, 1, 1))
+        self.register_buffer("beta", torch.from_numpy(beta.copy()).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.gamma + self.beta
+
+
+def _add_padded(main: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """dlib's ``add_prev``: the sum over the larger of each dimension, the smaller tensor zero-padded at the end."""
+    channels = max(main.shape[1], skip.shape[1])
+    height, width = max(main.shape[2], skip.shape[2]), max(main.shape[3], skip.shape[3])
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, width - t.shape[3], 0, height - t.shape[2], 0, channels - t.shape[1]))
+
+    return pad(main) + pad(skip)
+
+
+class _Block(nn.Module):
+    def __init__(self, first: _ConvAffine, second: _ConvAffine, pool: Layer | None) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+        self.pool = None if pool is None else (pool.ints[0], pool.ints[2], pool.ints[4])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.second(F.relu(self.first(x)))
+        skip = x if self.pool is None else F.avg_pool2d(x, self.pool[0], self.pool[1], self.pool[2])
+        return F.relu(_add_padded(out, skip))
+
+
+class DlibFaceDescriptor(nn.Module):
+    """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips, RGB, (x - MEAN_RGB) / 256 → ``(n, 128)``.
+
+    Args:
+        path: ``dlib_face_recognition_resnet_model_v1.dat``.
+
+    Raises:
+        ValueError: The file's layers are not the expected stem + residual blocks + fc.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        layers = read_layers(path)
+        kinds = [layer.kind for layer in layers]
+        if kinds[:4] != ["con", "affine", "relu", "max_pool"]:
+            raise ValueError(f"{path}: unexpected stem {kinds[:4]}")
+        self.stem = _ConvAffine(layers[0], layers[1])
+        stem_pool = layers[3].ints
+        self.stem_pool = (stem_pool[0], stem_pool[2], stem_pool[4])
+        blocks, i = [], 4
+        while kinds[i] == "con":
+            pool = layers[i + 5] if kinds[i + 5] == "avg_pool" else None
+            end = i + 5 + (pool is not None)
+            if kinds[i : i + 5] != ["con", "affine", "relu", "con", "affine"] or kinds[end : end + 2] != [
+                    "add_prev", "relu"]:
+                raise ValueError(f"{path}: unexpected residual block {kinds[i : end + 2]} at layer {i}")
+            blocks.append(_Block(_ConvAffine(layers[i], layers[i + 1]), _ConvAffine(layers[i + 3], layers[i + 4]),
+                                 pool))
+            i = end + 2
+        self.blocks = nn.Sequential(*blocks)
+        if kinds[i:] != ["avg_pool", "fc"] or layers[i].ints[0] != 0:
+            raise ValueError(f"{path}: unexpected head {kinds[i:]}")
+        fc = layers[i + 1]
+        outputs, inputs = fc.ints
+        assert fc.params is not None
+        self.register_buffer("fc", torch.from_numpy(fc.params.reshape(-1, outputs)[:inputs].copy()))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, 256)`` globally averaged features of the last residual block (the descriptor's input)."""
+        x = F.max_pool2d(F.relu(self.stem(x)), *self.stem_pool)
+        return self.blocks(x).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooled(x) @ self.fc
+
+
+class DlibTrunk(nn.Module):
+    """The network without its descriptor layer, as a trainable trunk: chips → ``(n, 256)`` pooled features.
+
+    Its conv weights and affine (frozen batch-norm) scales and shifts all become trainable parameters. It is
+    fully convolutional: 112x112 chips (~0.16 GMAC) keep it in the per-face CPU budget; sides below 112 leave
+    no pixel for its last stride-2 convolution.
+    """
+
+    FEATURES = 256
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.net = DlibFaceDescriptor(path)
+        for module in self.net.modules():
+            if isinstance(module, _ConvAffine):
+                gamma, beta = module.gamma, module.beta
+                del module.gamma, module.beta
+                module.gamma, module.beta = nn.Parameter(gamma), nn.Parameter(beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.pooled(x)
