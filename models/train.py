@@ -15,12 +15,19 @@ slow path made an epoch ~15 minutes instead of ~1.5. Checkpoint every epoch (``-
 ``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
 the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
 
+Backbones (``--backbone``): ``cydral`` (the default) fine-tunes the Cydral age trunk on 64x64 ``dlib_chip`` chips
+with the Cydral gender trunk beside it; ``dlib`` fine-tunes dlib's face-recognition ResNet (``models.dlib_resnet``,
+CC0, from the face_recognition_models package) as the only trunk on 112x112 ``dlib_chip_025`` chips (``--size
+112``): the committed model, whose card gives its one re-training command.
+
 Loss: class-weighted cross-entropy over the 8 groups (weights ~ frequency^-p, ``--class-weight-power``) with label
 smoothing, DLDL (KL to a Gaussian over the 101 age bins) plus L1 on the expected age, and BCE for gender.
 
 Distillation (``--teachers K``): K members of the same recipe (other seeds, same split) are trained first, then
 the exported net learns from the labels and from the members' averaged predictions on each augmented batch
-(``--kd-weight``). ``--member k`` trains one member alone, so members can run as parallel processes on one GPU;
+(``--kd-weight``); ``--descriptor-teacher W`` blends in a second, different teacher: heads on dlib's frozen
+face descriptor, cross-fitted per image (``models.descriptor_teacher``). ``--member k`` trains one member alone,
+so members can run as parallel processes on one GPU;
 the run without it finds them finished and goes on to the student. On a GPU machine that does not hold the
 images, ``--no-card`` keeps the export's training record beside it, and ``--card-only`` evaluates that export
 and writes its card where the images are.
