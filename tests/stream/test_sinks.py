@@ -214,8 +214,11 @@ def test_video_interrupted_by_ctrl_c_is_playable(tmp_path, threaded):
 
 
 _INTERRUPT_CHILD = """
-import faulthandler, sys, time, numpy as np
-# A hang (seen once in CI) then prints every thread's stack to stderr, which the test's failure shows.
+import faulthandler, signal, sys, time, numpy as np
+# A child of a background job in a non-interactive shell inherits SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler of its own: Ctrl-C is what this test is about, so restore it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+# Should it still hang, every thread's stack goes to stderr, which the test's failure shows.
 faulthandler.dump_traceback_later(15, exit=True)
 from stream.sinks import VideoSink, SinkOptions
 from stream.types import Faces, Frame
