@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from models.dlib_resnet import CHIP, MEAN_RGB, DlibFaceDescriptor
+from models.dlib_resnet import CHIP, DlibFaceDescriptor
 from stream.types import AGE_GROUPS
 
 logger = logging.getLogger(__name__)
@@ -39,14 +39,14 @@ KEYS = ("group_probs", "age_probs", "p_female")
 
 def compute_descriptors(model_file: str | Path, chips: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """``(n, 2, 128)`` float32 descriptors of ``(n, 150, 150, 3)`` uint8 BGR chips and of their mirror images."""
+    from models.train import to_input  # models.train imports this module
+
     net = DlibFaceDescriptor(model_file).eval()
-    mean = torch.tensor(MEAN_RGB).view(1, 3, 1, 1)
     out = np.zeros((len(chips), 2, 128), np.float32)
     started = time.time()
     with torch.no_grad():
         for start in range(0, len(chips), batch_size):
-            rgb = np.ascontiguousarray(chips[start : start + batch_size, :, :, ::-1])
-            x = (torch.from_numpy(rgb).permute(0, 3, 1, 2).float() - mean) / 256.0
+            x = to_input(torch.from_numpy(np.ascontiguousarray(chips[start : start + batch_size])))
             out[start : start + batch_size, 0] = net(x).numpy()
             out[start : start + batch_size, 1] = net(x.flip(3)).numpy()
             if start // batch_size % 20 == 0:
@@ -60,7 +60,7 @@ def _heads() -> nn.Module:
 
 
 def _label_dist(age: torch.Tensor) -> torch.Tensor:
-    from models.train import age_targets
+    from models.train import age_targets  # models.train imports this module
 
     return age_targets(age, 2.0)
 

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-#: Chip side and normalisation of dlib's ``input_rgb_image_sized<150>`` (RGB, (x - mean) / 256).
+#: Chip side of dlib's ``input_rgb_image_sized<150>``; its normalisation (RGB, (x - mean) / 256, the same means as
+#: the Cydral nets') is ``models.train.to_input``.
 CHIP = 150
-MEAN_RGB = (122.782, 117.001, 104.298)
 #: dlib's ``get_face_chip_details`` padding for this net (0.25; the Cydral nets use 0.2).
 PADDING = 0.25
 DESCRIPTOR_DIM = 128
@@ -140,7 +140,7 @@ class _Block(nn.Module):
 
 
 class DlibFaceDescriptor(nn.Module):
-    """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips, RGB, (x - MEAN_RGB) / 256 → ``(n, 128)``.
+    """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips (``models.train.to_input``) → ``(n, 128)``.
 
     Args:
         path: ``dlib_face_recognition_resnet_model_v1.dat``.

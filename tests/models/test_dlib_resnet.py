@@ -6,8 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.dlib_resnet import CHIP, MEAN_RGB, DlibFaceDescriptor, DlibTrunk, _add_padded, read_layers  # noqa: E402
+from models.dlib_resnet import CHIP, DlibFaceDescriptor, DlibTrunk, _add_padded, read_layers  # noqa: E402
 from models.fetch import model_path  # noqa: E402
+from models.train import to_input  # noqa: E402
 from stream.align import align_faces  # noqa: E402
 from tests.conftest import shared_file  # noqa: E402
 
@@ -20,11 +21,6 @@ def dlib_path():
 @pytest.fixture(scope="module")
 def descriptor(dlib_path):
     return DlibFaceDescriptor(dlib_path).eval()
-
-
-def _to_input(chips: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(np.ascontiguousarray(chips[..., ::-1])).permute(0, 3, 1, 2).float()
-    return (x - torch.tensor(MEAN_RGB).view(1, 3, 1, 1)) / 256
 
 
 def test_reads_the_published_architecture(dlib_path):
@@ -81,7 +77,7 @@ def test_descriptors_tell_people_apart_on_real_video(descriptor, default_detecto
     clips = ["talking_man_512.mp4", "talking_woman_512.mp4", "man_glasses_720x1280.mp4", "woman_1280x720.mp4"]
     chips = np.concatenate([_chips(clip, default_detector) for clip in clips])
     with torch.no_grad():
-        d = descriptor(_to_input(chips)).numpy()
+        d = descriptor(to_input(torch.from_numpy(chips))).numpy()
     distance = np.linalg.norm(d[:, None] - d[None], axis=2)
     person = np.repeat(np.arange(len(clips)), 2)
     same = person[:, None] == person[None]
