@@ -7,6 +7,10 @@ their errors differ from its (averaging the two is several points better than ei
 can distil from it (``--descriptor-teacher W``): the soft targets become ``(1 - W)`` x the members' average
 + ``W`` x this teacher's.
 
+The same heads, fitted on the whole training split, are also the descriptor half of
+:class:`DescriptorEnsemble` (``models.train --ensemble-size S``): the exported graph averages our net with
+them, reading dlib's descriptor at ``S`` x ``S`` (136 costs 0.8x of 150 and keeps most of its accuracy).
+
 Targets are computed once per image (not per augmented batch: the descriptor net is too slow for that) from
 the descriptors of the chip and its mirror image, and the heads are cross-fitted: each training image's
 targets come from heads trained on the other folds, so they are as wrong as on unseen faces, not memorised.
@@ -38,7 +42,7 @@ KEYS = ("group_probs", "age_probs", "p_female")
 
 
 def compute_descriptors(model_file: str | Path, chips: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """``(n, 2, 128)`` float32 descriptors of ``(n, 150, 150, 3)`` uint8 BGR chips and of their mirror images."""
+    """``(n, 2, 128)`` float32 descriptors of ``(n, S, S, 3)`` uint8 BGR chips and of their mirror images."""
     from models.train import to_input  # models.train imports this module
 
     net = DlibFaceDescriptor(model_file).eval()
@@ -95,16 +99,49 @@ def fit_heads(descriptors: np.ndarray, age: np.ndarray, group: np.ndarray, gende
     return net.eval()
 
 
+def head_probabilities(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Raw head outputs ``(n, 8 + 101 + 1)`` → group probabilities, age-bin probabilities, P(female)."""
+    n_groups = len(AGE_GROUPS)
+    return (torch.softmax(out[:, :n_groups], 1), torch.softmax(out[:, n_groups:-1], 1),
+            torch.sigmoid(out[:, -1]))
+
+
 @torch.no_grad()
 def predict_heads(net: nn.Module, descriptors: np.ndarray) -> dict[str, np.ndarray]:
     """Flip-averaged ``group_probs (n,8)``, ``age_probs (n,101)``, ``p_female (n,)``."""
-    n_bins = len(AGE_GROUPS)
-    outs = [net(torch.from_numpy(descriptors[:, view]) * SCALE) for view in (0, 1)]
-    return {
-        "group_probs": (sum(torch.softmax(o[:, :n_bins], 1) for o in outs) / 2).numpy(),
-        "age_probs": (sum(torch.softmax(o[:, n_bins:-1], 1) for o in outs) / 2).numpy(),
-        "p_female": (sum(torch.sigmoid(o[:, -1]) for o in outs) / 2).numpy(),
-    }
+    views = [head_probabilities(net(torch.from_numpy(descriptors[:, view]) * SCALE)) for view in (0, 1)]
+    return {key: ((a + b) / 2).numpy() for key, a, b in zip(KEYS, *views)}
+
+
+class DescriptorEnsemble(nn.Module):
+    """Our net averaged with heads on dlib's frozen descriptor, as one graph for export.
+
+    Input: ``(n, 3, S, S)`` normalised ``dlib_chip_025`` chips at the descriptor's side ``S``; the net reads them
+    resized (bilinear) to its own side. Group probabilities, ages and P(female) of the two are averaged (outputs
+    as :class:`models.nets.FlipAverage`'s: log-probabilities, years, the logit of the mean). The two err
+    differently (a metric-learnt identity descriptor vs a net fine-tuned on the labels), so the average beats
+    either; the cost is the descriptor's pass (0.3 GMAC a face at 136).
+
+    Args:
+        net: Module mapping ``(n, 3, size, size)`` → ``(group_logits, age, gender_logit)``.
+        size: The net's chip side.
+        descriptor: dlib's face-recognition network (``models.dlib_resnet.DlibFaceDescriptor``), frozen.
+        heads: Heads fitted on its descriptors (:func:`fit_heads`).
+    """
+
+    def __init__(self, net: nn.Module, size: int, descriptor: nn.Module, heads: nn.Module) -> None:
+        super().__init__()
+        self.net, self.size, self.descriptor, self.heads = net, size, descriptor, heads
+        self.register_buffer("bin_ages", torch.arange(AGE_BINS, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        small = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        group_logits, age, gender_logit = self.net(small)
+        group_probs, age_probs, p_female = head_probabilities(self.heads(self.descriptor(x) * SCALE))
+        group = torch.log(((torch.softmax(group_logits, 1) + group_probs) * 0.5).clamp_min(1e-12))
+        years = (age + (age_probs * self.bin_ages).sum(1)) * 0.5
+        p = ((torch.sigmoid(gender_logit) + p_female) * 0.5).clamp(1e-7, 1 - 1e-7)
+        return group, years, torch.log(p) - torch.log1p(-p)
 
 
 def cross_fitted_targets(descriptors: np.ndarray, age: np.ndarray, group: np.ndarray, gender: np.ndarray,
@@ -133,16 +170,36 @@ def cross_fitted_targets(descriptors: np.ndarray, age: np.ndarray, group: np.nda
     return targets
 
 
-def descriptor_targets(samples: object, cache: str | Path, train_idx: np.ndarray, val_idx: np.ndarray, seed: int,
-                       landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    """The descriptor teacher's targets for ``samples`` (a ``models.data.Samples``), cached under ``cache``.
+def cached_descriptors(samples: object, cache: str | Path, landmarks: np.ndarray, size: int = CHIP) -> np.ndarray:
+    """``(n, 2, 128)`` descriptors of ``samples``' ``size`` x ``size`` chips and their mirror images, cached under
+    ``cache`` (``dlib_descriptors.npy`` at 150, ``dlib_descriptors_<size>.npy`` otherwise).
 
-    Computing them needs the images (for the 150x150 chips) and the dlib model file (``python -m models fetch
-    dlib_face_recognition``); a cache made elsewhere for the same images and split is used as it is.
+    Computing them needs the images and the dlib model file (``python -m models fetch dlib_face_recognition``).
     """
     from models.data import make_chips
     from models.fetch import model_path
 
+    folder = Path(cache)
+    names = np.asarray([Path(p).name for p in samples.paths])  # type: ignore[attr-defined]
+    suffix = "" if size == CHIP else f"_{size}"
+    descriptor_file = folder / f"dlib_descriptors{suffix}.npy"
+    descriptor_names = folder / f"dlib_descriptors{suffix}_names.npy"
+    if descriptor_file.is_file() and descriptor_names.is_file() and np.array_equal(np.load(descriptor_names), names):
+        return np.load(descriptor_file)
+    chips = make_chips(samples.paths, landmarks, TEMPLATE, size)  # type: ignore[attr-defined]
+    descriptors = compute_descriptors(model_path("dlib_face_recognition"), chips)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(descriptor_file, descriptors)
+    np.save(descriptor_names, names)
+    return descriptors
+
+
+def descriptor_targets(samples: object, cache: str | Path, train_idx: np.ndarray, val_idx: np.ndarray, seed: int,
+                       landmarks: np.ndarray) -> dict[str, np.ndarray]:
+    """The descriptor teacher's targets for ``samples`` (a ``models.data.Samples``), cached under ``cache``.
+
+    A cache made elsewhere for the same images and split is used as it is.
+    """
     folder = Path(cache)
     names = np.asarray([Path(p).name for p in samples.paths])  # type: ignore[attr-defined]
     path = folder / f"descriptor_targets_seed{seed}.npz"
@@ -151,15 +208,7 @@ def descriptor_targets(samples: object, cache: str | Path, train_idx: np.ndarray
         if np.array_equal(stored["names"], names) and np.array_equal(stored["train_idx"], train_idx):
             return {key: stored[key] for key in KEYS}
         logger.info("descriptor teacher: %s is for other images or another split; recomputing", path)
-    descriptor_file = folder / "dlib_descriptors.npy"
-    descriptor_names = folder / "dlib_descriptors_names.npy"
-    if descriptor_file.is_file() and descriptor_names.is_file() and np.array_equal(np.load(descriptor_names), names):
-        descriptors = np.load(descriptor_file)
-    else:
-        chips = make_chips(samples.paths, landmarks, TEMPLATE, CHIP)  # type: ignore[attr-defined]
-        descriptors = compute_descriptors(model_path("dlib_face_recognition"), chips)
-        np.save(descriptor_file, descriptors)
-        np.save(descriptor_names, names)
+    descriptors = cached_descriptors(samples, cache, landmarks)
     targets = cross_fitted_targets(descriptors, samples.age, samples.group, samples.gender,  # type: ignore[attr-defined]
                                    train_idx, val_idx, seed)
     np.savez(path, names=names, train_idx=train_idx, **targets)

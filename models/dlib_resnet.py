@@ -15,6 +15,7 @@ block's output size, as dlib's ``add_prev`` does.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +118,24 @@ class _ConvAffine(nn.Module):
 
 
 def _add_padded(main: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """dlib's ``add_prev``: the sum over the larger of each dimension, the smaller tensor zero-padded at the end."""
-    channels = max(main.shape[1], skip.shape[1])
-    height, width = max(main.shape[2], skip.shape[2]), max(main.shape[3], skip.shape[3])
+    """dlib's ``add_prev``: the sum over the larger of each dimension, the smaller tensor zero-padded at the end.
 
-    def pad(t: torch.Tensor) -> torch.Tensor:
-        return F.pad(t, (0, width - t.shape[3], 0, height - t.shape[2], 0, channels - t.shape[1]))
+    The shapes are read as plain ints, so an export (at a fixed chip size) holds a bare ``Add`` where they agree
+    and one constant ``Pad`` where they do not: no per-run shape arithmetic, and nothing to stop onnxruntime
+    fusing the int8 graph (the pad arithmetic once cost more than a fifth of the net's CPU time).
+    """
+    main_shape = [int(d) for d in main.shape[1:]]
+    skip_shape = [int(d) for d in skip.shape[1:]]
+    if main_shape == skip_shape:
+        return main + skip
+    channels, height, width = (max(a, b) for a, b in zip(main_shape, skip_shape))
 
-    return pad(main) + pad(skip)
+    def pad(t: torch.Tensor, shape: list[int]) -> torch.Tensor:
+        if shape == [channels, height, width]:
+            return t
+        return F.pad(t, (0, width - shape[2], 0, height - shape[1], 0, channels - shape[0]))
+
+    return pad(main, main_shape) + pad(skip, skip_shape)
 
 
 class _Block(nn.Module):
@@ -183,6 +194,28 @@ class DlibFaceDescriptor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(x) @ self.fc
+
+
+def fold_affine(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every dlib conv + affine pair folded into one ``nn.Conv2d`` (same function).
+
+    For export: the graph then holds plain Conv → Relu/Add chains, which onnxruntime runs as fused float
+    kernels and, quantized, keeps in int8 end to end (a float ``Mul``/``Add`` after each conv would force a
+    dequantize/quantize pair and a layout change around it).
+    """
+    folded = copy.deepcopy(model).eval()
+    for parent in list(folded.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, _ConvAffine):
+                continue
+            conv = child.conv
+            gamma, beta = child.gamma.detach().view(-1), child.beta.detach().view(-1)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding)
+            with torch.no_grad():
+                fused.weight.copy_(conv.weight * gamma.view(-1, 1, 1, 1))
+                fused.bias.copy_(conv.bias * gamma + beta)
+            setattr(parent, name, fused)
+    return folded
 
 
 class DlibTrunk(nn.Module):

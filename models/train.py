@@ -31,6 +31,12 @@ so members can run as parallel processes on one GPU;
 the run without it finds them finished and goes on to the student. On a GPU machine that does not hold the
 images, ``--no-card`` keeps the export's training record beside it, and ``--card-only`` evaluates that export
 and writes its card where the images are.
+
+Export settings: ``--flip-tta`` (mirror-image averaging in the graph), ``--ensemble-size S`` (the net averaged
+with heads on dlib's frozen descriptor of the S x S chip, ``models.descriptor_teacher.DescriptorEnsemble``) and
+``--int8`` (``export/int8.py``, checked against the float graph). ``--from-weights OLD.onnx`` skips training:
+it reads the trained weights back from an earlier float export (and its ``.train.json``) and exports them with
+this command's settings, so a model trained on a GPU can be re-exported on a CPU machine.
 """
 
 from __future__ import annotations
@@ -42,16 +48,19 @@ import logging
 import math
 import random
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
 from models.descriptor_teacher import FOLDS, descriptor_targets
+from models.dlib_resnet import fold_affine
 from models.nets import (
     AGE_BINS,
     FlipAverage,
@@ -75,7 +84,15 @@ STD_RGB = (256.0, 256.0, 256.0)
 
 
 #: Settings a resumed run may change: the epoch count (to extend a run) and inference-time settings.
-_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "run_dir", "fp16", "flip_tta")
+_RESUME_MAY_CHANGE = ("epochs", "group_mix", "out_dir", "run_dir", "fp16", "flip_tta", "int8",
+                      "ensemble_size")
+#: An int8 export must agree with its float graph on held-out chips at least this well (top-1 group, gender
+#: decision) and move the age estimate by at most this many years on average.
+INT8_MIN_GROUP_AGREEMENT = 0.95
+INT8_MIN_GENDER_AGREEMENT = 0.98
+INT8_MAX_MEAN_YEARS = 0.5
+#: Training chips that calibrate an int8 export, and as many others that check it.
+INT8_CALIBRATION_CHIPS = 512
 
 
 @dataclass
@@ -111,6 +128,14 @@ class TrainConfig:
     group_mix: float = 0.0
     #: Export with horizontal-flip test-time augmentation baked in (``models.nets.FlipAverage``; 2x the cost).
     flip_tta: bool = False
+    #: Export int8 (static QDQ quantization, ``export.int8``; calibrated on 512 training chips, checked against the
+    #: float graph on 512 others): about half the per-face CPU cost on x86 CPUs with VNNI. Overrides ``fp16``'s
+    #: float16 weight storage.
+    int8: bool = False
+    #: Export the net averaged with heads on dlib's frozen face-recognition descriptor read at this chip side
+    #: (``models.descriptor_teacher.DescriptorEnsemble``; the graph then takes chips of this side and resizes them
+    #: for the net; dlib backbone only). 0: the net alone.
+    ensemble_size: int = 0
     #: Decay of an exponential moving average of the weights, updated every step; validation, checkpoints'
     #: figures and the export use the average (0: the raw weights). Averaging over the last few hundred steps
     #: smooths the noise of UTKFace's estimated labels out of the final weights.
@@ -600,20 +625,116 @@ def _detector(config: object) -> object:
 # ----------------------------------------------------------------------------------------------- export + card
 
 
-def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float]:
-    """Write ``<out_dir>/utk_multihead.onnx`` after the parity check; returns path, sha256, parity difference."""
+def export(model: MultiHeadNet, config: TrainConfig) -> tuple[Path, str, float, dict[str, float] | None]:
+    """Write ``<out_dir>/utk_multihead.onnx`` after the parity check.
+
+    Returns:
+        Path, sha256, the float graph's parity difference, and for ``config.int8`` the int8 check
+        (:func:`int8_agreement`), else None.
+
+    Raises:
+        ParityError: The float graph differs from torch.
+        ValueError: The int8 graph disagrees with the float one beyond the ``INT8_*`` limits.
+    """
     from export.torch_onnx import export_with_parity
 
     path = Path(config.out_dir) / f"{MODEL_NAME}.onnx"
     flushed = zero_denormals_(model)
     if flushed:
         logger.info("export: %d denormal weights set to zero", flushed)
-    graph = FlipAverage(model).eval() if config.flip_tta else model
-    difference = export_with_parity(graph, path, config.size, OUTPUT_NAMES, fp16=config.fp16)
+    graph = deploy_graph(model, config)
+    side = input_size(config)
+    check = None
+    if config.int8:
+        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+            float_path = Path(tmp) / "float.onnx"
+            difference = export_with_parity(graph, float_path, side, OUTPUT_NAMES)
+            float_proto = onnx.load(str(float_path))
+        calibration, held_out = calibration_inputs(config)
+        from export.int8 import quantize_int8
+
+        quantized = quantize_int8(float_proto, calibration)
+        check = int8_agreement(float_proto, quantized, held_out)
+        logger.info("int8 vs float on %d held-out chips: %s", len(held_out), check)
+        if (check["group_agreement"] < INT8_MIN_GROUP_AGREEMENT or check["gender_agreement"] <
+                INT8_MIN_GENDER_AGREEMENT or check["mean_abs_years"] > INT8_MAX_MEAN_YEARS):
+            raise ValueError(f"int8 export disagrees with the float graph ({check}); export without --int8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(quantized.SerializeToString(deterministic=True))
+    else:
+        difference = export_with_parity(graph, path, side, OUTPUT_NAMES, fp16=config.fp16)
     left = count_denormal_weights(path)
     if left:
         raise ValueError(f"export: {path} still holds {left} denormal weights")
-    return path, hashlib.sha256(path.read_bytes()).hexdigest(), difference
+    return path, hashlib.sha256(path.read_bytes()).hexdigest(), difference, check
+
+
+def input_size(config: TrainConfig) -> int:
+    """Chip side the exported graph takes: the descriptor's under ``ensemble_size``, else the net's."""
+    return config.ensemble_size or config.size
+
+
+def deploy_graph(model: MultiHeadNet, config: TrainConfig) -> torch.nn.Module:
+    """What is exported: the net with dlib's conv + affine pairs folded into single convs (a no-op for the Cydral
+    trunks; same function), under flip TTA and in the descriptor ensemble as ``config`` says.
+
+    Raises:
+        ValueError: ``ensemble_size`` with the Cydral backbone (its chips use another template).
+    """
+    from models.descriptor_teacher import DescriptorEnsemble
+    from models.dlib_resnet import DlibFaceDescriptor
+    from models.fetch import model_path
+
+    folded = fold_affine(model)
+    graph = FlipAverage(folded).eval() if config.flip_tta else folded
+    if not config.ensemble_size:
+        return graph
+    if config.backbone != "dlib":
+        raise ValueError("--ensemble-size needs --backbone dlib (the descriptor reads dlib_chip_025 chips)")
+    heads = ensemble_heads(config)
+    descriptor = fold_affine(DlibFaceDescriptor(model_path("dlib_face_recognition")))
+    return DescriptorEnsemble(graph, config.size, descriptor, heads).eval()
+
+
+def _chip_cache(config: TrainConfig, size: int) -> tuple[object, dict[str, np.ndarray], np.ndarray]:
+    """Samples, the chip cache at ``size`` (built if missing) and the training split's indices."""
+    samples = list_samples(config.data, config.limit)
+    train_idx, _ = split_indices(samples, config.seed, config.val_fraction)
+    cfg = _stream_config()
+    cache = build_chip_cache(samples, config.cache, lambda: _detector(cfg), TEMPLATES[config.backbone], (size,))
+    return samples, cache, train_idx
+
+
+def ensemble_heads(config: TrainConfig) -> torch.nn.Module:
+    """Heads on dlib's descriptors of the training split's ``ensemble_size`` chips (and their mirror images)."""
+    from models.descriptor_teacher import cached_descriptors, fit_heads
+
+    samples, cache, train_idx = _chip_cache(config, config.ensemble_size)
+    descriptors = cached_descriptors(samples, config.cache, cache["landmarks"], config.ensemble_size)
+    return fit_heads(descriptors[train_idx], samples.age[train_idx], samples.group[train_idx],  # type: ignore[attr-defined]
+                     samples.gender[train_idx], config.seed)  # type: ignore[attr-defined]
+
+
+def calibration_inputs(config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint, evenly spaced sets of training chips as graph inputs: int8 calibration, int8 check."""
+    side = input_size(config)
+    _, cache, train_idx = _chip_cache(config, side)
+    count = min(2 * INT8_CALIBRATION_CHIPS, len(train_idx))
+    picked = train_idx[np.linspace(0, len(train_idx) - 1, count).round().astype(int)]
+    inputs = to_input(torch.from_numpy(np.ascontiguousarray(cache[f"chips{side}"][picked]))).numpy()
+    return inputs[0::2], inputs[1::2]
+
+
+def int8_agreement(float_proto: onnx.ModelProto, quantized: onnx.ModelProto, inputs: np.ndarray) -> dict[str, float]:
+    """How often the int8 graph makes the float graph's decisions: top-1 group, gender (P(female) >= 0.5), and
+    the mean and largest change of the age estimate in years."""
+    from export.int8 import compare_outputs
+
+    (group_f, group_q), (age_f, age_q), (gender_f, gender_q) = compare_outputs(float_proto, quantized, inputs)
+    years = np.abs(age_f.astype(np.float64) - age_q)
+    return {"group_agreement": float((group_f.argmax(1) == group_q.argmax(1)).mean()),
+            "gender_agreement": float(((gender_f >= 0) == (gender_q >= 0)).mean()),
+            "mean_abs_years": float(years.mean()), "max_abs_years": float(years.max()), "n": float(len(inputs))}
 
 
 def save_export_record(path: Path, config: TrainConfig, summary: dict[str, object], difference: float) -> None:
@@ -640,6 +761,67 @@ def load_export_record(config: TrainConfig) -> tuple[Path, TrainConfig, dict[str
     run = TrainConfig(**{k: v for k, v in record["config"].items() if k in known})
     run = replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, limit=config.limit)
     return path, run, record["summary"], float(record["parity_difference"])
+
+
+def load_exported_weights(path: Path, config: TrainConfig) -> tuple[MultiHeadNet, TrainConfig, dict[str, object]]:
+    """The trained net inside an earlier float export of this recipe, its run's config and its summary.
+
+    Reads ``path`` and the ``.train.json`` record beside it (:func:`save_export_record`). The ONNX initializers
+    keep torch's parameter names (``_fp16`` appended for float16-stored weights, ``net.`` prefixed under flip
+    TTA, ``X.weight`` for a folded ``X.conv`` + affine pair); the loaded net must then reproduce the file's
+    outputs (the parity check of its export). The result takes the record's recipe, and from ``config`` where
+    files are and the export settings (``int8``, ``flip_tta``).
+
+    Raises:
+        ValueError: No record, a quantized file, weights that do not fit the recipe's net, or outputs that differ.
+    """
+    from onnx import numpy_helper
+
+    from export.torch_onnx import PARITY_TOLERANCE_FP16, PARITY_TOLERANCE_FP32, parity
+
+    record_path = path.with_suffix(".train.json")
+    if not path.is_file() or not record_path.is_file():
+        raise ValueError(f"--from-weights needs {path} and its record {record_path}")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    known = asdict(TrainConfig())
+    run = TrainConfig(**{k: v for k, v in record["config"].items() if k in known})
+    run = replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, run_dir=config.run_dir,
+                  limit=config.limit, int8=config.int8, flip_tta=config.flip_tta, ensemble_size=config.ensemble_size)
+    proto = onnx.load(str(path))
+    if any(init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for init in proto.graph.initializer):
+        raise ValueError(f"{path} is quantized; --from-weights needs a float export (float32 or float16 weights)")
+    source_flip = bool(record["config"].get("flip_tta", False))
+    model = build_model(run)
+    model.group_mix = run.group_mix
+    target = model.state_dict()
+    loaded: set[str] = set()
+    with torch.no_grad():
+        for init in proto.graph.initializer:
+            name = init.name.removesuffix("_fp16")
+            name = name.removeprefix("net.") if source_flip else name
+            value = torch.from_numpy(numpy_helper.to_array(init).astype(np.float32).copy())
+            stem = name.rsplit(".", 1)[0]
+            if name in target:
+                target[name].copy_(value.view_as(target[name]))
+                loaded.add(name)
+            elif f"{stem}.conv.weight" in target:  # a folded conv + affine: the affine becomes the identity
+                target[name.replace(stem, f"{stem}.conv", 1)].copy_(value)
+                target[f"{stem}.gamma"].fill_(1.0)
+                target[f"{stem}.beta"].fill_(0.0)
+                loaded |= {name.replace(stem, f"{stem}.conv", 1), f"{stem}.gamma", f"{stem}.beta"}
+    missing = [k for k, _ in model.named_parameters() if k not in loaded]
+    if missing:
+        raise ValueError(f"{path} does not hold the {run.backbone} recipe's weights: {len(missing)} missing, e.g. "
+                         f"{missing[0]!r}")
+    graph = FlipAverage(model).eval() if source_flip else model.eval()
+    inputs = np.random.default_rng(0).random((4, 3, run.size, run.size), dtype=np.float32) - 0.5
+    difference = parity(graph, proto, inputs)
+    tolerance = PARITY_TOLERANCE_FP16 if run.fp16 else PARITY_TOLERANCE_FP32
+    if difference > tolerance:
+        raise ValueError(f"the weights read from {path} differ from its outputs by {difference:.1e} > {tolerance}")
+    summary = dict(record["summary"])
+    summary["reexported_from"] = {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return model, run, summary
 
 
 def count_denormal_weights(path: str | Path) -> int:
@@ -694,13 +876,33 @@ def _network_line(config: TrainConfig) -> str:
         return ("- Network (`models.nets.MultiHeadNet`): dlib's face-recognition ResNet (29 conv layers, "
                 "metric-learnt on ~3M faces; read from its dlib file by `models.dlib_resnet`) as the one trunk, "
                 f"fine-tuned at {config.size}x{config.size} (256-d pooled features; its descriptor layer dropped); "
-                "heads: 8-group MLP, 101-bin age distribution (linear + residual MLP), gender logit, all new.")
+                "heads: 8-group MLP, 101-bin age distribution (linear + residual MLP), gender logit, all new."
+                + (f" Exported averaged with heads on dlib's frozen 128-d descriptor of the {config.ensemble_size}x"
+                   f"{config.ensemble_size} chip (`models.descriptor_teacher.DescriptorEnsemble`: 2x256 MLP, the "
+                   "same three outputs, fitted on the training split's descriptors of each chip and its mirror "
+                   "image); the graph takes that chip and resizes it (bilinear) to "
+                   f"{config.size}x{config.size} for the fine-tuned net; group probabilities, ages and P(female) "
+                   "of the two are averaged." if config.ensemble_size else ""))
     return ("- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
             + ("frozen" if config.freeze_age_trunk else "fine-tuned") + ", 256-d features) and "
             "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
             "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution "
             "(linear, initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from "
             "Cydral's).")
+
+
+def _int8_line(check: dict[str, float]) -> str:
+    return (f"Then quantized to int8 (`export/int8.py`: onnxruntime static quantization, QDQ, weights int8 per "
+            f"channel, activations uint8 from min/max calibration on {INT8_CALIBRATION_CHIPS} training chips). On "
+            f"{int(check['n'])} other training chips it makes the float graph's decisions: top-1 group "
+            f"{check['group_agreement']:.1%}, gender {check['gender_agreement']:.1%}; the age estimate moves by "
+            f"{check['mean_abs_years']:.2f} years on average, {check['max_abs_years']:.1f} at most (required: "
+            f"≥ {INT8_MIN_GROUP_AGREEMENT:.0%}, ≥ {INT8_MIN_GENDER_AGREEMENT:.0%}, ≤ {INT8_MAX_MEAN_YEARS} years).")
+
+
+def _reexport_line(source: dict[str, str]) -> str:
+    return (f"Exported with `--from-weights` from the trained weights in `{source['file']}` (sha256 "
+            f"`{source['sha256']}`): the training run above is that file's; only the export settings differ.")
 
 
 def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str, dict], sha256: str,
@@ -725,8 +927,9 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "## Model",
         "",
         f"- File `models/weights/{MODEL_NAME}.onnx`, sha256 `{sha256}`, {size_mb:.1f} MB, opset 17, dynamic batch"
-        f"{', fp16 weights' if config.fp16 else ', float32'}.",
-        f"- Input `images` [N,3,{config.size},{config.size}] float32, RGB, (x - {list(MEAN_RGB)}) / 256; chips "
+        f"{', int8 (static QDQ)' if config.int8 else ', fp16 weights' if config.fp16 else ', float32'}.",
+        f"- Input `images` [N,3,{input_size(config)},{input_size(config)}] float32, RGB, (x - {list(MEAN_RGB)}) / 256; "
+        "chips "
         f"aligned with the `{TEMPLATES[config.backbone]}` template (`stream.align`) from the detector's 5 landmarks.",
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
@@ -833,8 +1036,12 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "",
         "## Export",
         "",
-        f"`export/torch_onnx.py` (TorchScript exporter, opset 17, dynamic batch, onnx.checker); onnxruntime vs torch "
-        f"max abs difference {parity_difference:.1e} (tolerance 1e-3 fp32 / 0.1 fp16 weights).",
+        f"`export/torch_onnx.py` (TorchScript exporter, opset 17, dynamic batch, onnx.checker; dlib's conv + "
+        f"affine pairs folded into single convs, `models.dlib_resnet.fold_affine`); onnxruntime vs torch "
+        f"max abs difference {parity_difference:.1e} (tolerance 1e-3 fp32 / 0.1 fp16 weights)"
+        + (" for the float graph." if config.int8 else "."),
+        *(["", _int8_line(summary["int8_check"])] if config.int8 and summary.get("int8_check") else []),
+        *(["", _reexport_line(summary["reexported_from"])] if summary.get("reexported_from") else []),
         "",
         "## Per-epoch log (validation on cached chips)",
         "",
@@ -865,6 +1072,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-export", action="store_true", help="train only")
     parser.add_argument("--no-card", action="store_true",
                         help="export without the evaluation and card (keeps what the card needs beside the weights)")
+    parser.add_argument("--from-weights", default=None, metavar="ONNX",
+                        help="no training: export again the trained weights of an earlier float export of this "
+                             "recipe (its .train.json beside it) with this command's --int8/--flip-tta")
     parser.add_argument("--card-only", action="store_true",
                         help="no training: evaluate the export a --no-card run left in --out-dir and write its card "
                              "(train on a GPU machine without the images, card where they are)")
@@ -876,10 +1086,14 @@ def main(argv: list[str] | None = None) -> int:
             path, config, summary, difference = load_export_record(config)
             sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         else:
-            model, summary = train(config, resume=args.resume)
-            if args.no_export:
-                return 0
-            path, sha256, difference = export(model, config)
+            if args.from_weights:
+                model, config, summary = load_exported_weights(Path(args.from_weights), config)
+            else:
+                model, summary = train(config, resume=args.resume)
+                if args.no_export:
+                    return 0
+            path, sha256, difference, int8_check = export(model, config)
+            summary["int8_check"] = int8_check
             print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) sha256 {sha256}, parity max abs diff "
                   f"{difference:.2e}")
             save_export_record(path, config, summary, difference)
@@ -887,7 +1101,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
         from models.evaluate import evaluate, format_figures
 
-        name = candidate_name(path, sha256, config.size, TEMPLATES[config.backbone])
+        name = candidate_name(path, sha256, input_size(config), TEMPLATES[config.backbone])
         results = evaluate(config.data, ["cydral", name], split="val", seed=config.seed,
                            val_fraction=config.val_fraction, limit=config.limit)
         figures = {"candidate": results[name], "cydral": results["cydral"]}

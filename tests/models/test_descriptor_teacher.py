@@ -53,3 +53,35 @@ def test_blend_targets():
     assert torch.allclose(mixed["group_probs"], torch.tensor([[0.75, 0.25]]))
     assert torch.allclose(mixed["p_female"], torch.tensor([0.75]))
     assert blend_targets(None, teacher, 0.25) is teacher  # no members: the teacher alone
+
+
+class _Fixed(torch.nn.Module):
+    """A stand-in net for the ensemble arithmetic: the same outputs for every chip, and the side it was fed."""
+
+    def __init__(self, group_probs, age, p_female):
+        super().__init__()
+        self.outputs = (torch.log(torch.tensor([group_probs])), torch.tensor([age]),
+                        torch.logit(torch.tensor([p_female])))
+        self.seen = None
+
+    def forward(self, x):
+        self.seen = tuple(x.shape[-2:])
+        return tuple(o.expand(len(x), *o.shape[1:]) for o in self.outputs)
+
+
+def test_descriptor_ensemble_averages_probabilities_years_and_p_female():
+    from models.descriptor_teacher import AGE_BINS, DescriptorEnsemble, head_probabilities
+
+    net = _Fixed([0.7, 0.3] + [0.0] * 6, 30.0, 0.8)
+    descriptor = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 128))
+    heads = torch.nn.Linear(128, 8 + AGE_BINS + 1)
+    ensemble = DescriptorEnsemble(net, 112, descriptor, heads).eval()
+    x = torch.randn(2, 3, 136, 136)
+    with torch.no_grad():
+        group, years, gender = ensemble(x)
+        groups_d, ages_d, female_d = head_probabilities(heads(descriptor(x) * 10.0))
+    assert net.seen == (112, 112)  # the net reads the chip resized to its own side
+    expected_group = (torch.tensor([0.7, 0.3] + [0.0] * 6) + groups_d) / 2
+    torch.testing.assert_close(torch.exp(group), expected_group, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(years, (30.0 + (ages_d * torch.arange(AGE_BINS)).sum(1)) / 2)
+    torch.testing.assert_close(torch.sigmoid(gender), (0.8 + female_d) / 2, atol=1e-6, rtol=1e-5)

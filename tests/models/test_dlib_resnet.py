@@ -6,7 +6,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.dlib_resnet import CHIP, DlibFaceDescriptor, DlibTrunk, _add_padded, read_layers  # noqa: E402
+from models.dlib_resnet import (  # noqa: E402
+    CHIP,
+    DlibFaceDescriptor,
+    DlibTrunk,
+    _add_padded,
+    fold_affine,
+    read_layers,
+)
 from models.fetch import model_path  # noqa: E402
 from models.train import to_input  # noqa: E402
 from stream.align import align_faces  # noqa: E402
@@ -57,6 +64,26 @@ def test_trunk_is_the_descriptor_without_its_last_layer(dlib_path, descriptor):
     with torch.no_grad():
         np.testing.assert_allclose((trunk(x) @ descriptor.fc).numpy(), descriptor(x).numpy(), atol=1e-4)
         assert trunk(torch.randn(2, 3, 112, 112)).shape == (2, DlibTrunk.FEATURES)
+
+
+def test_folded_export_is_the_same_function_without_shape_arithmetic(dlib_path, descriptor):
+    onnx = pytest.importorskip("onnx")
+    from export.torch_onnx import export_onnx, parity
+
+    folded = fold_affine(descriptor)
+    assert not any(type(m).__name__ == "_ConvAffine" for m in folded.modules())
+    assert any(type(m).__name__ == "_ConvAffine" for m in descriptor.modules())  # the original is untouched
+    x = torch.randn(3, 3, CHIP, CHIP) * 0.3
+    with torch.no_grad():
+        np.testing.assert_allclose(folded(x).numpy(), descriptor(x).numpy(), atol=1e-4)
+    proto = export_onnx(folded, torch.zeros(1, 3, 112, 112), ["descriptor"])
+    ops = [node.op_type for node in proto.graph.node]
+    # Static shapes: nothing reads a tensor's shape at run time (pad sizes are constants, folded on load), and a
+    # Pad only where a block's two branches differ in size (3 of the 14 blocks).
+    assert "Shape" not in ops and ops.count("Pad") <= 5 and ops.count("Add") == 14
+    assert ops.count("Conv") == 29 and "Mul" not in ops[: ops.index("Gemm") if "Gemm" in ops else None]
+    assert parity(folded, proto, x[:, :, :112, :112].numpy()) < 1e-4
+    assert isinstance(proto, onnx.ModelProto)
 
 
 def _chips(clip: str, default_detector, frames=(0, 40)) -> np.ndarray:

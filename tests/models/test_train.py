@@ -1,6 +1,7 @@
 """Training end to end on a handful of images, checkpoint/resume, the export's parity, and the ONNX→torch loader."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -126,7 +127,7 @@ def test_tiny_training_resume_and_export(tmp_path):
     difference = export_with_parity(model, onnx_path, 64, OUTPUT_NAMES)
     assert difference < PARITY_TOLERANCE_FP32
     exported = onnx.load(str(onnx_path))
-    path, _, _ = export(model, longer)
+    path, _, _, _ = export(model, longer)
     assert count_denormal_weights(path) == 0
     assert [o.name for o in exported.graph.output] == list(OUTPUT_NAMES)
     assert exported.opset_import[0].version == 17
@@ -307,7 +308,7 @@ def test_card_record_round_trip_and_retrain_command(tmp_path):
 def test_dlib_backbone_with_descriptor_teacher_trains_and_exports(tmp_path):
     shared_file("data", "utkface", "UTKFace")
     from models.registry import Trained, get_spec
-    from models.train import TrainConfig, build_model, export, predict_chips, train
+    from models.train import TrainConfig, build_model, export, main, predict_chips, save_export_record, train
     from stream.classify import MultiHeadClassifier
     from stream.types import AGE_YEARS, P_FEMALE
 
@@ -323,14 +324,35 @@ def test_dlib_backbone_with_descriptor_teacher_trains_and_exports(tmp_path):
     cached = np.load(tmp_path / "cache" / "descriptor_targets_seed0.npz")
     assert cached["group_probs"].shape == (24, 8) and (tmp_path / "cache" / "dlib_descriptors.npy").is_file()
     assert (tmp_path / "cache" / "chips_dlib_chip_025_112.npy").is_file()
-    path, _, difference = export(model, config)
-    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(path)),))
+    path, sha256, difference, _ = export(model, config)
+    spec = dataclasses.replace(get_spec("utk_multihead"), sources=(Trained(str(path)),), input_size=(112, 112))
     classifier = MultiHeadClassifier(spec, _session(path))
     assert classifier.chip_size == 112 and classifier.template == "dlib_chip_025"
     chips = np.random.default_rng(3).integers(0, 255, (4, 112, 112, 3), dtype=np.uint8)
     out, expected = classifier.predict(chips), predict_chips(model, chips)
     np.testing.assert_allclose(out[AGE_YEARS], expected["age"], atol=0.5)  # fp16 weights
     np.testing.assert_allclose(out[P_FEMALE], expected["p_female"], atol=0.02)
+
+    # Re-export those weights (read back from the file) int8, averaged with the descriptor heads at 120x120.
+    save_export_record(path, config, summary, difference)
+    again = tmp_path / "again"
+    common = ["--data", str(UTKFACE), "--cache", config.cache, "--run-dir", config.run_dir, "--limit", "24",
+              "--out-dir", str(again), "--no-card"]
+    assert main([*common, "--from-weights", str(path), "--int8", "--ensemble-size", "120"]) == 0
+    record = json.loads((again / "utk_multihead.train.json").read_text())
+    assert record["config"]["int8"] and record["config"]["ensemble_size"] == 120 and record["config"]["epochs"] == 1
+    assert record["summary"]["reexported_from"] == {"file": "utk_multihead.onnx", "sha256": sha256}
+    assert record["summary"]["int8_check"]["gender_agreement"] >= 0.98
+    assert (tmp_path / "cache" / "dlib_descriptors_120.npy").is_file()
+    quantized = onnx.load(str(again / "utk_multihead.onnx"))
+    assert any(init.data_type == onnx.TensorProto.INT8 for init in quantized.graph.initializer)
+    assert [d.dim_value for d in quantized.graph.input[0].type.tensor_type.shape.dim][1:] == [3, 120, 120]
+    spec = dataclasses.replace(spec, sources=(Trained(str(again / "utk_multihead.onnx")),), input_size=(120, 120))
+    faces = MultiHeadClassifier(spec, _session(again / "utk_multihead.onnx")).predict(
+        np.load(tmp_path / "cache" / "chips_dlib_chip_025_120.npy")[:6])
+    assert np.all((faces[AGE_YEARS] > 0) & (faces[AGE_YEARS] < 100)) and np.all(np.isfinite(faces[P_FEMALE]))
+    # An int8 file holds no float weights to start from; the Cydral backbone has no descriptor ensemble.
+    assert main([*common, "--from-weights", str(again / "utk_multihead.onnx")]) == 2
 
 
 def test_build_model_rejects_what_a_backbone_cannot_take():
@@ -340,3 +362,11 @@ def test_build_model_rejects_what_a_backbone_cannot_take():
         build_model(TrainConfig(backbone="dlib", size=64))
     with pytest.raises(ValueError, match="unknown backbone"):
         build_model(TrainConfig(backbone="resnet50"))
+
+
+def test_descriptor_ensemble_needs_the_dlib_backbone():
+    from models.train import TrainConfig, deploy_graph
+
+    config = TrainConfig(backbone="cydral", ensemble_size=136)
+    with pytest.raises(ValueError, match="--backbone dlib"):
+        deploy_graph(torch.nn.Identity(), config)  # type: ignore[arg-type]

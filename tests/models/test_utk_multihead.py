@@ -38,7 +38,8 @@ def test_runs_through_multihead_classifier(config, default_detector):
     shared_file("data", "utkface", "UTKFace")
     section = replace(config, "classifier", age_model="utk_multihead", gender_model="none").classifier
     (classifier,) = build_classifiers(section, config.models, config.runtime)
-    assert isinstance(classifier, MultiHeadClassifier) and classifier.chip_size == 112
+    assert isinstance(classifier, MultiHeadClassifier)
+    assert classifier.chip_size == get_spec("utk_multihead").input_size[0]
     names = sorted(p.name for p in UTKFACE.glob("*.jpg"))[::997][:16]
     chips, ages, genders = [], [], []
     for name in names:
@@ -54,7 +55,8 @@ def test_runs_through_multihead_classifier(config, default_detector):
     np.testing.assert_allclose(out[AGE_GROUP_PROBS].sum(axis=1), 1, rtol=1e-5)
     assert np.abs(out[AGE_YEARS] - np.array(ages)).mean() < 10
     assert ((out[P_FEMALE] >= 0.5) == np.array(genders)).mean() >= 0.75
-    empty = classifier.predict(np.zeros((0, 112, 112, 3), np.uint8))
+    side = classifier.chip_size
+    empty = classifier.predict(np.zeros((0, side, side, 3), np.uint8))
     assert all(len(v) == 0 for v in empty.values())
 
 
@@ -70,6 +72,8 @@ def test_spec_is_consistent_with_training():
     # The committed file's own training record says which backbone, chip size and alignment it was trained with.
     run = json.loads(path.with_suffix(".train.json").read_text(encoding="utf-8"))["config"]
     assert spec.mean == MEAN_RGB and spec.alignment == TEMPLATES[run["backbone"]] and spec.color == "RGB"
-    assert dataclasses.asdict(spec)["input_size"] == (run["size"], run["size"])
+    # The graph takes the descriptor ensemble's chip when there is one, else the net's.
+    side = run.get("ensemble_size") or run["size"]
+    assert dataclasses.asdict(spec)["input_size"] == (side, side)
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_value for d in dims[1:]] == [3, run["size"], run["size"]]
+    assert [d.dim_value for d in dims[1:]] == [3, side, side]

@@ -55,3 +55,28 @@ def test_default_models_on_real_faces(default_detector, default_classifiers):
     # wrong channel order would push these far off.
     assert np.mean(errors) < 9.0
     assert np.mean(correct) > 0.8
+
+
+@pytest.mark.parametrize("color", ["RGB", "BGR"])
+def test_preprocess_is_the_textbook_normalisation(color):
+    import dataclasses
+
+    from models.registry import get_spec
+    from stream.classify import OnnxClassifier
+
+    spec = dataclasses.replace(get_spec("utk_multihead"), color=color, mean=(10.0, 20.0, 30.0), std=(2.0, 4.0, 8.0))
+
+    import onnxruntime as ort
+
+    from models.fetch import model_path
+
+    session = ort.InferenceSession(str(model_path("utk_multihead", download=False)),
+                                   providers=["CPUExecutionProvider"])
+    classifier = OnnxClassifier(spec, session)
+    side = classifier.chip_size
+    chips = np.random.default_rng(0).integers(0, 255, (3, side, side, 3), dtype=np.uint8)
+    ordered = chips[..., ::-1] if color == "RGB" else chips
+    expected = ((ordered.astype(np.float64) - spec.mean) / spec.std).transpose(0, 3, 1, 2)
+    out = classifier.preprocess(chips)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
