@@ -129,7 +129,7 @@ class TrainConfig:
     #: Export with horizontal-flip test-time augmentation baked in (``models.nets.FlipAverage``; 2x the cost).
     flip_tta: bool = False
     #: Export int8 (static QDQ quantization, ``export.int8``; calibrated on 512 training chips, checked against the
-    #: float graph on 512 others): about half the per-face CPU cost on x86 CPUs with VNNI. Overrides ``fp16``'s
+    #: float graph on 512 others): under half the per-face CPU cost on x86 CPUs with VNNI. Overrides ``fp16``'s
     #: float16 weight storage.
     int8: bool = False
     #: Export the net averaged with heads on dlib's frozen face-recognition descriptor read at this chip side
@@ -770,7 +770,7 @@ def load_exported_weights(path: Path, config: TrainConfig) -> tuple[MultiHeadNet
     keep torch's parameter names (``_fp16`` appended for float16-stored weights, ``net.`` prefixed under flip
     TTA, ``X.weight`` for a folded ``X.conv`` + affine pair); the loaded net must then reproduce the file's
     outputs (the parity check of its export). The result takes the record's recipe, and from ``config`` where
-    files are and the export settings (``int8``, ``flip_tta``).
+    files are and the export settings (``int8``, ``flip_tta``, ``ensemble_size``).
 
     Raises:
         ValueError: No record, a quantized file, weights that do not fit the recipe's net, or outputs that differ.
@@ -929,8 +929,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         f"- File `models/weights/{MODEL_NAME}.onnx`, sha256 `{sha256}`, {size_mb:.1f} MB, opset 17, dynamic batch"
         f"{', int8 (static QDQ)' if config.int8 else ', fp16 weights' if config.fp16 else ', float32'}.",
         f"- Input `images` [N,3,{input_size(config)},{input_size(config)}] float32, RGB, (x - {list(MEAN_RGB)}) / 256; "
-        "chips "
-        f"aligned with the `{TEMPLATES[config.backbone]}` template (`stream.align`) from the detector's 5 landmarks.",
+        f"chips aligned with the `{TEMPLATES[config.backbone]}` template (`stream.align`) from the detector's 5 "
+        "landmarks.",
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
         _network_line(config),
@@ -1074,7 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="export without the evaluation and card (keeps what the card needs beside the weights)")
     parser.add_argument("--from-weights", default=None, metavar="ONNX",
                         help="no training: export again the trained weights of an earlier float export of this "
-                             "recipe (its .train.json beside it) with this command's --int8/--flip-tta")
+                             "recipe (its .train.json beside it) with this command's --int8/--flip-tta/--ensemble-size")
     parser.add_argument("--card-only", action="store_true",
                         help="no training: evaluate the export a --no-card run left in --out-dir and write its card "
                              "(train on a GPU machine without the images, card where they are)")
