@@ -753,14 +753,24 @@ def load_export_record(config: TrainConfig) -> tuple[Path, TrainConfig, dict[str
         ValueError: No export or no record in ``config.out_dir``.
     """
     path = Path(config.out_dir) / f"{MODEL_NAME}.onnx"
+    record, run = _read_record(path, config, "--card-only", "from a --no-card run; train first")
+    return path, run, record["summary"], float(record["parity_difference"])
+
+
+def _read_record(path: Path, config: TrainConfig, option: str, hint: str) -> tuple[dict, TrainConfig]:
+    """The ``.train.json`` record beside the export ``path`` and its run's config, with ``config``'s ``data``,
+    ``cache``, ``out_dir`` and ``limit`` (where the files are now).
+
+    Raises:
+        ValueError: The export or its record is missing (``option`` needs them; ``hint`` says where from).
+    """
     record_path = path.with_suffix(".train.json")
     if not path.is_file() or not record_path.is_file():
-        raise ValueError(f"--card-only needs {path} and {record_path} from a --no-card run; train first")
+        raise ValueError(f"{option} needs {path} and {record_path} {hint}")
     record = json.loads(record_path.read_text(encoding="utf-8"))
     known = asdict(TrainConfig())
     run = TrainConfig(**{k: v for k, v in record["config"].items() if k in known})
-    run = replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, limit=config.limit)
-    return path, run, record["summary"], float(record["parity_difference"])
+    return record, replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, limit=config.limit)
 
 
 def load_exported_weights(path: Path, config: TrainConfig) -> tuple[MultiHeadNet, TrainConfig, dict[str, object]]:
@@ -779,14 +789,9 @@ def load_exported_weights(path: Path, config: TrainConfig) -> tuple[MultiHeadNet
 
     from export.torch_onnx import PARITY_TOLERANCE_FP16, PARITY_TOLERANCE_FP32, parity
 
-    record_path = path.with_suffix(".train.json")
-    if not path.is_file() or not record_path.is_file():
-        raise ValueError(f"--from-weights needs {path} and its record {record_path}")
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    known = asdict(TrainConfig())
-    run = TrainConfig(**{k: v for k, v in record["config"].items() if k in known})
-    run = replace(run, data=config.data, cache=config.cache, out_dir=config.out_dir, run_dir=config.run_dir,
-                  limit=config.limit, int8=config.int8, flip_tta=config.flip_tta, ensemble_size=config.ensemble_size)
+    record, run = _read_record(path, config, "--from-weights", "(an earlier float export of this recipe)")
+    run = replace(run, run_dir=config.run_dir, int8=config.int8, flip_tta=config.flip_tta,
+                  ensemble_size=config.ensemble_size)
     proto = onnx.load(str(path))
     if any(init.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) for init in proto.graph.initializer):
         raise ValueError(f"{path} is quantized; --from-weights needs a float export (float32 or float16 weights)")
