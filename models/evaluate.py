@@ -106,16 +106,9 @@ def detect_all(detector: object, samples: Samples) -> tuple[np.ndarray, np.ndarr
     return boxes, landmarks, found
 
 
-def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray, boxes: np.ndarray | None = None,
-                alignment: str = "similarity") -> Predictions:
-    """Run the classifier wrappers on aligned chips of every image (batched like the runtime).
-
-    ``alignment`` is the runtime's ``classifier.alignment`` mode; ``seed_upright`` needs ``boxes``.
-    """
+def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray) -> Predictions:
+    """Run the classifier wrappers on aligned chips of every image (batched like the runtime)."""
     from stream.align import align_for
-
-    if boxes is None:
-        boxes = np.zeros((len(samples), 4), np.float32)
 
     merged: dict[str, list[np.ndarray]] = {AGE_GROUP_PROBS: [], AGE_YEARS: [], P_FEMALE: []}
     for start in range(0, len(samples), _BATCH):
@@ -123,8 +116,7 @@ def predict_all(classifiers: list, samples: Samples, landmarks: np.ndarray, boxe
         images = [read_image(p) for p in paths]
         out: dict[str, np.ndarray] = {}
         inputs = [(c.template, c.chip_size) for c in classifiers]
-        per_image = [align_for(image, boxes[start + j : start + j + 1], landmarks[start + j : start + j + 1], inputs,
-                               alignment) for j, image in enumerate(images)]
+        per_image = [align_for(image, landmarks[start + j : start + j + 1], inputs) for j, image in enumerate(images)]
         for k, classifier in enumerate(classifiers):
             chips = np.concatenate([sets[k] for sets in per_image])
             for key, value in classifier.predict(chips).items():
@@ -300,13 +292,12 @@ def evaluate(data: str | Path, models: list[str], *, split: str = "all", limit: 
         age_model, gender_model = model_pair(name)
         section = replace(config, "classifier", age_model=age_model, gender_model=gender_model).classifier
         classifiers = build_classifiers(section, config.models, config.runtime)
-        predictions = predict_all(classifiers, samples, landmarks, boxes, config.classifier.alignment)
+        predictions = predict_all(classifiers, samples, landmarks)
         figures = score(samples, predictions, detected)
         if bench:
             figures["ms_per_face"] = bench_ms_per_face(classifiers)
         figures["model"] = {"age_model": age_model, "gender_model": gender_model, "split": split, "seed": seed,
-                            "val_fraction": val_fraction, "detector": detector.name,
-                            "alignment": config.classifier.alignment}
+                            "val_fraction": val_fraction, "detector": detector.name}
         results[name] = figures
     return results
 

@@ -12,23 +12,14 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
 from stream.config import ConfigError, load_cli_config
+from stream.signals import StopSignals, Terminated
 
 logger = logging.getLogger("stream")
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 130, 143
-# After Ctrl-C/SIGTERM the frame in flight still reaches every sink (so the video and the events file hold
-# the same frames); a run that does not reach the end of its frame within this time (e.g. blocked on a
-# live source that went silent) is interrupted where it is. A second signal interrupts at once.
-STOP_GRACE_S = 2.0
-
-
-class Terminated(Exception):
-    """SIGTERM arrived; unwinds the pipeline like Ctrl-C so every sink is finalized."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,59 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"error: {message} (see `{self.prog} --help`)\n")
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM handling: a graceful stop between frames, a forced one otherwise.
-
-    While the frame loop runs (``graceful``), the first signal only records itself; the loop polls
-    :attr:`signum` after each frame and ends there. An alarm after :data:`STOP_GRACE_S` and any second
-    signal raise at once (``KeyboardInterrupt`` / :class:`Terminated`), as every signal does outside the loop.
-    """
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.graceful = False
-        self._has_timer = hasattr(signal, "setitimer")  # not on Windows: there a second Ctrl-C forces the stop
-
-    def install(self) -> dict[int, Any]:
-        """Install the handlers; returns the previous ones for :meth:`restore`."""
-        previous: dict[int, Any] = {
-            signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
-        if self._has_timer:
-            previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
-        return previous
-
-    def disarm(self) -> None:
-        """Leave graceful mode (the frame loop is over): later signals raise at once."""
-        self.graceful = False
-        if self._has_timer:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-
-    def restore(self, previous: dict[int, Any]) -> None:
-        """Disarm and put back the handlers :meth:`install` replaced."""
-        self.disarm()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self.graceful and self.signum is None:
-            self.signum = signum
-            if self._has_timer:
-                signal.setitimer(signal.ITIMER_REAL, STOP_GRACE_S)
-            return
-        self._raise(signum)
-
-    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            self._raise(self.signum)
-
-    @staticmethod
-    def _raise(signum: int) -> NoReturn:
-        if signum == signal.SIGTERM:
-            raise Terminated()
-        raise KeyboardInterrupt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         check_classifier_models(config.classifier)
     except ValueError as error:
         return _fail(f"classifier: {error}")
-    stop = _StopSignals()
+    stop = StopSignals()
     previous = stop.install()
     try:
         code = _run(args, config, stop)
@@ -173,28 +111,22 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
-def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
+def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
     from contextlib import ExitStack
 
     from stream.pipeline import Pipeline, describe_models, run
     from stream.sinks import any_quit_requested, open_sinks
-    from stream.sinks.base import prepare_output_file
-    from stream.sources import open_source
+    from stream.sources import local_source_path, open_source
 
     with ExitStack() as stack:
         # Outputs are opened before the models load so that an unwritable path fails fast.
         source = stack.enter_context(open_source(args.source, options=config.source))
-        if args.summary:
-            # Checked now, not after the whole run; a probe file this run created is removed if never written.
-            created = not Path(args.summary).expanduser().exists()
-            summary_path = prepare_output_file(args.summary, "summary output")
-            if created:
-                stack.callback(_remove_if_empty, summary_path)
         still = source.kind in ("image", "folder")
         logger.info("source %s (%s%s)", source.name, source.kind,
                     f", {source.fps:g} fps" if source.fps else "")
         sinks = open_sinks(args.output, args.events, args.show, source_kind=source.kind, fps=source.fps,
-                           options=config.output, source_path=args.source if source.kind == "folder" else None)
+                           options=config.output, source_path=local_source_path(args.source),
+                           summary=args.summary, source_name=source.name)
         for sink in sinks:
             stack.enter_context(sink)
         pipeline = Pipeline(config)
@@ -203,38 +135,16 @@ def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
             logger.info("%s", line)
             if "NON-COMMERCIAL" in line:
                 logger.warning("a non-commercial model is active: not licensed for commercial use")
-        ended: list[dict[str, Any]] = []
         stop.graceful = True
         try:
-            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=ended.extend,
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames,
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()
         logger.info("%d frames in %.1f s (%.1f fps); ms/frame %s", result.frames, result.seconds, result.fps,
                     {k: v for k, v in result.stage_ms.items() if v})
         logger.info("totals: %s", json.dumps(result.totals))
-        if args.summary:
-            _write_summary(Path(args.summary), source.name, result, ended)
     return EXIT_OK
-
-
-def _remove_if_empty(path: Path) -> None:
-    try:
-        if path.stat().st_size == 0:
-            path.unlink()
-    except OSError as error:
-        logger.debug("could not remove the empty summary probe %s: %s", path, error)
-
-
-def _write_summary(path: Path, source: str, result: Any, tracks: list[dict[str, Any]]) -> None:
-    from stream.sinks import SinkError
-
-    payload = {"source": source, "frames": result.frames, "seconds": round(result.seconds, 3),
-               "fps": round(result.fps, 2), "totals": result.totals, "tracks": tracks}
-    try:
-        path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-    except OSError as error:
-        raise SinkError(f"cannot write summary {path}: {error.strerror}") from None
 
 
 if __name__ == "__main__":

@@ -131,64 +131,6 @@ def align_faces(image: np.ndarray, landmarks: np.ndarray, template: str, size: i
     return chips
 
 
-#: Alignment modes: the 5-point similarity onto each classifier's template (default), or the seed
-#: "Age and Gender" app's rule, kept for comparison (``python -m models.evaluate --alignment seed_upright``).
-ALIGNMENT_MODES = ("similarity", "seed_upright")
-SEED_TILT_THRESHOLD_DEG = 11.25
-
-
-def crop_upright(
-    image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, size: int,
-    tilt_threshold_deg: float = SEED_TILT_THRESHOLD_DEG,
-) -> np.ndarray:
-    """The seed app's chips: rotate the face upright only when its eye line tilts more than
-    ``tilt_threshold_deg``, then crop the detector box and resize it (stretching) to ``size``.
-
-    Args:
-        image: ``(H, W, 3)`` uint8 BGR frame.
-        xyxy: ``(n, 4)`` face boxes in frame pixels.
-        landmarks: ``(n, 5, 2)`` landmarks (only the eyes are used).
-        size: Chip side in pixels.
-        tilt_threshold_deg: Smallest eye-line tilt that triggers the rotation.
-
-    Returns:
-        ``(n, size, size, 3)`` uint8 BGR chips.
-    """
-    chips = np.zeros((len(xyxy), size, size, 3), np.uint8)
-    height, width = image.shape[:2]
-    for i, (box, points) in enumerate(zip(np.asarray(xyxy, np.float64), np.asarray(landmarks, np.float64))):
-        x1, y1, x2, y2 = np.clip(box, 0, [width, height, width, height])
-        if x2 - x1 < 2 or y2 - y1 < 2:
-            continue
-        source = image
-        if np.isfinite(points[:2]).all():
-            dx, dy = points[1] - points[0]
-            angle = float(np.degrees(np.arctan2(dy, dx)))
-            if abs(angle) > tilt_threshold_deg:
-                # Rotate about the box centre so the eyes are level; the box itself stays put.
-                rotation = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), angle, 1.0)
-                source = cv2.warpAffine(image, rotation, (width, height), flags=cv2.INTER_LINEAR,
-                                        borderMode=cv2.BORDER_REPLICATE)
-        crop = source[int(y1) : int(np.ceil(y2)), int(x1) : int(np.ceil(x2))]
-        interpolation = cv2.INTER_AREA if crop.shape[0] > size else cv2.INTER_LINEAR
-        chips[i] = cv2.resize(crop, (size, size), interpolation=interpolation)
-    return chips
-
-
-def align_chips(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, template: str, size: int,
-                mode: str = "similarity") -> np.ndarray:
-    """Chips for one classifier by alignment mode (see :data:`ALIGNMENT_MODES`).
-
-    Raises:
-        ValueError: Unknown mode.
-    """
-    if mode == "similarity":
-        return align_faces(image, landmarks, template, size)
-    if mode == "seed_upright":
-        return crop_upright(image, xyxy, landmarks, size)
-    raise ValueError(f"unknown alignment mode {mode!r}; valid: {', '.join(ALIGNMENT_MODES)}")
-
-
 def box_downsample(chips: np.ndarray, factor: int) -> np.ndarray:
     """``(n, S, S, 3)`` uint8 chips averaged over ``factor`` x ``factor`` blocks (rounded): ``(n, S/f, S/f, 3)``."""
     n, side = chips.shape[0], chips.shape[1]
@@ -199,8 +141,7 @@ def box_downsample(chips: np.ndarray, factor: int) -> np.ndarray:
     return ((blocks.sum(axis=(2, 4)) + factor * factor // 2) // (factor * factor)).astype(np.uint8)
 
 
-def align_for(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, inputs: list[tuple[str, int]],
-              mode: str = "similarity") -> list[np.ndarray]:
+def align_for(image: np.ndarray, landmarks: np.ndarray, inputs: list[tuple[str, int]]) -> list[np.ndarray]:
     """Chips for several classifiers, each ``(template, chip side)``, warped once per template.
 
     A chip whose side divides that of a larger chip on the same template is the larger chip box-averaged
@@ -218,7 +159,7 @@ def align_for(image: np.ndarray, xyxy: np.ndarray, landmarks: np.ndarray, inputs
         if larger is not None and larger[0] % size == 0:
             out[i] = box_downsample(larger[1], larger[0] // size)
         else:
-            chips = align_chips(image, xyxy, landmarks, template, size, mode)
+            chips = align_faces(image, landmarks, template, size)
             made.setdefault(template, (size, chips))
             out[i] = chips
     return [chips for chips in out if chips is not None]

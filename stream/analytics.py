@@ -9,28 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from stream.labels import shown_label
 from stream.trackbook import TrackEstimate
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE
 
 
 def track_record(track_id: int, track: TrackEstimate, fps: float) -> dict[str, Any]:
-    """JSON-ready summary of one track (labels null if it never got one)."""
-    labelled = track.shown_group >= 0
-    p_female = float(track.fused.get(P_FEMALE, np.nan)) if track.fused else float("nan")
-    age = float(track.fused.get(AGE_YEARS, np.nan)) if track.fused else float("nan")
+    """JSON-ready summary of one track: its life and the label shown when it ended (``None`` fields if it had none)."""
+    fused = track.fused
+    label = shown_label(fused.get(AGE_GROUP_PROBS), fused.get(AGE_YEARS), fused.get(P_FEMALE),
+                        ready=track.shown_group >= 0, shown_group=track.shown_group,
+                        shown_female=track.shown_female, n_obs=track.n_obs)
     return {
         "track_id": track_id,
         "first_frame": track.first_frame,
         "last_frame": track.last_seen_frame,
         "duration_s": round((track.last_seen_frame - track.first_frame + 1) / fps, 3) if fps > 0 else None,
-        "n_obs": track.n_obs,
-        "age_group": AGE_GROUPS[track.shown_group] if labelled else None,
-        "age_group_probs": [round(float(p), 4) for p in track.fused[AGE_GROUP_PROBS]] if labelled else None,
-        "age": round(age, 1) if labelled and np.isfinite(age) else None,
-        "gender": ("female" if track.shown_female == 1 else "male") if labelled and track.shown_female >= 0 else None,
-        "p_female": round(p_female, 4) if labelled and np.isfinite(p_female) else None,
+        **label.as_record(),
     }
 
 

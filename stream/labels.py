@@ -77,8 +77,8 @@ def _finite(value: Any) -> float | None:
 
 def shown_label(
     probs: np.ndarray | None,
-    age: float | None,
-    p_female: float | None,
+    age: float | np.ndarray | None,
+    p_female: float | np.ndarray | None,
     *,
     ready: bool = True,
     shown_group: int = -1,

@@ -21,12 +21,13 @@ from stream.align import align_for
 from stream.analytics import Totals, track_record
 from stream.annotate import Annotator
 from stream.classify import OnnxClassifier, build_classifiers
-from stream.config import Config, as_kwargs, detection_interval
+from stream.config import Config, detection_interval
 from stream.detectors import Detector, build_detector
+from stream.labels import face_labels
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
 from stream.tracking import ByteTracker
-from stream.types import Faces, Frame
+from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, Faces, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -74,10 +75,10 @@ class Pipeline:
             classifiers if classifiers is not None
             else build_classifiers(config.classifier, config.models, config.runtime)
         )
-        self.tracker = ByteTracker(**as_kwargs(config.tracker))
-        self.scheduler = Scheduler(**as_kwargs(config.scheduler))
-        self.book = TrackBook(**as_kwargs(config.trackbook))
-        self.annotator = Annotator(**as_kwargs(config.annotate))
+        self.tracker = ByteTracker(config.tracker)
+        self.scheduler = Scheduler(config.scheduler)
+        self.book = TrackBook(config.trackbook)
+        self.annotator = Annotator(config.annotate)
         self.classify_all = classify_all
         self.timer = StageTimer()
         self.totals = Totals()
@@ -90,7 +91,7 @@ class Pipeline:
         """Tell the tracker the source's frame rate (its lost-track buffer is in 30 fps frames)."""
         if fps and fps > 0:
             self.fps_hint = fps
-            self.tracker = ByteTracker(**{**as_kwargs(self.config.tracker), "frame_rate": float(fps)})
+            self.tracker = ByteTracker(self.config.tracker, frame_rate=float(fps))
             self.detection_interval = detection_interval(self.config.detector.interval, float(fps))
             self._since_detection = self.detection_interval
 
@@ -105,8 +106,7 @@ class Pipeline:
     def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
         estimates: dict[str, np.ndarray] = {}
         start = time.perf_counter()
-        chip_sets = align_for(frame.image, faces.xyxy, faces.landmarks,
-                              [(c.template, c.chip_size) for c in self.classifiers], self.config.classifier.alignment)
+        chip_sets = align_for(frame.image, faces.landmarks, [(c.template, c.chip_size) for c in self.classifiers])
         mid = time.perf_counter()
         for classifier, chips in zip(self.classifiers, chip_sets):
             estimates.update(classifier.predict(chips))
@@ -165,22 +165,41 @@ class Pipeline:
         return labelled, records
 
     def process_still(self, frame: Frame) -> Faces:
-        """One still image: every eligible face classified once, labels shown at once.
+        """One still image: every eligible face classified once, its label shown at once.
 
-        Stills have no time axis, so there is no tracker; faces get ids 1..n in score order.
+        Stills have no time axis, so there is no tracker and no fusion: faces get ids 1..n in score order and
+        each label rests on its one observation.
         """
         start = time.perf_counter()
         faces = self.detector.detect(frame.image)
         self.timer.add("detect", time.perf_counter() - start)
-        faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, len(faces) + 1, dtype=np.int64),
-                      faces.data)
-        book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0)
+        n = len(faces)
+        faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, n + 1, dtype=np.int64), faces.data)
+        probs = np.full((n, len(AGE_GROUPS)), np.nan, np.float32)
+        ages = np.full(n, np.nan, np.float32)
+        p_female = np.full(n, np.nan, np.float32)
         chosen = self.scheduler.eligible(faces)
         if chosen.any():
-            picked = faces[chosen]
-            book.add(picked, self._classify(frame, picked), frame.index)
+            estimates = self._classify(frame, faces[chosen])
+            for key, values in ((AGE_GROUP_PROBS, probs), (AGE_YEARS, ages), (P_FEMALE, p_female)):
+                if key in estimates:
+                    values[chosen] = estimates[key]
         self.timer.frames += 1
-        return book.annotate(faces)
+        ready = chosen & np.isfinite(probs).all(axis=1)
+        return faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
+                                  N_OBS: ready.astype(np.int32), LABEL_READY: ready})
+
+    def still_records(self, frame: Frame, faces: Faces) -> list[dict[str, Any]]:
+        """One summary per face of a still image (counted into the totals): a still's faces are its people."""
+        records = []
+        for face_id, label in zip(faces.track_id.tolist(), face_labels(faces)):
+            record = {"track_id": int(face_id), "first_frame": frame.index, "last_frame": frame.index,
+                      "duration_s": None, **label.as_record()}
+            if frame.name:
+                record["image"] = frame.name
+            self.totals.add(record)
+            records.append(record)
+        return records
 
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
@@ -219,10 +238,11 @@ def run(
     Args:
         pipeline: The stages and their state.
         frames: A source (any iterable of :class:`Frame`).
-        sinks: Objects with ``write(frame, faces)``; ``frame.image`` is annotated.
+        sinks: :class:`~stream.sinks.Sink` objects: ``write(frame, faces)`` gets every frame (``frame.image``
+            annotated), ``end_tracks(records)`` the summaries of the tracks that ended (for stills, one per face).
         still_images: Treat frames as independent stills (image mode).
         max_frames: Stop after this many frames.
-        on_ended: Called with the summaries of tracks that ended.
+        on_ended: Also called with the summaries of tracks that ended.
         should_stop: Polled after each frame (e.g. a window's quit key).
     """
     timer = pipeline.timer
@@ -242,10 +262,9 @@ def run(
         ended: list[dict[str, Any]] = []
         if still_images:
             faces = pipeline.process_still(frame)
+            ended = pipeline.still_records(frame, faces)
         else:
             faces, ended = pipeline.process(frame)
-        if ended and on_ended:
-            on_ended(ended)
         now = time.perf_counter()
         recent = [t for t in recent if now - t < 2.0] + [now]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
@@ -258,17 +277,26 @@ def run(
             timer.add("draw", t_draw - now)
         for sink in sinks:
             sink.write(annotated, faces)
+        _end_tracks(sinks, ended, on_ended)
         timer.add("encode", time.perf_counter() - t_draw)
         processed += 1
         if should_stop is not None and should_stop():
             interrupted = True
             break
     if not still_images:
-        remaining = pipeline.finish()
-        if remaining and on_ended:
-            on_ended(remaining)
+        _end_tracks(sinks, pipeline.finish(), on_ended)
     seconds = time.perf_counter() - started
     return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
+
+
+def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],
+                on_ended: Callable[[list[dict[str, Any]]], None] | None) -> None:
+    if not records:
+        return
+    for sink in sinks:
+        sink.end_tracks(records)
+    if on_ended is not None:
+        on_ended(records)
 
 
 def describe_models(pipeline: Pipeline) -> list[str]:

@@ -10,14 +10,20 @@ but never classified.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from stream.config import SchedulerConfig, settings
 from stream.trackbook import TrackBook
 from stream.types import Faces
 
 
 class Scheduler:
     """Per-frame classification budget over tracked faces.
+
+    Built from a :class:`~stream.config.SchedulerConfig` (the ``scheduler:`` section, where defaults and bounds
+    live), with keyword overrides.
 
     Args:
         max_faces_per_frame: Most faces classified on one frame (0 = no limit).
@@ -29,36 +35,15 @@ class Scheduler:
         settled_interval_frames: ...and is re-classified only this often.
     """
 
-    def __init__(
-        self,
-        *,
-        max_faces_per_frame: int = 4,
-        min_face_size: int = 32,
-        min_score: float = 0.5,
-        warmup_interval_frames: int = 2,
-        refresh_interval_frames: int = 15,
-        settled_observations: int = 10,
-        settled_interval_frames: int = 75,
-    ) -> None:
-        for name, value, low in (
-            ("max_faces_per_frame", max_faces_per_frame, 0),
-            ("min_face_size", min_face_size, 0),
-            ("warmup_interval_frames", warmup_interval_frames, 1),
-            ("refresh_interval_frames", refresh_interval_frames, 1),
-            ("settled_observations", settled_observations, 1),
-            ("settled_interval_frames", settled_interval_frames, 1),
-        ):
-            if value < low:
-                raise ValueError(f"{name} must be >= {low}, got {value}")
-        if not 0.0 <= min_score <= 1.0:
-            raise ValueError(f"min_score must be in [0, 1], got {min_score}")
-        self.max_faces_per_frame = max_faces_per_frame
-        self.min_face_size = min_face_size
-        self.min_score = min_score
-        self.warmup_interval_frames = warmup_interval_frames
-        self.refresh_interval_frames = refresh_interval_frames
-        self.settled_observations = settled_observations
-        self.settled_interval_frames = settled_interval_frames
+    def __init__(self, config: SchedulerConfig | None = None, /, **overrides: Any) -> None:
+        settings_ = settings(SchedulerConfig, config, overrides)
+        self.max_faces_per_frame = settings_.max_faces_per_frame
+        self.min_face_size = settings_.min_face_size
+        self.min_score = settings_.min_score
+        self.warmup_interval_frames = settings_.warmup_interval_frames
+        self.refresh_interval_frames = settings_.refresh_interval_frames
+        self.settled_observations = settings_.settled_observations
+        self.settled_interval_frames = settings_.settled_interval_frames
 
     def eligible(self, faces: Faces) -> np.ndarray:
         """``(n,)`` bool: faces big and sure enough to classify, with usable landmarks."""

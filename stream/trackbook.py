@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from stream.config import TrackBookConfig, settings
 from stream.types import (
     AGE_GROUP_PROBS,
     AGE_GROUPS,
@@ -31,7 +33,6 @@ from stream.types import (
 )
 
 _N_GROUPS = len(AGE_GROUPS)
-FUSIONS = ("mean", "geometric")
 
 
 @dataclass
@@ -65,6 +66,9 @@ class TrackEstimate:
 class TrackBook:
     """Fused per-track age/gender estimates.
 
+    Built from a :class:`~stream.config.TrackBookConfig` (the ``trackbook:`` section, where defaults and bounds
+    live), with keyword overrides: ``TrackBook(min_observations=3)``.
+
     Args:
         min_observations: Observations needed before a track's label is shown.
         max_observations: Most recent observations kept per track (older ones drop out).
@@ -83,44 +87,16 @@ class TrackBook:
             of experts, which sharpens as agreeing evidence accumulates).
     """
 
-    def __init__(
-        self,
-        *,
-        min_observations: int = 3,
-        max_observations: int = 50,
-        forget_after_frames: int = 300,
-        switch_margin: float = 0.1,
-        switch_after: int = 1,
-        switch_confidence: float = 0.0,
-        gender_margin: float = 0.3,
-        fusion: str = "mean",
-    ) -> None:
-        if min_observations < 1:
-            raise ValueError(f"min_observations must be >= 1, got {min_observations}")
-        if max_observations < min_observations:
-            raise ValueError(
-                f"max_observations must be >= min_observations ({min_observations}), got {max_observations}"
-            )
-        if forget_after_frames < 1:
-            raise ValueError(f"forget_after_frames must be >= 1, got {forget_after_frames}")
-        if not 0.0 <= switch_margin < 1.0:
-            raise ValueError(f"switch_margin must be in [0, 1), got {switch_margin}")
-        if not 0.0 <= gender_margin < 1.0:
-            raise ValueError(f"gender_margin must be in [0, 1), got {gender_margin}")
-        self.gender_margin = gender_margin
-        if switch_after < 1:
-            raise ValueError(f"switch_after must be >= 1, got {switch_after}")
-        self.switch_after = switch_after
-        if switch_confidence < 0:
-            raise ValueError(f"switch_confidence must be >= 0, got {switch_confidence}")
-        self.switch_confidence = switch_confidence
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
-        self.fusion = fusion
-        self.min_observations = min_observations
-        self.max_observations = max_observations
-        self.forget_after_frames = forget_after_frames
-        self.switch_margin = switch_margin
+    def __init__(self, config: TrackBookConfig | None = None, /, **overrides: Any) -> None:
+        settings_ = settings(TrackBookConfig, config, overrides)
+        self.min_observations = settings_.min_observations
+        self.max_observations = settings_.max_observations
+        self.forget_after_frames = settings_.forget_after_frames
+        self.switch_margin = settings_.switch_margin
+        self.switch_after = settings_.switch_after
+        self.switch_confidence = settings_.switch_confidence
+        self.gender_margin = settings_.gender_margin
+        self.fusion = settings_.fusion
         self.tracks: dict[int, TrackEstimate] = {}
 
     def __len__(self) -> int:

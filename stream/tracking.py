@@ -26,13 +26,13 @@ needs nothing beyond numpy.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
-from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
+from stream.config import TrackerConfig, settings
 from stream.types import NO_TRACK, Faces
 
 # ByteTrack's gate for the second association (low-score detections): a blurred or partly
@@ -276,35 +276,11 @@ class _Track:
     last_frame: int  # frame number of the latest match
 
 
-def _check_real(
-    name: str, value: object, low: float, high: float, *, low_open: bool = False, high_text: str | None = None
-) -> float:
-    """``value`` as a float if it lies in ``[low, high]`` (``(low, high]`` with ``low_open``).
-
-    An infinite ``high`` is excluded. ``high_text`` names the upper bound in the message when it
-    comes from another argument.
-    """
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    number = float(value)
-    lower_ok = number > low if low_open else number >= low
-    upper_ok = number < high if math.isinf(high) else number <= high
-    if not (lower_ok and upper_ok):  # NaN fails both comparisons
-        upper = "inf)" if math.isinf(high) else f"{high_text or high}]"
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {upper}, got {value!r}")
-    return number
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
 class ByteTracker:
     """ByteTrack multi-object tracker for faces; owns the id counter.
+
+    Built from a :class:`~stream.config.TrackerConfig` (the ``tracker:`` section, where defaults and bounds
+    live), with keyword overrides: ``ByteTracker(config.tracker, frame_rate=25.0)``.
 
     Each call to :meth:`update` is one frame. Detections with ``score >=
     track_activation_threshold`` are matched first, to confirmed tracks (tracked or lost), then
@@ -328,34 +304,18 @@ class ByteTracker:
             confirmed and its id shown.
 
     Raises:
-        TypeError: If an argument has the wrong type.
-        ValueError: If an argument is out of range.
+        TypeError: An argument has the wrong type or an unknown name.
+        ValueError: An argument is out of range.
     """
 
-    def __init__(
-        self,
-        *,
-        track_activation_threshold: float = 0.5,
-        low_score_threshold: float = 0.1,
-        minimum_matching_threshold: float = 0.8,
-        lost_track_buffer: int = 30,
-        frame_rate: float = 30.0,
-        minimum_consecutive_frames: int = 2,
-    ) -> None:
-        self.track_activation_threshold = _check_real("track_activation_threshold", track_activation_threshold, 0, 1)
-        self.low_score_threshold = _check_real(
-            "low_score_threshold",
-            low_score_threshold,
-            0,
-            self.track_activation_threshold,
-            high_text=f"track_activation_threshold={self.track_activation_threshold}",
-        )
-        self.minimum_matching_threshold = _check_real(
-            "minimum_matching_threshold", minimum_matching_threshold, 0, 1, low_open=True
-        )
-        self.lost_track_buffer = _check_int("lost_track_buffer", lost_track_buffer, 0)
-        self.frame_rate = _check_real("frame_rate", frame_rate, 0, math.inf, low_open=True)
-        self.minimum_consecutive_frames = _check_int("minimum_consecutive_frames", minimum_consecutive_frames, 1)
+    def __init__(self, config: TrackerConfig | None = None, /, **overrides: Any) -> None:
+        settings_ = settings(TrackerConfig, config, overrides)
+        self.track_activation_threshold = settings_.track_activation_threshold
+        self.low_score_threshold = settings_.low_score_threshold
+        self.minimum_matching_threshold = settings_.minimum_matching_threshold
+        self.lost_track_buffer = settings_.lost_track_buffer
+        self.frame_rate = settings_.frame_rate
+        self.minimum_consecutive_frames = settings_.minimum_consecutive_frames
         # ByteTrack's max_time_lost: the buffer is given in frames at 30 fps so that the memory
         # lasts the same time whatever the stream's rate.
         self._max_frames_lost = self.lost_track_buffer * self.frame_rate / 30.0

@@ -11,6 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STREAM_SHARED_DIR", REPO.parent / "shared"))
 VIDEOS = SHARED / "videos"
 UTKFACE = SHARED / "data" / "utkface" / "UTKFace"
+# The detector files that exist only upstream are in ../shared/models here (the product's own config searches
+# no development folder); subprocesses of the tests inherit this.
+os.environ.setdefault("STREAM_LOCAL_MODELS", str(SHARED / "models"))
 
 
 def shared_file(*parts: str) -> Path:

@@ -1,9 +1,10 @@
-"""Outputs of the pipeline: video file, images, RTSP push, on-screen window, JSONL events.
+"""Outputs of the pipeline: video file, images, RTSP push, on-screen window, JSONL events, summary.
 
 Every sink is a context manager with ``write(frame, faces)`` and ``close()``; ``__exit__``
-always finalizes the output (a video file stays playable after Ctrl-C). :func:`open_sinks`
-picks the sinks from the command line's ``--output``/``--events``/``--show`` and checks every
-output can be written before any processing starts::
+always finalizes the output (a video file stays playable after Ctrl-C). Sinks register themselves by
+kind (``class VideoSink(Sink, kind="video")``, see :data:`SINKS`); :func:`open_sinks` maps the command
+line's ``--output``/``--events``/``--summary``/``--show`` to kinds and opens them through the registry,
+checking every output can be written before any processing starts::
 
     with contextlib.ExitStack() as stack:
         sinks = [stack.enter_context(s) for s in open_sinks(args.output, args.events, args.show,
@@ -26,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from stream.config import SinkOptions
-from stream.sinks.base import Sink, SinkError
+from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
+from stream.sinks.summary import SummarySink
 from stream.sinks.video import VIDEO_EXTENSIONS, VideoSink
 from stream.sinks.window import WindowSink, display_problem
 from stream.sources import redact_url
@@ -46,8 +48,10 @@ __all__ = [
     "ImageFolderSink",
     "RtspSink",
     "Sink",
+    "SinkContext",
     "SinkError",
     "SinkOptions",
+    "SummarySink",
     "VideoSink",
     "WindowSink",
     "any_quit_requested",
@@ -67,20 +71,6 @@ logger = logging.getLogger(__name__)
 SOURCE_KINDS: tuple[str, ...] = ("video", "webcam", "stream", "image", "folder")
 LIVE_SOURCE_KINDS: frozenset[str] = frozenset({"webcam", "stream"})
 IMAGE_SOURCE_KINDS: frozenset[str] = frozenset({"image", "folder"})
-# Frame rate of a video made from still images when the source has none.
-_STILLS_FPS = 1.0
-# Frame rate assumed for a video source that reports none.
-_DEFAULT_FPS = 25.0
-
-# Name → class registry of the sinks (the names output_kind() returns).
-SINKS: dict[str, type[Sink]] = {
-    "video": VideoSink,
-    "image": ImageFileSink,
-    "image_folder": ImageFolderSink,
-    "rtsp": RtspSink,
-    "events": EventsSink,
-    "window": WindowSink,
-}
 
 
 def get_sink_class(name: str) -> type[Sink]:
@@ -140,6 +130,11 @@ def output_kind(output: str, source_kind: str) -> str:
     )
 
 
+def events_kind(events: str) -> str:
+    """Which sink an ``--events`` value selects (a JSONL file, or ``-`` for standard output)."""
+    return "events"
+
+
 def open_sinks(
     output: str | None,
     events: str | None,
@@ -149,6 +144,8 @@ def open_sinks(
     fps: float | Fraction | None,
     options: SinkOptions | Mapping[str, Any] | Any,
     source_path: str | os.PathLike[str] | None = None,
+    summary: str | None = None,
+    source_name: str = "",
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -166,14 +163,16 @@ def open_sinks(
         fps: Frame rate of the source (None if unknown); a video file output gets the same.
         options: The ``output:`` section of the configuration: a :class:`SinkOptions`, or a
             mapping or dataclass holding some of its keys (see :meth:`SinkOptions.coerce`).
-        source_path: The source's path for image folders, so an output folder equal to the
-            input folder (which would overwrite the originals) is refused.
+        source_path: The source's local path (a file or a folder), so that no output overwrites it.
+        summary: ``--summary``: a JSON file written when the run ends, or None.
+        source_name: The source's display name (for the summary).
 
     Returns:
-        The opened sinks, in the order output, events, window.
+        The opened sinks, in the order output, events, summary, window.
 
     Raises:
-        SinkError: An output cannot be written, does not fit the source, or no display is available.
+        SinkError: An output cannot be written, does not fit the source, names the input or another output,
+            or no display is available.
         ValueError: ``source_kind`` is unknown or ``fps`` is not positive.
         TypeError: ``options`` is neither SinkOptions, a mapping nor a dataclass.
     """
@@ -182,22 +181,22 @@ def open_sinks(
         raise ValueError(f"source_kind must be one of {', '.join(SOURCE_KINDS)}, got {source_kind!r}")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be positive or None, got {fps!r}")
-    if (
-        output is not None
-        and events is not None
-        and not is_rtsp_url(output)
-        and events != STDOUT
-        and Path(output).expanduser().resolve() == Path(events).expanduser().resolve()
-    ):
-        raise SinkError(f"--output and --events name the same file {output!r}; give them different paths")
+    requests: list[tuple[str, str, str]] = []  # (flag, kind, target)
+    if output is not None:
+        requests.append(("--output", output_kind(output, source_kind), output))
+    if events is not None:
+        requests.append(("--events", events_kind(events), events))
+    if summary is not None:
+        requests.append(("--summary", "summary", summary))
+    if show:
+        requests.append(("--show", "window", ""))
+    local = Path(source_path) if source_path is not None else None
+    check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
+    context = SinkContext(source_kind, fps, options, local, source_name)
     sinks: list[Sink] = []
     try:
-        if output is not None:
-            sinks.append(_open_output(output, source_kind, fps, options, source_path))
-        if events is not None:
-            sinks.append(EventsSink(events, options))
-        if show:
-            sinks.append(WindowSink(options))
+        for _flag, kind, target in requests:
+            sinks.append(get_sink_class(kind).open(target, context))
     except BaseException:
         # All or nothing: do not leave a half-opened set (e.g. an empty video file) behind.
         for sink in reversed(sinks):
@@ -209,26 +208,40 @@ def open_sinks(
     return sinks
 
 
-def _open_output(
-    output: str,
-    source_kind: str,
-    fps: float | Fraction | None,
-    options: SinkOptions,
-    source_path: str | os.PathLike[str] | None,
-) -> Sink:
-    kind = output_kind(output, source_kind)
-    if kind == "rtsp":
-        return RtspSink(output, options)
-    if kind == "video":
-        if fps is None:
-            fps = _STILLS_FPS if source_kind in IMAGE_SOURCE_KINDS else _DEFAULT_FPS
-            if source_kind not in LIVE_SOURCE_KINDS:
-                logger.warning("source reports no frame rate; video output %s uses %g fps", output, fps)
-        return VideoSink(output, fps, options, use_timestamps=source_kind in LIVE_SOURCE_KINDS)
-    if kind == "image":
-        return ImageFileSink(output, options)
-    source_dir = source_path if source_kind == "folder" else None
-    return ImageFolderSink(output, options, source_dir=source_dir)
+def _is_local_file(kind: str, target: str) -> bool:
+    return kind not in ("rtsp", "window") and target != STDOUT and "://" not in target
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder: by resolved path, and by inode for existing ones (hard
+    links, bind mounts, case-insensitive file systems)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) -> None:
+    """Refuse outputs that would overwrite the input or each other, before anything is opened.
+
+    Args:
+        source: The source's local file or folder, or None.
+        outputs: ``(flag, path)`` of every local output.
+
+    Raises:
+        SinkError: Two paths name the same file (through links too), or an output would replace the input.
+    """
+    paths = [(flag, Path(target).expanduser()) for flag, target in outputs]
+    for i, (flag, path) in enumerate(paths):
+        if source is not None and _same_file(path, source):
+            raise SinkError(f"{flag} {str(path)!r} is the input itself; writing it would destroy the input. "
+                            "Choose another path")
+        for other_flag, other in paths[:i]:
+            if _same_file(path, other):
+                raise SinkError(f"{other_flag} and {flag} name the same file {str(path)!r}; give them different "
+                                "paths")
 
 
 def any_quit_requested(sinks: Iterable[Sink]) -> bool:

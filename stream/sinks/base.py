@@ -9,14 +9,19 @@ must stay playable and an events file must end on a complete line.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import os
+from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
+from stream.config import SinkOptions
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -25,13 +30,52 @@ class SinkError(RuntimeError):
     """An output cannot be opened or written; the message names the output and the fix."""
 
 
+@dataclass(frozen=True)
+class SinkContext:
+    """What a sink needs to know about the run it serves, beside its own target.
+
+    Attributes:
+        source_kind: One of ``stream.sinks.SOURCE_KINDS``.
+        fps: The source's frame rate (None when unknown).
+        options: The ``output:`` section.
+        source_path: The source's local path (file or folder), or None for cameras and URLs.
+        source_name: The source's display name (credentials redacted).
+    """
+
+    source_kind: str
+    fps: float | Fraction | None = None
+    options: SinkOptions = field(default_factory=SinkOptions)
+    source_path: Path | None = None
+    source_name: str = ""
+
+
+#: Name → class registry of the sinks, filled by subclassing: ``class VideoSink(Sink, kind="video")``.
+SINKS: dict[str, type[Sink]] = {}
+
+
 class Sink(abc.ABC):
     """One output of the pipeline: a context manager with ``write`` and ``close``.
 
     Subclasses implement :meth:`write` and :meth:`_close`; :meth:`close` is idempotent
     and ``__exit__`` always calls it, so outputs are finalized on every way out of a
-    ``with`` block.
+    ``with`` block. A subclass declared with ``kind="name"`` is registered in :data:`SINKS` and opened
+    by :meth:`open` from a command-line target and the run's :class:`SinkContext`.
     """
+
+    kind: ClassVar[str] = ""
+
+    def __init_subclass__(cls, kind: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind:
+            if kind in SINKS:
+                raise TypeError(f"sink kind {kind!r} is registered twice ({SINKS[kind].__name__}, {cls.__name__})")
+            cls.kind = kind
+            SINKS[kind] = cls
+
+    @classmethod
+    def open(cls, target: str, context: SinkContext) -> Sink:
+        """The sink for a command-line ``target`` (a path or URL) in a run described by ``context``."""
+        return cls(target, context.options)  # type: ignore[call-arg]
 
     def __init__(self) -> None:
         self._closed = False
@@ -44,6 +88,9 @@ class Sink(abc.ABC):
             frame: The frame; ``frame.image`` is the annotated ``(H, W, 3)`` uint8 BGR image.
             faces: The faces of that frame (``n`` rows), with tracking and label data.
         """
+
+    def end_tracks(self, records: list[dict[str, Any]]) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Tracks that ended (their ``stream.analytics.track_record`` summaries); most sinks ignore them."""
 
     @abc.abstractmethod
     def _close(self) -> None:
@@ -177,3 +224,23 @@ def prepare_output_file(path: str | os.PathLike[str], what: str) -> Path:
             f"cannot write {what} {str(path)!r} ({err.strerror or err}); check permissions or choose another path"
         ) from err
     return target
+
+
+def write_atomically(path: Path, text: str, what: str) -> None:
+    """Replace ``path`` with ``text`` in one step: readers (and a run killed mid-write) see the old file or the
+    whole new one, never a partial one.
+
+    Raises:
+        SinkError: The file cannot be written (e.g. disk full); the old file, if any, is left as it was.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise SinkError(f"cannot write {what} {str(path)!r} ({err.strerror or err})") from err

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from stream.config import SinkOptions
-from stream.sinks.base import Sink, SinkError, prepare_output_file
+from stream.sinks.base import Sink, SinkContext, SinkError, prepare_output_file
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def write_image(path: Path, image: np.ndarray, options: SinkOptions) -> None:
         ) from err
 
 
-class ImageFileSink(Sink):
+class ImageFileSink(Sink, kind="image"):
     """Write the annotated image of a single-image source to one file.
 
     Args:
@@ -128,7 +128,7 @@ def output_name(frame: Frame) -> PurePath:
     return name
 
 
-class ImageFolderSink(Sink):
+class ImageFolderSink(Sink, kind="image_folder"):
     """Write one annotated image per input image into a folder, named after the input.
 
     Args:
@@ -140,6 +140,11 @@ class ImageFolderSink(Sink):
     Raises:
         SinkError: The folder cannot be created or written, or it is the input folder.
     """
+
+    @classmethod
+    def open(cls, target: str, context: SinkContext) -> ImageFolderSink:
+        source_dir = context.source_path if context.source_kind == "folder" else None
+        return cls(target, context.options, source_dir=source_dir)
 
     def __init__(
         self,

@@ -37,7 +37,7 @@ def is_rtsp_url(output: str) -> bool:
     return output.lower().startswith(RTSP_SCHEMES)
 
 
-class RtspSink(Sink):
+class RtspSink(Sink, kind="rtsp"):
     """Publish annotated frames to ``rtsp://HOST:PORT/PATH`` as low-latency H.264.
 
     Timestamps follow the wall clock: a frame written ``t`` seconds after the sink was

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from stream.config import SinkOptions
-from stream.sinks.base import Sink, SinkError, fit_to_size, pad_to_even, prepare_output_file
+from stream.sinks.base import Sink, SinkContext, SinkError, fit_to_size, pad_to_even, prepare_output_file
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def as_frame_rate(fps: float | Fraction) -> Fraction:
     return rate
 
 
-class VideoSink(Sink):
+class VideoSink(Sink, kind="video"):
     """Write annotated frames to an H.264 (yuv420p) video file.
 
     Frame ``k`` written gets pts ``k`` in a time base of ``1/fps``, so the output has the
@@ -88,6 +88,18 @@ class VideoSink(Sink):
         SinkError: The path cannot be written (checked here, before any processing).
         ValueError: ``fps`` is not a positive number or the extension is not a video one.
     """
+
+    @classmethod
+    def open(cls, target: str, context: SinkContext) -> VideoSink:
+        """A video of the run: the source's frame rate (1 fps for stills, 25 when a video reports none); a live
+        source's frames keep their wall-clock timestamps."""
+        fps = context.fps
+        live = context.source_kind in ("webcam", "stream")
+        if fps is None:
+            fps = 1.0 if context.source_kind in ("image", "folder") else 25.0
+            if not live:
+                logger.warning("source reports no frame rate; video output %s uses %g fps", target, fps)
+        return cls(target, fps, context.options, use_timestamps=live)
 
     def __init__(
         self,

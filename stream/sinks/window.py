@@ -16,7 +16,7 @@ import sys
 import cv2
 
 from stream.config import SinkOptions
-from stream.sinks.base import Sink, SinkError
+from stream.sinks.base import Sink, SinkContext, SinkError
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def display_problem() -> str | None:
     return None
 
 
-class WindowSink(Sink):
+class WindowSink(Sink, kind="window"):
     """Show annotated frames in a window; ``q`` or Esc (or closing the window) requests a stop.
 
     Args:
@@ -97,6 +97,10 @@ class WindowSink(Sink):
         SinkError: No display is available (checked before any HighGUI call) or the window
             cannot be created.
     """
+
+    @classmethod
+    def open(cls, target: str, context: SinkContext) -> WindowSink:
+        return cls(context.options)
 
     def __init__(self, options: SinkOptions | None = None) -> None:
         super().__init__()

@@ -51,6 +51,7 @@ __all__ = [
     "SourceError",
     "SourceOptions",
     "VideoFileSource",
+    "local_source_path",
     "open_source",
     "redact_url",
 ]
@@ -106,6 +107,15 @@ def open_source(
     if kind == "image":
         return ImageSource(target, options)
     return VideoFileSource(target, options)
+
+
+def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:
+    """The local file or folder a source spec reads (so outputs can be kept from overwriting it), else None."""
+    try:
+        kind, target = _classify(spec)
+    except (SourceError, TypeError, ValueError):
+        return None
+    return target if kind in ("video", "image", "folder") else None
 
 
 def _classify(spec: Any) -> tuple[str, Any]:

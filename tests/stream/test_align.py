@@ -77,28 +77,6 @@ def test_non_finite_landmarks_give_blank_chips_and_shapes():
         align_faces(image, np.zeros((5, 2)), "arcface", 32)
 
 
-def test_seed_upright_rotates_only_past_the_threshold():
-    from stream.align import align_chips
-
-    image = np.zeros((200, 200, 3), np.uint8)
-    image[90:110, :] = 255  # a horizontal bar through the box centre
-    box = np.array([[50, 50, 150, 150]], np.float32)
-
-    def eyes_at(angle_deg):
-        t = np.deg2rad(angle_deg)
-        d = 30 * np.array([np.cos(t), np.sin(t)])
-        pts = np.full((1, 5, 2), 100.0, np.float32)
-        pts[0, 0], pts[0, 1] = np.array([100, 100]) - d, np.array([100, 100]) + d
-        return pts
-
-    level = align_chips(image, box, eyes_at(5), "dlib_chip", 50, mode="seed_upright")[0]
-    assert level[25, :, 0].min() == 255  # 5 degrees: no rotation, the bar stays horizontal
-    tilted = align_chips(image, box, eyes_at(30), "dlib_chip", 50, mode="seed_upright")[0]
-    assert tilted[25, :, 0].min() < 128  # 30 degrees: rotated upright, so the bar now crosses diagonally
-    with pytest.raises(ValueError, match="unknown alignment mode"):
-        align_chips(image, box, eyes_at(0), "dlib_chip", 50, mode="x")
-
-
 def test_box_downsample_averages_blocks_with_rounding():
     from stream.align import box_downsample
 
@@ -113,17 +91,16 @@ def test_box_downsample_averages_blocks_with_rounding():
 
 
 def test_align_for_warps_once_per_template_and_keeps_order():
-    from stream.align import align_chips, align_for, box_downsample
+    from stream.align import align_faces, align_for, box_downsample
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
     points = template_points("dlib_chip", 150)[None] + np.array([200, 100], np.float32)
-    boxes = np.array([[200, 100, 350, 250]], np.float32)
     inputs = [("dlib_chip", 32), ("arcface", 112), ("dlib_chip", 64), ("dlib_chip", 48)]
-    chips = align_for(image, boxes, points, inputs)
+    chips = align_for(image, points, inputs)
     assert [c.shape[1] for c in chips] == [32, 112, 64, 48]
-    big = align_chips(image, boxes, points, "dlib_chip", 64)
+    big = align_faces(image, points, "dlib_chip", 64)
     np.testing.assert_array_equal(chips[2], big)
     np.testing.assert_array_equal(chips[0], box_downsample(big, 2))  # derived from the 64 px chip
-    np.testing.assert_array_equal(chips[3], align_chips(image, boxes, points, "dlib_chip", 48))  # 64 % 48 != 0
-    np.testing.assert_array_equal(chips[1], align_chips(image, boxes, points, "arcface", 112))
+    np.testing.assert_array_equal(chips[3], align_faces(image, points, "dlib_chip", 48))  # 64 % 48 != 0
+    np.testing.assert_array_equal(chips[1], align_faces(image, points, "arcface", 112))

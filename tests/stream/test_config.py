@@ -30,6 +30,7 @@ def test_every_key_in_config_yaml_is_commented():
         (["detector.score_threshold=1.5"], r"detector\.score_threshold must be in \[0\.0, 1\.0\], got 1\.5"),
         (["tracker.lost_track_buffer=-1"], r"tracker\.lost_track_buffer must be in"),
         (["scheduler.max_faces_per_frame=abc"], r"scheduler\.max_faces_per_frame must be an integer, got 'abc'"),
+        (["detector.interval=.nan"], r"detector\.interval must be auto or an integer"),
         (["runtime.device=tpu"], r"runtime\.device must be one of auto, cpu, cuda; got 'tpu'"),
         (["output.video_preset=fastest"], r"output\.video_preset must be one of"),
         (["annotate.draw_landmarks=maybe"], r"annotate\.draw_landmarks must be true or false"),
@@ -67,20 +68,102 @@ def test_missing_file():
         load_config("/nonexistent/config.yaml")
 
 
-def _constructor_params(section: str) -> set[str]:
-    from stream.annotate import Annotator
-    from stream.scheduler import Scheduler
-    from stream.trackbook import TrackBook
-    from stream.tracking import ByteTracker
-
-    classes = {"tracker": ByteTracker, "scheduler": Scheduler, "trackbook": TrackBook, "annotate": Annotator}
-    return {p for p in inspect.signature(classes[section].__init__).parameters if p != "self"}
+STAGES = {"tracker": ("stream.tracking", "ByteTracker"), "scheduler": ("stream.scheduler", "Scheduler"),
+          "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator")}
 
 
-@pytest.mark.parametrize("section", ["tracker", "scheduler", "trackbook", "annotate"])
-def test_section_keys_are_constructor_arguments(section):
-    keys = {f.name for f in dataclasses.fields(SECTIONS[section])}
-    assert keys == _constructor_params(section)
+@pytest.mark.parametrize("section", sorted(STAGES))
+def test_stages_take_their_settings_from_their_section_only(section):
+    # One home per setting: a stage built without arguments holds its section's defaults, and one built from a
+    # changed section holds the changed values (a default written into the class would show here).
+    import importlib
+
+    module, name = STAGES[section]
+    cls = getattr(importlib.import_module(module), name)
+    defaults = SECTIONS[section]()
+    assert {k: getattr(cls(), k) for k in defaults.keys()} == dataclasses.asdict(defaults)
+    changed = {f.name: _another_value(f, getattr(defaults, f.name)) for f in dataclasses.fields(defaults)}
+    if section == "tracker":
+        changed["low_score_threshold"] = 0.05  # must stay <= the activation threshold
+    built = cls(SECTIONS[section](**changed))
+    assert {k: getattr(built, k) for k in changed} == changed
+    with pytest.raises(TypeError, match="unknown"):
+        cls(not_a_setting=1)
+
+
+def _another_value(field, value):
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return round(value * 0.5 + 0.01, 3)
+    choices = field.metadata.get("choices")
+    return next(c for c in choices if c != value)
+
+
+def _readme_settings() -> dict[str, str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and "." in cells[0] and cells[1].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1].strip("`")
+    return rows
+
+
+def test_readme_settings_table_gives_every_default():
+    # The README's table is a copy for readers; its values must be the ones the code uses.
+    import yaml
+
+    rows = _readme_settings()
+    for name, cls in SECTIONS.items():
+        for key, value in dataclasses.asdict(cls()).items():
+            where = f"{name}.{key}"
+            assert where in rows, f"README settings table lacks {where}"
+            shown = yaml.safe_load(rows[where])
+            assert (list(value) if isinstance(value, tuple) else value) == shown, (where, rows[where], value)
+    assert set(rows) == {f"{n}.{k}" for n, c in SECTIONS.items() for k in c.keys()}
+
+
+FLOAT_KEYS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+              if f.type in ("float", float)]
+NUMBER_KEYS = FLOAT_KEYS + [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+                            if f.type in ("int", int, "int | str")]
+
+
+@pytest.mark.parametrize(("section", "key"), FLOAT_KEYS)
+@pytest.mark.parametrize("value", [".nan", "-.inf"])
+def test_no_numeric_setting_accepts_nan_or_minus_infinity(section, key, value):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} must be"):
+        load_config(None, [f"{section}.{key}={value}"])
+
+
+@pytest.mark.parametrize(("section", "key"), NUMBER_KEYS)
+@pytest.mark.parametrize("value", ["null", "[1, 2]", "{a: 1}", "'3'"])
+def test_numeric_settings_refuse_other_types_in_one_line(section, key, value):
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key} must be [^\n]*$"):
+        load_config(None, [f"{section}.{key}={value}"])
+
+
+def test_infinity_only_where_it_means_something():
+    assert load_config(None, ["source.give_up_after_s=.inf"]).source.give_up_after_s == float("inf")
+    with pytest.raises(ConfigError, match="finite"):
+        load_config(None, ["detector.score_threshold=.inf"])
+
+
+def test_yaml_aliases_are_refused_so_loading_cannot_blow_up(tmp_path):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(20))
+    path = tmp_path / "bomb.yaml"
+    path.write_text(bomb)
+    with pytest.raises(ConfigError, match="aliases are not allowed"):
+        load_config(path)
+    big = tmp_path / "big.yaml"
+    big.write_text("#" * (2 << 20))
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(big)
 
 
 def test_source_and_output_sections_are_the_options_their_stages_take():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.__main__ import STOP_GRACE_S
+from stream.signals import STOP_GRACE_S
 from tests.conftest import REPO, shared_file
 from tests.stream import test_sources_rtsp as rtsp
 from tests.stream.cli_util import child_env, cli_command, probe_video, read_events
