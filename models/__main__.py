@@ -19,13 +19,18 @@ def _local_dirs(config_path: str | None) -> list[str]:
         raise SystemExit(f"error: {error}") from None
 
 
+#: The default pipeline's models: the classifier pair, YuNet (``detector.name: auto``'s choice on a machine
+#: without the dynamic-input YuNet) and RetinaFace (auto's fallback when YuNet cannot be had).
+DEFAULT_FETCH = ("cydral_age", "cydral_gender", "yunet", "retinaface")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
     parser.add_argument("--config", default=None, help="config.yaml whose models.local_dirs are searched")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="print the registry with licences and where each model is cached")
     fetch = sub.add_parser("fetch", help="fetch and verify models (default: the default pipeline's models)")
-    fetch.add_argument("names", nargs="*", help="model names (default: cydral_age cydral_gender retinaface)")
+    fetch.add_argument("names", nargs="*", help=f"model names (default: {' '.join(DEFAULT_FETCH)})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     extra = _local_dirs(args.config)
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"\ncache: {cache_dir()}\n")
         return 0
 
-    names = args.names or ["cydral_age", "cydral_gender", "retinaface"]
+    names = args.names or list(DEFAULT_FETCH)
     failed = 0
     for name in names:
         try:

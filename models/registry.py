@@ -188,7 +188,10 @@ _MODELS: tuple[ModelSpec, ...] = (
         family="yunet",
         file_name="face_detection_yunet_2023mar.onnx",
         sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
-        sources=(Url(_YUNET_URL + "face_detection_yunet_2023mar.onnx"),),
+        # The same bytes as OpenCV Zoo's, carried in the gramps-webapi wheel (the package is AGPL-3.0; this file
+        # in it is OpenCV Zoo's MIT-licensed YuNet, unmodified, and no code of the package is used).
+        sources=(Url(_YUNET_URL + "face_detection_yunet_2023mar.onnx"),
+                 PyPIWheel("gramps-webapi==3.24.0", "gramps_webapi/data/face_detection_yunet_2023mar.onnx")),
         input_size=(640, 640),
         color="BGR",
         mean=(0.0, 0.0, 0.0),
@@ -197,7 +200,8 @@ _MODELS: tuple[ModelSpec, ...] = (
         outputs="cls/obj/bbox/kps per stride 8,16,32; score = sqrt(cls*obj); anchor-free boxes and 5 landmarks",
         licence="MIT",
         commercial_use=True,
-        provenance="OpenCV Zoo YuNet 2023mar (= libfacedetection.train yunet_s_640_640), fixed 640x640 input",
+        provenance="OpenCV Zoo YuNet 2023mar (= libfacedetection.train yunet_s_640_640), fixed 640x640 input; "
+        "also carried byte-identical in the gramps-webapi 3.24.0 wheel",
         citation="Wu et al., YuNet: A Tiny Millisecond-level Face Detector, MIR 2023",
     ),
     ModelSpec(

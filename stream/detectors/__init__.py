@@ -7,6 +7,7 @@ in frame pixels, whatever its network input size.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -18,11 +19,14 @@ from stream.types import Faces
 
 logger = logging.getLogger(__name__)
 
-#: What ``detector.name: auto`` tries, in order (``python -m stream.bench detectors`` measured it): YuNet
-#: when a copy is present (MIT; the fastest of the accurate detectors: only MTCNN, 11x slower, and
-#: SCRFD-2.5G, non-commercial, find more faces under 32 px), else RetinaFace-MobileNet0.25, the best
-#: detector a fresh machine can get from PyPI without a conversion step.
+#: What ``detector.name: auto`` picks, in order (``python -m bench.detectors`` measured them): the
+#: dynamic-input YuNet when a copy is present (MIT; no download source but OpenCV Zoo), else the fixed-input
+#: YuNet (MIT; also carried in a PyPI wheel, so a fresh machine gets it), else RetinaFace-MobileNet0.25 (MIT,
+#: PyPI), used only when YuNet cannot be had (offline with downloads off); the start-up log says so and what
+#: it costs.
 AUTO_ORDER = ("yunet_dynamic", "yunet", "retinaface")
+#: What falling back from YuNet to RetinaFace costs, for the start-up warning (``python -m bench.detectors``).
+FALLBACK_COST = "RetinaFace-MobileNet0.25 misses more small faces than YuNet (see `python -m bench.detectors`)"
 
 
 class Detector(Protocol):
@@ -62,12 +66,16 @@ def resolve_detector_name(name: str, models: ModelsConfig) -> str:
         if name not in detector_names():
             raise ValueError(f"unknown detector {name!r}; valid detectors: {', '.join(detector_names())}")
         return name
-    for candidate in AUTO_ORDER:
+    for candidate in AUTO_ORDER[:-1]:
         try:
             if find_local(get_spec(candidate), models.local_dirs) is not None:
                 return candidate
         except ModelError:
-            continue
+            logger.warning("detector %s: the local copy is corrupt (checksum mismatch); not using it", candidate)
+    if models.download:
+        return "yunet"  # fetched when the detector is built
+    logger.warning("detector auto: no local YuNet and models.download is off; using %s. %s", AUTO_ORDER[-1],
+                   FALLBACK_COST)
     return AUTO_ORDER[-1]
 
 
@@ -94,6 +102,13 @@ def build_detector(config: DetectorConfig, models: ModelsConfig, runtime: Runtim
         # Multi-network detectors (MTCNN's cascade) fetch their files and open their sessions themselves.
         detector: Detector = family.from_registry(spec, models, runtime, **kwargs)
         return detector
-    path = model_path(name, extra_dirs=models.local_dirs, download=models.download)
+    try:
+        path = model_path(name, extra_dirs=models.local_dirs, download=models.download)
+    except ModelError as error:
+        if config.name != "auto" or name == AUTO_ORDER[-1]:
+            raise
+        logger.warning("detector auto: %s cannot be had (%s); falling back to %s. %s", name, error,
+                       AUTO_ORDER[-1], FALLBACK_COST)
+        return build_detector(replace(config, name=AUTO_ORDER[-1]), models, runtime)
     session = create_session(path, runtime, name)
     return family(spec, session, **kwargs)

@@ -62,9 +62,28 @@ def test_unknown_detector_lists_valid_names():
         resolve_detector_name("nope", load_config().models)
 
 
-def test_auto_prefers_yunet_when_present_else_pypi_retinaface(tmp_path, monkeypatch):
-    models = load_config().models
+def test_auto_takes_the_dynamic_yunet_when_present_else_yunet_else_retinaface(tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAM_MODELS_DIR", str(tmp_path))  # an empty cache, as on a fresh machine
+    monkeypatch.setenv("STREAM_LOCAL_MODELS", "")
+    fresh = replace(load_config(), "models", local_dirs=()).models
+    assert resolve_detector_name("auto", fresh) == "yunet"  # YuNet comes from a PyPI wheel: no silent fallback
+    offline = replace(load_config(), "models", local_dirs=(), download=False).models
+    assert resolve_detector_name("auto", offline) == "retinaface"
+    shared = replace(load_config(), "models", local_dirs=(str(shared_file("models")),)).models
+    assert resolve_detector_name("auto", shared) == "yunet_dynamic"
+
+
+def test_auto_falls_back_to_retinaface_out_loud_when_yunet_is_corrupt(tmp_path, monkeypatch, caplog):
+    from models.fetch import model_path
+
+    retinaface = model_path("retinaface")  # the test machine's verified copy
     monkeypatch.setenv("STREAM_MODELS_DIR", str(tmp_path))
-    assert resolve_detector_name("auto", replace(load_config(), "models", local_dirs=()).models) == "retinaface"
-    if (shared_file("models") / "face_detection_yunet_2026may.onnx").exists():
-        assert resolve_detector_name("auto", models) == "yunet_dynamic"
+    monkeypatch.setenv("STREAM_LOCAL_MODELS", "")
+    (tmp_path / "retinaface_mobilenet025.onnx").write_bytes(retinaface.read_bytes())
+    (tmp_path / "face_detection_yunet_2023mar.onnx").write_bytes(b"not a model")
+    config = replace(load_config(), "models", local_dirs=())
+    with caplog.at_level("WARNING"):
+        detector = build_detector(config.detector, config.models, config.runtime)
+    assert detector.name == "retinaface"
+    text = caplog.text
+    assert "corrupt" in text and "falling back to retinaface" in text and "misses more small faces" in text
