@@ -2,7 +2,7 @@
 
 On our 2-core CPU target the defaults matter: onnxruntime's default thread pool
 spins waiting threads, which steals the core that decode and encode run on, so
-spinning is off (measured in ``python -m stream.bench``) and intra-op threads
+spinning is off (measured by ``python -m bench.runtime``) and intra-op threads
 default to the number of cores. With ``device: cuda`` every session asks for the
 CUDA execution provider and we log the provider each session really got, because
 onnxruntime silently falls back to the CPU.

@@ -1,7 +1,7 @@
 """End-to-end speed on a clip: decode, detector, full pipeline, a peer package, scaling with faces.
 
-``python -m stream.bench --source CLIP [--json OUT]`` prints one table; ``python -m stream.bench
-detectors ...`` runs :mod:`stream.bench_detectors` instead.
+``python -m bench --source CLIP [--json OUT]`` prints one table; ``python -m bench
+detectors ...`` runs :mod:`bench.detectors` instead.
 
 Everything is measured in one process, interleaved round by round (decode, detector, pipeline,
 every-frame pipeline, peer, then again), and each figure is the median over rounds, so load from other
@@ -22,7 +22,7 @@ processes on a shared machine hits every column alike. What each column is:
   5-point landmarks, its two ONNX models), called as its README does, ``AgeAndGender().predict(PIL
   image)``, on the same decoded frames (its decode and our BGR->RGB conversion to PIL are excluded, which
   favours it). Installed only for benchmarks: ``pip install --no-deps -r requirements-bench.txt``.
-* **scaling**: synthetic 1280x720 sequences (:mod:`stream.synth`: real UTKFace faces over real
+* **scaling**: synthetic 1280x720 sequences (:mod:`bench.synth`: real UTKFace faces over real
   face-free backgrounds) with 1..32 faces drifting a few pixels per frame, run through the pipeline
   without an output file (10 s each by default); fps and classify ms per frame as faces multiply, split at the
   frame from which every face shows a label (the start: a crowd of new tracks, classified at the scheduler's
@@ -252,7 +252,7 @@ def moving_scene(n_faces: int, n_frames: int, size: tuple[int, int] = SCALING_SI
     Returns:
         ``n_frames`` :class:`Frame` objects (``(H, W, 3)`` uint8 BGR), 30 fps timestamps.
     """
-    from stream import synth
+    from bench import synth
 
     if n_faces < 1 or n_frames < 1:
         raise ValueError(f"n_faces and n_frames must be >= 1, got {n_faces}, {n_frames}")
@@ -632,9 +632,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m stream.bench",
+        prog="python -m bench",
         description="Decode / detector / full-pipeline / peer fps on a clip, stage ms, scaling with faces. "
-                    "`python -m stream.bench detectors --help` compares detectors.",
+                    "`python -m bench detectors --help` compares detectors.",
     )
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="video clip (default crowd_1080p.mp4)")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
@@ -657,7 +657,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry. ``detectors`` as first argument runs :func:`stream.bench_detectors.main`.
+    """CLI entry. ``detectors`` as first argument runs :func:`bench.detectors.main`.
 
     The JSON report has at least ``decode_fps``, ``detector_fps``, ``pipeline_fps``, ``every_frame_fps``,
     ``peer_fps`` (null when the peer is absent; ``peer`` says why), ``stage_ms`` ({stage: ms per frame}),
@@ -665,9 +665,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "detectors":
-        from stream import bench_detectors
+        from bench import detectors
 
-        return bench_detectors.main(argv[1:])
+        return detectors.main(argv[1:])
     from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
@@ -685,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    report["command"] = "python -m stream.bench " + " ".join(argv)
+    report["command"] = "python -m bench " + " ".join(argv)
     print(format_table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stream import synth
+from bench import synth
 from tests.conftest import UTKFACE, VIDEOS, shared_file
 
 

@@ -1,9 +1,9 @@
 """Labelled-video evaluation: generate videos with known faces, run the real pipeline, score it.
 
-``python -m stream.evaluate_video [--out DIR] [--videos N] [--frames N] [--json OUT]``
+``python -m bench.evaluate_video [--out DIR] [--videos N] [--frames N] [--json OUT]``
 
 **Generated videos** (:func:`generate_video`): real UTKFace faces (any folder of UTKFace-named images) pasted
-with :mod:`stream.synth` over a real face-free background cut from the shared clips. Each face is a
+with :mod:`bench.synth` over a real face-free background cut from the shared clips. Each face is a
 track that enters from or leaves through a frame edge (or is there from the start / to the end), moves
 on a straight path with a wobble, grows or shrinks up to 2x, and is pasted in a fixed depth order, so
 paths cross and nearer faces occlude farther ones. Faces are composited on a background padded by a
@@ -173,7 +173,7 @@ def generate_video(
     Raises:
         ValueError: A count, size or range argument is out of range.
     """
-    from stream import synth
+    from bench import synth
     from stream.sinks import SinkOptions, VideoSink
 
     if n_tracks < 1:
@@ -381,7 +381,7 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(n, m)`` float32 IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
-    from stream.synth import box_iou
+    from bench.synth import box_iou
 
     return box_iou(a, b)
 
@@ -588,13 +588,13 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
                      utkface: str | Path | None = None) -> dict[int, tuple[int, int]]:
     """Each GT face's source image, classified once through the product's still-image path.
 
-    The crop is masked over grey as it is pasted (:func:`stream.synth.reference_canvas`); the detection
+    The crop is masked over grey as it is pasted (:func:`bench.synth.reference_canvas`); the detection
     overlapping the known face box best is taken.
 
     Returns:
         GT track id → ``(age_group, gender)``; faces the detector misses are left out.
     """
-    from stream import synth
+    from bench import synth
     from stream.pipeline import Pipeline
 
     root = Path(utkface) if utkface is not None else synth.shared_dir() / "data" / "utkface" / "UTKFace"
@@ -789,7 +789,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stream.evaluate_video",
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate_video",
                                      description="Generate labelled videos, run the pipeline on them, report "
                                                  "IDF1/MOTA, label accuracy, flicker; stability on real clips.")
     parser.add_argument("--out", help=f"folder for generated videos (default {default_out_dir()})")
@@ -815,7 +815,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; prints the tables, returns 0 (2 on bad arguments)."""
-    from stream import synth
+    from bench import synth
     from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
@@ -826,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out_dir = Path(args.out) if args.out else default_out_dir()
-    report: dict[str, Any] = {"out_dir": str(out_dir), "command": "python -m stream.evaluate_video "
+    report: dict[str, Any] = {"out_dir": str(out_dir), "command": "python -m bench.evaluate_video "
                               + " ".join(sys.argv[1:] if argv is None else argv)}
     started = time.perf_counter()
     try:
