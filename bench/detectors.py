@@ -38,6 +38,7 @@ import cv2
 import numpy as np
 
 from bench import synth
+from stream.tracking import iou_xyxy
 from stream.types import Faces
 
 BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -111,7 +112,7 @@ def match(faces: Faces, gt_xyxy: np.ndarray, min_score: float) -> tuple[np.ndarr
     hit = np.zeros(len(gt_xyxy), bool)
     if len(faces) == 0:
         return hit, 0
-    ious = synth.box_iou(faces.xyxy, gt_xyxy)
+    ious = iou_xyxy(faces.xyxy, gt_xyxy)
     unmatched = 0
     for i in np.argsort(-faces.score, kind="stable"):
         candidates = np.where(hit, -1.0, ious[i]) if len(gt_xyxy) else np.empty(0)

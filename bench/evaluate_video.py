@@ -47,6 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stream.tracking import iou_xyxy, linear_sum_assignment
 from stream.types import (
     AGE_GROUPS,
     AGE_YEARS,
@@ -379,24 +380,15 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, m)`` float32 IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
-    from bench.synth import box_iou
-
-    return box_iou(a, b)
-
-
 def match_frame(gt_xyxy: np.ndarray, pred_xyxy: np.ndarray, threshold: float = IOU_THRESHOLD) -> list[tuple[int, int]]:
     """One-to-one GT ↔ prediction pairs with IoU >= ``threshold``, maximizing total IoU.
 
     Returns:
         ``(gt_index, pred_index)`` pairs.
     """
-    from stream.tracking import linear_sum_assignment
-
     if len(gt_xyxy) == 0 or len(pred_xyxy) == 0:
         return []
-    iou = iou_matrix(gt_xyxy, pred_xyxy)
+    iou = iou_xyxy(gt_xyxy, pred_xyxy)
     cost = np.where(iou >= threshold, 1.0 - iou, 1e6)
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
@@ -417,7 +409,7 @@ def split_ignored(gt_rows: list[dict[str, Any]], pred_xyxy: np.ndarray,
         # Predictions are first matched to the counted faces; the rest on an ignored face are dropped.
         counted_boxes = np.asarray([gt_rows[i]["xyxy"] for i in counted], np.float32).reshape(-1, 4)
         taken = {p for _, p in match_frame(counted_boxes, pred_xyxy)}
-        iou = iou_matrix(boxes, pred_xyxy)
+        iou = iou_xyxy(boxes, pred_xyxy)
         for p in range(len(pred_xyxy)):
             if p not in taken and (iou[:, p] >= IOU_THRESHOLD).any():
                 keep[p] = False
@@ -450,7 +442,7 @@ def mot_metrics(gt_frames: Sequence[list[dict[str, Any]]], pred_frames: Sequence
         gt_ids = [rows[i]["track_id"] for i in counted]
         gt_xyxy = np.asarray([rows[i]["xyxy"] for i in counted], np.float32).reshape(-1, 4)
         hyp_ids = np.asarray(pred["track_id"])[keep].tolist()
-        iou = iou_matrix(gt_xyxy, pred_xyxy[keep])
+        iou = iou_xyxy(gt_xyxy, pred_xyxy[keep])
         acc.update(gt_ids, hyp_ids, np.where(iou >= IOU_THRESHOLD, 1.0 - iou, np.nan))
     summary = mm.metrics.create().compute(
         acc, metrics=["idf1", "mota", "num_switches", "num_objects", "num_false_positives", "num_misses",
@@ -607,7 +599,7 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
         ready = faces.data[LABEL_READY]
         if not ready.any():
             continue
-        iou = iou_matrix(face.face_xyxy[None] + offset, faces.xyxy)[0]
+        iou = iou_xyxy(face.face_xyxy[None] + offset, faces.xyxy)[0]
         iou[~ready] = -1
         best = int(np.argmax(iou))
         if iou[best] < IOU_THRESHOLD:

