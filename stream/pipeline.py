@@ -57,8 +57,6 @@ class Pipeline:
         config: Validated configuration.
         detector: Use this detector instead of building one from the config.
         classifiers: Use these classifiers instead of building them from the config.
-        classify_all: Classify every eligible face on every frame (the baseline the
-            scheduler is measured against), ignoring the scheduler's budget and intervals.
     """
 
     def __init__(
@@ -67,7 +65,6 @@ class Pipeline:
         *,
         detector: Detector | None = None,
         classifiers: list[OnnxClassifier] | None = None,
-        classify_all: bool = False,
     ) -> None:
         self.config = config
         self.detector = detector or build_detector(config.detector, config.models, config.runtime)
@@ -79,7 +76,6 @@ class Pipeline:
         self.scheduler = Scheduler(config.scheduler)
         self.book = TrackBook(config.trackbook)
         self.annotator = Annotator(config.annotate)
-        self.classify_all = classify_all
         self.timer = StageTimer()
         self.totals = Totals()
         self.fps_hint = 0.0
@@ -144,10 +140,7 @@ class Pipeline:
         timer.add("track", t2 - t1)
 
         book.observe_presence(faces, frame.index)
-        if self.classify_all:
-            chosen = self.scheduler.eligible(faces)
-        else:
-            chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
+        chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
         if chosen.any():
             picked = faces[chosen]
             estimates = self._classify(frame, picked)
@@ -251,7 +244,7 @@ def run(
     recent: list[float] = []
     interrupted = False
     iterator = iter(frames)
-    # Drawing costs ~1 ms per 1080p frame; an events-only (analytics) run has nobody to show it to.
+    # Drawing costs time on every frame; an events-only (analytics) run has nobody to show it to.
     draw = any(getattr(sink, "shows_image", True) for sink in sinks)
     while max_frames is None or processed < max_frames:
         t0 = time.perf_counter()

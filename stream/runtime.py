@@ -2,7 +2,7 @@
 
 On our 2-core CPU target the defaults matter: onnxruntime's default thread pool
 spins waiting threads, which steals the core that decode and encode run on, so
-spinning is off (measured in ``python -m stream.bench``) and intra-op threads
+spinning is off (measured by ``python -m bench.runtime``) and intra-op threads
 default to the number of cores. With ``device: cuda`` every session asks for the
 CUDA execution provider and we log the provider each session really got, because
 onnxruntime silently falls back to the CPU.
@@ -74,7 +74,7 @@ def flush_denormal_weights(path: Path) -> tuple[bytes | None, int]:
     Some published weights (the Cydral age network: 6,667 of its first two layers' weights) hold
     denormal floats (|w| < 1.2e-38). x86 CPUs compute with denormals through a microcode slow path,
     and onnxruntime's ``session.set_denormal_as_zero`` does not reach the thread that runs a
-    single-threaded session, so such a model ran 10x slower here (10.5 vs 1.0 ms a face). Zeroing
+    single-threaded session, so such a model ran an order of magnitude slower on the CPU. Zeroing
     them changes every output by less than float32 rounding; the file on disk, and so its sha256,
     stay untouched.
 

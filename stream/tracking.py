@@ -137,10 +137,18 @@ def _kf_update(mean: np.ndarray, cov: np.ndarray, measurement: np.ndarray) -> tu
 # ---------------------------------------------------------------------------------------------
 
 
-def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes as an ``(n, m)`` float64 array."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
+def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes: the tracker's association cost, and the benchmarks' matching rule.
+
+    Args:
+        a: ``(n, 4)`` xyxy boxes, any real dtype.
+        b: ``(m, 4)`` xyxy boxes, any real dtype.
+
+    Returns:
+        ``(n, m)`` float64 IoU in [0, 1].
+    """
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
     top_left = np.maximum(a[:, None, :2], b[None, :, :2])
     bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
     inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
@@ -155,8 +163,8 @@ def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Minimum-cost assignment of rows to columns (the Hungarian problem).
 
     Shortest augmenting path algorithm (Crouse, 2016), as in ``scipy.optimize.linear_sum_assignment``,
-    with the inner loop vectorized; for the tens of faces in a frame it takes well under a
-    millisecond per row, so the tracker needs no scipy.
+    with the inner loop vectorized, which is quick enough for the tens of faces in a frame, so the
+    tracker needs no scipy.
 
     Args:
         cost: ``(n, m)`` finite cost matrix.
@@ -246,7 +254,7 @@ def _match(track_xyxy: np.ndarray, det_xyxy: np.ndarray, max_cost: float) -> tup
     n, m = len(track_xyxy), len(det_xyxy)
     if n == 0 or m == 0:
         return np.empty((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64)
-    iou = _iou_xyxy(track_xyxy, det_xyxy)
+    iou = iou_xyxy(track_xyxy, det_xyxy)
     cost = 1.0 - iou
     allowed = (iou > 0.0) & (cost <= max_cost)
     # Forbidden pairs cost more than any allowed one (all allowed costs are <= 1), so the solver

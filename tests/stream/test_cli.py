@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import shared_file
 from tests.stream import test_sources_rtsp as rtsp
-from tests.stream.cli_util import child_env, error_line, free_port, read_events, run_cli
+from tests.support.cli_util import child_env, error_line, free_port, read_events, run_cli
 
 # The real RTSP test server (GStreamer) and its fixtures, shared with the live-source tests.
 rtsp_ready = rtsp.rtsp_ready

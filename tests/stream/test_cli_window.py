@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO, shared_file
 from tests.stream import test_sinks
-from tests.stream.cli_util import child_env, cli_command, probe_video, read_events
+from tests.support.cli_util import child_env, cli_command, probe_video, read_events
 
 # A private Xvfb per module (skips when the xvfb package is missing), shared with the sink tests.
 xvfb_display = test_sinks.xvfb_display

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import REPO, shared_file
 from tests.stream import test_sources_rtsp as rtsp
-from tests.stream.cli_util import child_env, cli_command, free_port, probe_video, read_events
+from tests.support.cli_util import child_env, cli_command, free_port, probe_video, read_events
 
 # The real RTSP test server (GStreamer), used here as a real-time live source.
 rtsp_ready = rtsp.rtsp_ready

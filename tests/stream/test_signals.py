@@ -18,7 +18,7 @@ import pytest
 from stream.signals import STOP_GRACE_S
 from tests.conftest import REPO, shared_file
 from tests.stream import test_sources_rtsp as rtsp
-from tests.stream.cli_util import child_env, cli_command, probe_video, read_events
+from tests.support.cli_util import child_env, cli_command, probe_video, read_events
 
 # The real RTSP test server (GStreamer) and its fixtures, shared with the live-source tests.
 rtsp_ready = rtsp.rtsp_ready

@@ -1,4 +1,4 @@
-"""Live-source tests against a real RTSP server on loopback (tests/rtsp_server.py, GStreamer).
+"""Live-source tests against a real RTSP server on loopback (tests/support/rtsp_server.py, GStreamer).
 
 The server runs under the system Python, which sees Debian's python3-gi; the tests skip with the
 packages to install when it is missing. Outages are made for real: the server is SIGKILLed and
@@ -22,7 +22,7 @@ import pytest
 from stream.sources import LiveSource, SourceError, open_source
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "rtsp_server.py"
+SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "support" / "rtsp_server.py"
 CLIP = "talking_woman_512.mp4"  # 512x512 H.264, 30 fps
 APT_HINT = (
     "apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base "
@@ -81,7 +81,7 @@ def _free_port() -> int:
 
 
 class RtspServer:
-    """tests/rtsp_server.py as a child process that can be killed, restarted, frozen and thawed."""
+    """tests/support/rtsp_server.py as a child process that can be killed, restarted, frozen and thawed."""
 
     def __init__(self, clip: Path, log_path: Path, user: str | None = None, password: str | None = None) -> None:
         self.clip = clip

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from stream.tracking import ByteTracker, linear_sum_assignment
+from stream.tracking import ByteTracker, iou_xyxy, linear_sum_assignment
 from stream.types import NO_TRACK, Faces
 
 HIGH = 0.9  # a clearly detected face
@@ -160,6 +160,31 @@ def test_linear_sum_assignment_rejects_bad_costs(cost: np.ndarray, error: type[E
 def test_linear_sum_assignment_empty(shape: tuple[int, int]) -> None:
     rows, cols = linear_sum_assignment(np.zeros(shape))
     assert rows.shape == cols.shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ([0, 0, 10, 10], [0, 0, 10, 10], 1.0),  # identical
+        ([0, 0, 10, 10], [5, 0, 15, 10], 50 / 150),  # half a box apart
+        ([0, 0, 10, 10], [0, 0, 5, 5], 25 / 100),  # nested
+        ([0, 0, 10, 10], [10, 0, 20, 10], 0.0),  # touching edges
+        ([0, 0, 10, 10], [20, 20, 30, 30], 0.0),  # apart
+        ([5, 5, 5, 5], [5, 5, 5, 5], 0.0),  # zero-area boxes overlap nothing (no division by zero)
+    ],
+)
+def test_iou_xyxy_pairs(a: list[float], b: list[float], expected: float) -> None:
+    iou = iou_xyxy(np.asarray([a], np.float32), np.asarray([b], np.float32))
+    assert iou.shape == (1, 1) and iou.dtype == np.float64
+    assert iou[0, 0] == pytest.approx(expected)
+
+
+def test_iou_xyxy_is_pairwise_and_accepts_empty_sets() -> None:
+    a = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)
+    b = np.array([[0, 0, 10, 10], [100, 100, 110, 110], [5, 0, 15, 10]], np.float32)
+    np.testing.assert_allclose(iou_xyxy(a, b), [[1, 0, 1 / 3], [1 / 3, 0, 1]])
+    assert iou_xyxy(a, np.empty((0, 4))).shape == (2, 0)
+    assert iou_xyxy(np.empty(0), b).shape == (0, 3)
 
 
 # ---------------------------------------------------------------------------------------------

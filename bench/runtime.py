@@ -1,4 +1,4 @@
-"""``python -m stream.bench_runtime``: onnxruntime session settings measured on this machine.
+"""``python -m bench.runtime``: onnxruntime session settings measured on this machine.
 
 Runs the full pipeline (decode thread, detection, classification, H.264 encode thread) on a
 clip under each combination of ``runtime.intra_op_threads`` and ``runtime.allow_spinning``,
@@ -35,7 +35,7 @@ def _one_run(config, clip: str, max_frames: int, out_dir: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stream.bench_runtime", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.runtime", description=__doc__)
     parser.add_argument("--source", default=str(Path(__file__).resolve().parents[2] / "shared/videos/crowd_1080p.mp4"))
     parser.add_argument("--max-frames", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=3)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from stream import bench_detectors
+from bench import detectors
 from stream.types import Faces
 from tests.conftest import shared_file
 
@@ -14,16 +14,16 @@ def test_quick_run_writes_every_detector_and_size(tmp_path, capsys):
     shared_file("videos", "crowd_1080p.mp4")
     shared_file("data", "utkface", "UTKFace")
     out = tmp_path / "report.json"
-    assert bench_detectors.main(["--quick", "--json", str(out)]) == 0
+    assert detectors.main(["--quick", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    present, _ = bench_detectors.available_detectors()
+    present, _ = detectors.available_detectors()
     assert set(report["detectors"]) | set(report["skipped"]) >= set(present)
     assert report["detectors"], "no detector could be benchmarked"
     for name, result in report["detectors"].items():
         assert set(result["ms"]) == {"640x360", "1920x1080"}
         assert all(ms >= 0 for ms in result["ms"].values()), name
         for recall in result["recall"].values():
-            assert set(recall) == {str(s) for s in bench_detectors.BUCKETS}
+            assert set(recall) == {str(s) for s in detectors.BUCKETS}
             assert all(0.0 <= r <= 1.0 for r in recall.values()), name
         for fp in result["fp_per_frame"].values():
             assert all(v >= 0 for v in fp.values()), name
@@ -31,7 +31,7 @@ def test_quick_run_writes_every_detector_and_size(tmp_path, capsys):
 
 
 def test_unknown_detector_is_an_error(capsys):
-    assert bench_detectors.main(["--quick", "--detectors", "nope"]) == 2
+    assert detectors.main(["--quick", "--detectors", "nope"]) == 2
     assert "unknown nope" in capsys.readouterr().err
 
 
@@ -52,5 +52,5 @@ def _faces(xyxy, score):
 )
 def test_match_table(xyxy, score, min_score, hits, unmatched):
     gt = np.asarray([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)
-    hit, fp = bench_detectors.match(_faces(xyxy, np.asarray(score, np.float32)), gt, min_score)
+    hit, fp = detectors.match(_faces(xyxy, np.asarray(score, np.float32)), gt, min_score)
     assert hit.tolist() == hits and fp == unmatched

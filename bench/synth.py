@@ -36,6 +36,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from stream.tracking import iou_xyxy
 from stream.types import Faces
 
 REPO = Path(__file__).resolve().parents[1]
@@ -188,7 +189,7 @@ def box_on_crop(detector: _DetectorLike, crop: np.ndarray, min_score: float = 0.
     if len(faces) == 0:
         return None
     boxes = faces.xyxy - offset
-    ious = box_iou(boxes, fixed_face_box(crop.shape[0])[None])[:, 0]
+    ious = iou_xyxy(boxes, fixed_face_box(crop.shape[0])[None])[:, 0]
     good = np.flatnonzero(ious >= 0.5)
     if len(good) == 0:
         return None
@@ -621,24 +622,3 @@ def make_backgrounds(
     if len(backgrounds) < n:
         raise ValueError(f"size {width}x{height}: only {len(backgrounds)} of {n} tiled backgrounds were face-free")
     return backgrounds
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU.
-
-    Args:
-        a: ``(n, 4)`` xyxy boxes.
-        b: ``(m, 4)`` xyxy boxes.
-
-    Returns:
-        ``(n, m)`` float32 IoU.
-    """
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)

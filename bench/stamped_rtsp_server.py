@@ -1,16 +1,16 @@
 """A live RTSP camera for the latency benchmark: a clip re-encoded in real time, every frame time-stamped.
 
-Run from the repo root with the *system* Python, which sees Debian's python3-gi (the project's venv does
-not), as a module (run as a file, ``stream/types.py`` would shadow the standard library's ``types``)::
+Run from the repo root, as a module, with the *system* Python, which sees Debian's python3-gi (the
+project's venv does not)::
 
-    /usr/bin/python3 -m stream.stamped_rtsp_server --port 8554 --clip ../shared/videos/woman_1280x720.mp4
+    /usr/bin/python3 -m bench.stamped_rtsp_server --port 8554 --clip ../shared/videos/woman_1280x720.mp4
 
 Serves ``rtsp://127.0.0.1:PORT/stream`` and prints ``READY <port>`` once it accepts connections. Unlike
-``tests/rtsp_server.py`` (which replays the clip's H.264 untouched), this one behaves like a camera: the
+``tests/support/rtsp_server.py`` (which replays the clip's H.264 untouched), this one behaves like a camera: the
 clip's frames are decoded once into memory, and for every client a thread pushes them at the clip's
 frame rate into ``appsrc ! x264enc tune=zerolatency`` after drawing a **stamp** into the bottom-right
 corner: the push time (``CLOCK_MONOTONIC``, ms, 32 bits) and an 8-bit check, as 2 rows of 20 black/white
-16x16 blocks on the macroblock grid (:mod:`stream.bench_latency` reads it back). The push is the
+16x16 blocks on the macroblock grid (:mod:`bench.latency` reads it back). The push is the
 "capture" instant: the latency measured from it covers encoding, RTSP, the product's decoding, grabbing
 and processing. A thread that falls behind (the process was frozen with SIGSTOP) skips ahead like a
 camera, it does not burst the frames it missed.
@@ -33,7 +33,7 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
-# The stamp layout; stream/bench_latency.py holds the same constants.
+# The stamp layout; bench/latency.py holds the same constants.
 BLOCK = 16
 COLUMNS = 20
 ROWS = 2
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 def serve(server: GstRtspServer.RTSPServer, port: int, ready_line: str) -> int:
     """Attach ``server`` and run its main loop until SIGTERM or SIGINT; print ``ready_line`` once it listens.
 
-    Shared with ``tests/rtsp_server.py`` (both run under the system python3 that has python3-gi).
+    Shared with ``tests/support/rtsp_server.py`` (both run under the system python3 that has python3-gi).
 
     Returns:
         The exit code: 0 after a signal, 1 when the port cannot be bound.

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.bench_latency import BLOCK, COLUMNS, MARGIN, ROWS, parse_outages, read_stamp, summarize_latency
+from bench.latency import BLOCK, COLUMNS, MARGIN, ROWS, parse_outages, read_stamp, summarize_latency
 
 
 def _stamped(value_ms: int, width: int = 1280, height: int = 720) -> np.ndarray:
-    """A BGR frame stamped as stream/stamped_rtsp_server.py does (that module needs gi, so it is mirrored)."""
+    """A BGR frame stamped as bench/stamped_rtsp_server.py does (that module needs gi, so it is mirrored)."""
     check = (sum(value_ms.to_bytes(4, "big")) & 0xFF) ^ 0x5A
     word = (value_ms << 8) | check
     bits = [(word >> (39 - i)) & 1 for i in range(COLUMNS * ROWS)]

@@ -1,10 +1,10 @@
 """Capture-to-output latency of the live pipeline on a 720p30 RTSP camera, and its reconnection times.
 
-``python -m stream.bench_latency [--minutes 5] [--json OUT] [--set section.key=value ...]``
+``python -m bench.latency [--minutes 5] [--json OUT] [--set section.key=value ...]``
 
 How it measures:
 
-* **The camera** is :mod:`stream.stamped_rtsp_server` (GStreamer, run with the system Python): a 720p30
+* **The camera** is :mod:`bench.stamped_rtsp_server` (GStreamer, run with the system Python): a 720p30
   clip with a real face (``woman_1280x720.mp4``) re-encoded live with x264 ``tune=zerolatency``, each
   frame stamped in its bottom-right corner with the instant it was pushed into the encoder
   (``CLOCK_MONOTONIC`` ms, shared by every process on the machine).
@@ -25,7 +25,7 @@ How it measures:
   one longer than the stall detection (up to 2 x ``source.read_timeout_s``) makes the grabber reconnect.
   These follow the ``source.*`` timeouts and backoff of the config (``--set`` to try others).
 
-Needs the Debian packages of :mod:`stream.stamped_rtsp_server` (see ``.ci/run``). Prints a table;
+Needs the Debian packages of :mod:`bench.stamped_rtsp_server` (see ``.ci/run``). Prints a table;
 ``--json OUT`` writes every figure.
 """
 
@@ -62,7 +62,7 @@ APT_HINT = (
     "apt-get install python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good "
     "gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav"
 )
-# The stamp layout of stream/stamped_rtsp_server.py: 2 rows of 20 16x16 blocks, 16 px from the corner.
+# The stamp layout of bench/stamped_rtsp_server.py: 2 rows of 20 16x16 blocks, 16 px from the corner.
 BLOCK, COLUMNS, ROWS, MARGIN = 16, 20, 2, 16
 _MASK = 0xFFFFFFFF
 
@@ -144,7 +144,7 @@ class StampSink(Sink):
 
 
 class CameraServer:
-    """:mod:`stream.stamped_rtsp_server` as a child process that can be killed, restarted, frozen, thawed."""
+    """:mod:`bench.stamped_rtsp_server` as a child process that can be killed, restarted, frozen, thawed."""
 
     def __init__(self, clip: Path, port: int, log_path: Path) -> None:
         self.clip, self.port, self.log_path = clip, port, log_path
@@ -158,7 +158,7 @@ class CameraServer:
         command = [
             SYSTEM_PYTHON,
             "-m",
-            "stream.stamped_rtsp_server",
+            "bench.stamped_rtsp_server",
             "--port",
             str(self.port),
             "--clip",
@@ -306,7 +306,7 @@ def _shared_clip(name: str) -> Path:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m stream.bench_latency", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="python -m bench.latency", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--minutes", type=float, default=5.0, help="length of the latency run (1 = quick)")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """Compare the registered face detectors: speed, recall by face size, false positives.
 
-``python -m stream.bench_detectors [--detectors a,b] [--quick] [--json OUT]`` (also reachable as
-``python -m stream.bench detectors ...`` through :func:`main`).
+``python -m bench.detectors [--detectors a,b] [--quick] [--json OUT]`` (also reachable as
+``python -m bench detectors ...`` through :func:`main`).
 
 What is measured, per detector whose model file is present (absent ones are listed and skipped; nothing
 is downloaded):
@@ -9,12 +9,12 @@ is downloaded):
 * **ms per frame**: median wall time of ``detect()`` on real frames of ``crowd_1080p.mp4``, at 1920x1080
   and resized to 640x360 (the resize to the network is part of the cost). Detectors are interleaved run
   by run, so load from other processes hits all of them alike.
-* **recall by face size**: composites from :mod:`stream.synth` (640x360, one face size per frame, up to
+* **recall by face size**: composites from :mod:`bench.synth` (640x360, one face size per frame, up to
   ``--max-faces`` UTKFace faces over face-free clip backgrounds). With ``input_long_side`` 640 a face
   of ``s`` frame pixels is ``s`` network pixels. Size = shorter side of the reference face box.
 * **ground truth per detector**: detectors disagree on where a face box ends (YuNet and RetinaFace
   extend it above the cut UTKFace forehead, SCRFD stops at the crop). So each detector's GT for a pasted
-  face is *its own* box on that source crop (:func:`stream.synth.box_on_crop`, masked crop over grey at
+  face is *its own* box on that source crop (:func:`bench.synth.box_on_crop`, masked crop over grey at
   native size), mapped to the paste position and scale; where it finds nothing on the crop, the
   reference box shifted by that detector's median offset. A hit is a detection with IoU >= 0.5 with its
   GT (greedy, best score first), so recall measures finding faces, not box conventions.
@@ -37,7 +37,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from stream import synth
+from bench import synth
+from stream.tracking import iou_xyxy
 from stream.types import Faces
 
 BUCKETS = (16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -111,7 +112,7 @@ def match(faces: Faces, gt_xyxy: np.ndarray, min_score: float) -> tuple[np.ndarr
     hit = np.zeros(len(gt_xyxy), bool)
     if len(faces) == 0:
         return hit, 0
-    ious = synth.box_iou(faces.xyxy, gt_xyxy)
+    ious = iou_xyxy(faces.xyxy, gt_xyxy)
     unmatched = 0
     for i in np.argsort(-faces.score, kind="stable"):
         candidates = np.where(hit, -1.0, ious[i]) if len(gt_xyxy) else np.empty(0)
@@ -368,7 +369,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m stream.bench_detectors",
+        prog="python -m bench.detectors",
         description="Compare face detectors: ms per frame, recall by face size, false positives per frame.",
     )
     parser.add_argument("--detectors", help="comma-separated registry names (default: all with a model file)")
@@ -417,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    report["settings"]["command"] = "python -m stream.bench_detectors " + " ".join(argv or sys.argv[1:])
+    report["settings"]["command"] = "python -m bench.detectors " + " ".join(argv or sys.argv[1:])
     report["settings"]["seconds"] = round(time.perf_counter() - started, 1)
     print(format_table(report))
     print(f"({report['settings']['composites']} composites, {report['settings']['seconds']} s)")

@@ -2,7 +2,7 @@
 
 Run it with the *system* Python, which sees Debian's python3-gi (the project's venv does not)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --clip ../shared/videos/talking_woman_512.mp4 \
+    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 --clip ../shared/videos/talking_woman_512.mp4 \
         [--user alice --password secret]
 
 Needs the Debian packages gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good (qtdemux, rtph264pay)
@@ -24,10 +24,10 @@ gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import Gst, GstRtspServer  # noqa: E402
 
-# Run as a script by the system python3: the repo root is not on its path. stream.stamped_rtsp_server needs only
+# Run as a script by the system python3: the repo root is not on its path. bench.stamped_rtsp_server needs only
 # gi and the standard library.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from stream.stamped_rtsp_server import serve  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.stamped_rtsp_server import serve  # noqa: E402
 
 
 def load_access_units(clip: str) -> tuple[list[tuple[bytes, int, int, int, bool]], Gst.Caps, int]:

@@ -1,9 +1,9 @@
 """Labelled-video evaluation: generate videos with known faces, run the real pipeline, score it.
 
-``python -m stream.evaluate_video [--out DIR] [--videos N] [--frames N] [--json OUT]``
+``python -m bench.evaluate_video [--out DIR] [--videos N] [--frames N] [--json OUT]``
 
 **Generated videos** (:func:`generate_video`): real UTKFace faces (any folder of UTKFace-named images) pasted
-with :mod:`stream.synth` over a real face-free background cut from the shared clips. Each face is a
+with :mod:`bench.synth` over a real face-free background cut from the shared clips. Each face is a
 track that enters from or leaves through a frame edge (or is there from the start / to the end), moves
 on a straight path with a wobble, grows or shrinks up to 2x, and is pasted in a fixed depth order, so
 paths cross and nearer faces occlude farther ones. Faces are composited on a background padded by a
@@ -47,6 +47,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from stream.tracking import iou_xyxy, linear_sum_assignment
 from stream.types import (
     AGE_GROUPS,
     AGE_YEARS,
@@ -173,7 +174,7 @@ def generate_video(
     Raises:
         ValueError: A count, size or range argument is out of range.
     """
-    from stream import synth
+    from bench import synth
     from stream.sinks import SinkOptions, VideoSink
 
     if n_tracks < 1:
@@ -379,24 +380,15 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
 # ------------------------------------------------------------------------------------------ metrics
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, m)`` float32 IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
-    from stream.synth import box_iou
-
-    return box_iou(a, b)
-
-
 def match_frame(gt_xyxy: np.ndarray, pred_xyxy: np.ndarray, threshold: float = IOU_THRESHOLD) -> list[tuple[int, int]]:
     """One-to-one GT ↔ prediction pairs with IoU >= ``threshold``, maximizing total IoU.
 
     Returns:
         ``(gt_index, pred_index)`` pairs.
     """
-    from stream.tracking import linear_sum_assignment
-
     if len(gt_xyxy) == 0 or len(pred_xyxy) == 0:
         return []
-    iou = iou_matrix(gt_xyxy, pred_xyxy)
+    iou = iou_xyxy(gt_xyxy, pred_xyxy)
     cost = np.where(iou >= threshold, 1.0 - iou, 1e6)
     rows, cols = linear_sum_assignment(cost)
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
@@ -417,7 +409,7 @@ def split_ignored(gt_rows: list[dict[str, Any]], pred_xyxy: np.ndarray,
         # Predictions are first matched to the counted faces; the rest on an ignored face are dropped.
         counted_boxes = np.asarray([gt_rows[i]["xyxy"] for i in counted], np.float32).reshape(-1, 4)
         taken = {p for _, p in match_frame(counted_boxes, pred_xyxy)}
-        iou = iou_matrix(boxes, pred_xyxy)
+        iou = iou_xyxy(boxes, pred_xyxy)
         for p in range(len(pred_xyxy)):
             if p not in taken and (iou[:, p] >= IOU_THRESHOLD).any():
                 keep[p] = False
@@ -450,7 +442,7 @@ def mot_metrics(gt_frames: Sequence[list[dict[str, Any]]], pred_frames: Sequence
         gt_ids = [rows[i]["track_id"] for i in counted]
         gt_xyxy = np.asarray([rows[i]["xyxy"] for i in counted], np.float32).reshape(-1, 4)
         hyp_ids = np.asarray(pred["track_id"])[keep].tolist()
-        iou = iou_matrix(gt_xyxy, pred_xyxy[keep])
+        iou = iou_xyxy(gt_xyxy, pred_xyxy[keep])
         acc.update(gt_ids, hyp_ids, np.where(iou >= IOU_THRESHOLD, 1.0 - iou, np.nan))
     summary = mm.metrics.create().compute(
         acc, metrics=["idf1", "mota", "num_switches", "num_objects", "num_false_positives", "num_misses",
@@ -588,13 +580,13 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
                      utkface: str | Path | None = None) -> dict[int, tuple[int, int]]:
     """Each GT face's source image, classified once through the product's still-image path.
 
-    The crop is masked over grey as it is pasted (:func:`stream.synth.reference_canvas`); the detection
+    The crop is masked over grey as it is pasted (:func:`bench.synth.reference_canvas`); the detection
     overlapping the known face box best is taken.
 
     Returns:
         GT track id → ``(age_group, gender)``; faces the detector misses are left out.
     """
-    from stream import synth
+    from bench import synth
     from stream.pipeline import Pipeline
 
     root = Path(utkface) if utkface is not None else synth.shared_dir() / "data" / "utkface" / "UTKFace"
@@ -607,7 +599,7 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
         ready = faces.data[LABEL_READY]
         if not ready.any():
             continue
-        iou = iou_matrix(face.face_xyxy[None] + offset, faces.xyxy)[0]
+        iou = iou_xyxy(face.face_xyxy[None] + offset, faces.xyxy)[0]
         iou[~ready] = -1
         best = int(np.argmax(iou))
         if iou[best] < IOU_THRESHOLD:
@@ -789,7 +781,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m stream.evaluate_video",
+    parser = argparse.ArgumentParser(prog="python -m bench.evaluate_video",
                                      description="Generate labelled videos, run the pipeline on them, report "
                                                  "IDF1/MOTA, label accuracy, flicker; stability on real clips.")
     parser.add_argument("--out", help=f"folder for generated videos (default {default_out_dir()})")
@@ -815,7 +807,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry; prints the tables, returns 0 (2 on bad arguments)."""
-    from stream import synth
+    from bench import synth
     from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
@@ -826,7 +818,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out_dir = Path(args.out) if args.out else default_out_dir()
-    report: dict[str, Any] = {"out_dir": str(out_dir), "command": "python -m stream.evaluate_video "
+    report: dict[str, Any] = {"out_dir": str(out_dir), "command": "python -m bench.evaluate_video "
                               + " ".join(sys.argv[1:] if argv is None else argv)}
     started = time.perf_counter()
     try:

