@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from models.cache import manifests_dir
+
 logger = logging.getLogger(__name__)
 
 # "detector_stage": a network that is one part of a multi-network detector (MTCNN's R-Net and O-Net);
@@ -515,13 +517,6 @@ _SPEC_FIELDS = ("name", "task", "family", "file_name", "sha256", "input_size", "
                 "outputs", "licence", "commercial_use", "provenance")
 # Fields a built-in export's manifest must agree on with the registry (the rest is the registry's word).
 _PINNED_FIELDS = ("task", "family", "file_name", "input_size", "color", "mean", "std")
-
-
-def manifests_dir() -> Path:
-    """``<model cache>/manifests``: where exports record what they wrote."""
-    from models.fetch import cache_dir  # lazy: models.fetch imports this module
-
-    return cache_dir() / "manifests"
 
 
 def manifest_path(name: str) -> Path:
