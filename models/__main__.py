@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from models.fetch import ModelError, cache_dir, is_cached, model_path
+from models.cache import cache_dir
+from models.fetch import ModelError, is_cached, model_path
 from models.registry import MODELS, load_exports
 
 

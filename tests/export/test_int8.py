@@ -8,10 +8,10 @@ onnx = pytest.importorskip("onnx")
 
 from export.int8 import compare_outputs, quantize_int8  # noqa: E402
 from export.torch_onnx import export_onnx  # noqa: E402
-from models.data import fallback_landmarks, list_samples, read_image  # noqa: E402
-from models.dlib_resnet import DlibFaceDescriptor, fold_affine  # noqa: E402
 from models.fetch import model_path  # noqa: E402
-from models.train import to_input  # noqa: E402
+from models.training.data import fallback_landmarks, list_samples, read_image  # noqa: E402
+from models.training.dlib_resnet import DlibFaceDescriptor, fold_affine  # noqa: E402
+from models.training.nets import to_input  # noqa: E402
 from stream.align import align_faces  # noqa: E402
 from tests.conftest import UTKFACE, shared_file  # noqa: E402
 

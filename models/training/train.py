@@ -1,24 +1,24 @@
-"""``python -m models.train``: train the multi-head age/gender network on UTKFace, export it, write its card.
+"""``python -m models.training.train``: train the multi-head age/gender network on UTKFace, export it, write its card.
 
 One command re-trains from scratch (seeded, deterministic split and chips)::
 
-    python -m models.train --data ../shared/data/utkface/UTKFace
+    python -m models.training.train --data ../shared/data/utkface/UTKFace
 
-Steps: list the labelled images; split them (``models.data``: seed 0, 10% validation, stratified by age group
+Steps: list the labelled images; split them (``models.training.data``: seed 0, 10% validation, stratified by age group
 and gender); detect and align every image once through the product's path and cache the chips as ``.npy``
-outside the repo (``--cache``); fine-tune the whole :class:`models.nets.MultiHeadNet` (Cydral age trunk at
+outside the repo (``--cache``); fine-tune the whole :class:`models.training.nets.MultiHeadNet` (Cydral age trunk at
 ``--age-trunk-lr-scale`` x the learning rate, Cydral gender trunk at ``--backbone-lr-scale`` x, new heads at 1x)
 with batch-level augmentation feeding both trunks (flip, small affine jitter, colour jitter, blur/downscale like
 video); ``--freeze-age-trunk`` keeps the age trunk fixed and caches its features instead. Denormal floats are
 flushed (``torch.set_flush_denormal``; the Cydral files hold thousands, zeroed on load), without which the x86
 slow path made an epoch ~15 minutes instead of ~1.5. Checkpoint every epoch (``--resume`` continues); export
-``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and
-the default pair on the validation split through ``models.evaluate``; write ``models/weights/utk_multihead.md``.
+``models/weights/utk_multihead.onnx`` with a parity check; evaluate it and the default pair on the validation
+split through ``models.training.evaluate``; write ``models/weights/utk_multihead.md``.
 
 Backbones (``--backbone``): ``cydral`` (the default) fine-tunes the Cydral age trunk on 64x64 ``dlib_chip`` chips
-with the Cydral gender trunk beside it; ``dlib`` fine-tunes dlib's face-recognition ResNet (``models.dlib_resnet``,
-CC0, from the face_recognition_models package) as the only trunk on 112x112 ``dlib_chip_025`` chips (``--size
-112``): the committed model, whose card gives its one re-training command.
+with the Cydral gender trunk beside it; ``dlib`` fine-tunes dlib's face-recognition ResNet
+(``models.training.dlib_resnet``, CC0, from the face_recognition_models package) as the only trunk on 112x112
+``dlib_chip_025`` chips (``--size 112``): the committed model, whose card gives its one re-training command.
 
 Loss: class-weighted cross-entropy over the 8 groups (weights ~ frequency^-p, ``--class-weight-power``) with label
 smoothing, DLDL (KL to a Gaussian over the 101 age bins) plus L1 on the expected age, and BCE for gender.
@@ -26,14 +26,13 @@ smoothing, DLDL (KL to a Gaussian over the 101 age bins) plus L1 on the expected
 Distillation (``--teachers K``): K members of the same recipe (other seeds, same split) are trained first, then
 the exported net learns from the labels and from the members' averaged predictions on each augmented batch
 (``--kd-weight``); ``--descriptor-teacher W`` blends in a second, different teacher: heads on dlib's frozen
-face descriptor, cross-fitted per image (``models.descriptor_teacher``). ``--member k`` trains one member alone,
-so members can run as parallel processes on one GPU;
-the run without it finds them finished and goes on to the student. On a GPU machine that does not hold the
-images, ``--no-card`` keeps the export's training record beside it, and ``--card-only`` evaluates that export
-and writes its card where the images are.
+face descriptor, cross-fitted per image (``models.training.descriptor_teacher``). ``--member k`` trains one
+member alone, so members can run as parallel processes on one GPU; the run without it finds them finished and
+goes on to the student. On a GPU machine that does not hold the images, ``--no-card`` keeps the export's
+training record beside it, and ``--card-only`` evaluates that export and writes its card where the images are.
 
 Export settings: ``--flip-tta`` (mirror-image averaging in the graph), ``--ensemble-size S`` (the net averaged
-with heads on dlib's frozen descriptor of the S x S chip, ``models.descriptor_teacher.DescriptorEnsemble``) and
+with heads on dlib's frozen descriptor of the S x S chip, ``models.training.descriptor_teacher.DescriptorEnsemble``) and
 ``--int8`` (``export/int8.py``, checked against the float graph). ``--from-weights OLD.onnx`` skips training:
 it reads the trained weights back from an earlier float export (and its ``.train.json``) and exports them with
 this command's settings, so a model trained on a GPU can be re-exported on a CPU machine.
@@ -58,29 +57,29 @@ import onnx
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from models.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
-from models.descriptor_teacher import FOLDS, descriptor_targets
-from models.dlib_resnet import fold_affine
-from models.nets import (
-    AGE_BINS,
+from models.training.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION, build_chip_cache, list_samples, split_indices
+from models.training.descriptor_teacher import FOLDS, descriptor_targets
+from models.training.dlib_resnet import fold_affine
+from models.training.nets import (
+    MEAN_RGB,
+    STD_RGB,
     FlipAverage,
     MultiHeadNet,
+    age_targets,
     build_multihead_from_cydral,
     build_multihead_from_dlib,
+    to_input,
     zero_denormals_,
 )
 from stream.types import AGE_GROUPS, age_group_index
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MODEL_NAME = "utk_multihead"
 OUTPUT_NAMES = ("group_logits", "age", "gender_logit")
 #: Alignment template of each backbone's chips (the padding its pretrained weights saw).
 TEMPLATES = {"cydral": "dlib_chip", "dlib": "dlib_chip_025"}
-#: Normalisation of the Cydral nets (RGB order, 0-255 scale), kept so the pretrained filters still fit.
-MEAN_RGB = (122.782, 117.001, 104.298)
-STD_RGB = (256.0, 256.0, 256.0)
 
 
 #: Settings a resumed run may change: the epoch count (to extend a run) and inference-time settings.
@@ -104,7 +103,7 @@ class TrainConfig:
     run_dir: str = "/tmp/face-stream-train/run"
     out_dir: str = str(REPO / "models" / "weights")
     #: "cydral": the Cydral age trunk + gender trunk (64x64 chips, ``dlib_chip``); "dlib": dlib's face-recognition
-    #: ResNet as the one trunk (112x112 chips, ``dlib_chip_025``; ``models.dlib_resnet``).
+    #: ResNet as the one trunk (112x112 chips, ``dlib_chip_025``; ``models.training.dlib_resnet``).
     backbone: str = "cydral"
     size: int = 64
     epochs: int = 8
@@ -126,15 +125,15 @@ class TrainConfig:
     threads: int = 0
     fp16: bool = False
     group_mix: float = 0.0
-    #: Export with horizontal-flip test-time augmentation baked in (``models.nets.FlipAverage``; 2x the cost).
+    #: Export with horizontal-flip test-time augmentation baked in (``models.training.nets.FlipAverage``; 2x the cost).
     flip_tta: bool = False
     #: Export int8 (static QDQ quantization, ``export.int8``; calibrated on 512 training chips, checked against the
     #: float graph on 512 others): under half the per-face CPU cost on x86 CPUs with VNNI. Overrides ``fp16``'s
     #: float16 weight storage.
     int8: bool = False
     #: Export the net averaged with heads on dlib's frozen face-recognition descriptor read at this chip side
-    #: (``models.descriptor_teacher.DescriptorEnsemble``; the graph then takes chips of this side and resizes them
-    #: for the net; dlib backbone only). 0: the net alone.
+    #: (``models.training.descriptor_teacher.DescriptorEnsemble``; the graph then takes chips of this side and
+    #: resizes them for the net; dlib backbone only). 0: the net alone.
     ensemble_size: int = 0
     #: Decay of an exponential moving average of the weights, updated every step; validation, checkpoints'
     #: figures and the export use the average (0: the raw weights). Averaging over the last few hundred steps
@@ -150,20 +149,13 @@ class TrainConfig:
     #: Train member ``k`` (1..teachers) of the recipe and nothing else (to train members in parallel processes;
     #: the run without ``--member`` then finds them done). 0: the whole recipe.
     member: int = 0
-    #: Weight of the dlib face-descriptor teacher (``models.descriptor_teacher``) in the soft targets: they become
-    #: (1 - w) x the members' average + w x its cross-fitted per-image outputs (w alone without members).
+    #: Weight of the dlib face-descriptor teacher (``models.training.descriptor_teacher``) in the soft targets: they
+    #: become (1 - w) x the members' average + w x its cross-fitted per-image outputs (w alone without members).
     #: 0: members only.
     descriptor_teacher: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
-
-
-def to_input(chips: torch.Tensor) -> torch.Tensor:
-    """``(n, S, S, 3)`` uint8 BGR chips → ``(n, 3, S, S)`` float32 RGB, (x - mean) / 256."""
-    x = chips.flip(-1).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(MEAN_RGB, dtype=torch.float32, device=chips.device).view(1, 3, 1, 1)
-    return (x - mean) / STD_RGB[0]
 
 
 def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -214,14 +206,6 @@ def class_weights(groups: np.ndarray, power: float = 0.5) -> torch.Tensor:
     weights = np.maximum(counts, 1) ** -power
     weights *= len(groups) / (weights[groups].sum())
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def age_targets(age: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``(n, 101)`` Gaussian label distributions over the age bins (DLDL), wider for older faces."""
-    bins = torch.arange(AGE_BINS, dtype=torch.float32, device=age.device)
-    width = sigma + 0.03 * age.float().view(-1, 1)
-    dist = torch.exp(-0.5 * ((bins.view(1, -1) - age.float().view(-1, 1)) / width) ** 2)
-    return dist / dist.sum(dim=1, keepdim=True)
 
 
 def loss_terms(out: dict[str, torch.Tensor], age: torch.Tensor, group: torch.Tensor, gender: torch.Tensor,
@@ -317,12 +301,12 @@ def age_trunk_features(cydral_age_path: str | Path, chips: np.ndarray, batch_siz
     """``(n, 256)`` float32 features of the frozen Cydral age trunk for ``(n, S, S, 3)`` uint8 BGR chips.
 
     Runs the original ONNX graph in onnxruntime with the feature node added as an output (about twice as fast
-    as torch on CPU); ``models.nets.OnnxGraphModule`` gives the same features (checked in the tests).
+    as torch on CPU); ``models.training.nets.OnnxGraphModule`` gives the same features (checked in the tests).
     """
     import onnx
     import onnxruntime as ort
 
-    from models.nets import CYDRAL_FEATURE_NODE
+    from models.training.nets import CYDRAL_FEATURE_NODE
 
     proto = onnx.load(str(cydral_age_path))
     proto.graph.output.append(onnx.helper.make_tensor_value_info(CYDRAL_FEATURE_NODE, onnx.TensorProto.FLOAT, None))
@@ -380,7 +364,7 @@ def predict_chips(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray |
 def quick_val(model: MultiHeadNet, chips: np.ndarray, features: np.ndarray | None, age: np.ndarray,
               gender: np.ndarray) -> dict[str, float]:
     """Validation figures on cached chips (the full runtime-path evaluation runs after export)."""
-    from models.metrics import classification_report, confusion_matrix
+    from models.training.metrics import classification_report, confusion_matrix
 
     if not len(chips):
         return dict.fromkeys(("mae", "group_accuracy", "macro_f1", "f1_80plus", "gender_accuracy"), float("nan"))
@@ -441,7 +425,7 @@ def train(config: TrainConfig, resume: bool = False) -> tuple[MultiHeadNet, dict
     With ``config.member`` = k, only member k is trained and returned.
 
     Denormal floats are flushed to zero while it runs: the Cydral weights hold thousands (zeroed on load,
-    ``models.nets``) and training can create more in activations and gradients; x86 runs those through a
+    ``models.training.nets``) and training can create more in activations and gradients; x86 runs those through a
     microcode slow path, several times slower. The flag is process-wide (it also makes value comparisons treat
     denormals as zero), so it is switched off again on return.
 
@@ -681,9 +665,9 @@ def deploy_graph(model: MultiHeadNet, config: TrainConfig) -> torch.nn.Module:
     Raises:
         ValueError: ``ensemble_size`` with the Cydral backbone (its chips use another template).
     """
-    from models.descriptor_teacher import DescriptorEnsemble
-    from models.dlib_resnet import DlibFaceDescriptor
     from models.fetch import model_path
+    from models.training.descriptor_teacher import DescriptorEnsemble
+    from models.training.dlib_resnet import DlibFaceDescriptor
 
     folded = fold_affine(model)
     graph = FlipAverage(folded).eval() if config.flip_tta else folded
@@ -707,7 +691,7 @@ def _chip_cache(config: TrainConfig, size: int) -> tuple[object, dict[str, np.nd
 
 def ensemble_heads(config: TrainConfig) -> torch.nn.Module:
     """Heads on dlib's descriptors of the training split's ``ensemble_size`` chips (and their mirror images)."""
-    from models.descriptor_teacher import cached_descriptors, fit_heads
+    from models.training.descriptor_teacher import cached_descriptors, fit_heads
 
     samples, cache, train_idx = _chip_cache(config, config.ensemble_size)
     descriptors = cached_descriptors(samples, config.cache, cache["landmarks"], config.ensemble_size)
@@ -837,7 +821,7 @@ def count_denormal_weights(path: str | Path) -> int:
 
 
 def candidate_name(path: Path, sha256: str, size: int, alignment: str = "dlib_chip") -> str:
-    """Register the freshly exported file under a temporary name so ``models.evaluate`` can run it.
+    """Register the freshly exported file under a temporary name so ``models.training.evaluate`` can run it.
 
     The registry entry ``utk_multihead`` pins the committed file's sha256; a new export has another digest,
     so it is evaluated as ``utk_multihead@candidate`` with the same preprocessing.
@@ -861,7 +845,7 @@ _NOT_RECIPE = ("data", "cache", "run_dir", "out_dir", "limit", "threads", "membe
 def retrain_command(config: TrainConfig) -> str:
     """The one command that re-trains ``config``'s model: every recipe setting that differs from the defaults."""
     defaults = asdict(TrainConfig())
-    parts = ["python -m models.train --data ../shared/data/utkface/UTKFace"]
+    parts = ["python -m models.training.train --data ../shared/data/utkface/UTKFace"]
     for key, value in asdict(config).items():
         if key in _NOT_RECIPE or value == defaults[key]:
             continue
@@ -878,20 +862,22 @@ _STARTING_WEIGHTS = {"cydral": "Cydral age and gender networks",
 def _network_line(config: TrainConfig) -> str:
     """The card's description of the network of ``config.backbone``."""
     if config.backbone == "dlib":
-        return ("- Network (`models.nets.MultiHeadNet`): dlib's face-recognition ResNet (29 conv layers, "
-                "metric-learnt on ~3M faces; read from its dlib file by `models.dlib_resnet`) as the one trunk, "
+        return ("- Network (`models.training.nets.MultiHeadNet`): dlib's face-recognition ResNet (29 conv layers, "
+                "metric-learnt on ~3M faces; read from its dlib file by `models.training.dlib_resnet`) as the one "
+                "trunk, "
                 f"fine-tuned at {config.size}x{config.size} (256-d pooled features; its descriptor layer dropped); "
                 "heads: 8-group MLP, 101-bin age distribution (linear + residual MLP), gender logit, all new."
                 + (f" Exported averaged with heads on dlib's frozen 128-d descriptor of the {config.ensemble_size}x"
-                   f"{config.ensemble_size} chip (`models.descriptor_teacher.DescriptorEnsemble`: 2x256 MLP, the "
+                   f"{config.ensemble_size} chip (`models.training.descriptor_teacher.DescriptorEnsemble`: 2x256 "
+                   "MLP, the "
                    "same three outputs, fitted on the training split's descriptors of each chip and its mirror "
                    "image); the graph takes that chip and resizes it (bilinear) to "
                    f"{config.size}x{config.size} for the fine-tuned net; group probabilities, ages and P(female) "
                    "of the two are averaged." if config.ensemble_size else ""))
-    return ("- Network (`models.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
+    return ("- Network (`models.training.nets.MultiHeadNet`): the Cydral/dlib ResNet-10 age trunk ("
             + ("frozen" if config.freeze_age_trunk else "fine-tuned") + ", 256-d features) and "
             "the Cydral gender trunk on the 2x2-pooled chip (fine-tuned, 4096-d → 64), both loaded from their ONNX "
-            "files into torch by `models.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution "
+            "files into torch by `models.training.nets.OnnxGraphModule`; heads: 8-group MLP, 101-bin age distribution "
             "(linear, initialised from Cydral's 0..80 classifier, + residual MLP), gender logit (initialised from "
             "Cydral's).")
 
@@ -939,7 +925,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "- Outputs: `group_logits` [N,8] (softmax → the 8 groups 01-10 … 80+), `age` [N] years (expectation "
         "of a 101-bin 0..100 distribution, so 80+ is reachable), `gender_logit` [N] (sigmoid = P(female)).",
         _network_line(config),
-        *(["- Horizontal-flip test-time augmentation inside the graph (`models.nets.FlipAverage`, `--flip-tta`): "
+        *(["- Horizontal-flip test-time augmentation inside the graph (`models.training.nets.FlipAverage`, "
+           "`--flip-tta`): "
            "one pass over the chips and their mirror images (batch 2N); group probabilities, ages and P(female) "
            "of the two passes are averaged (`group_logits` are then log-probabilities, `gender_logit` the logit "
            "of the mean). Twice the per-face cost of a single pass."] if config.flip_tta else []),
@@ -948,8 +935,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "",
         f"- UTKFace aligned & cropped (`{config.data}`), {summary['n_train'] + summary['n_val']} labelled images.",
         f"- Split: seed {config.seed}, {config.val_fraction:.0%} validation, stratified by age group x gender "
-        f"(`models.data.split_indices`: sorted names, per-stratum shuffle): {summary['n_train']} train, "
-        f"{summary['n_val']} validation. Reproduce the lists with `models.data.write_split_lists`.",
+        f"(`models.training.data.split_indices`: sorted names, per-stratum shuffle): {summary['n_train']} train, "
+        f"{summary['n_val']} validation. Reproduce the lists with `models.training.data.write_split_lists`.",
         "- Chips: yunet (config `detector: auto`) → central face's 5 landmarks → `align_faces`; detector misses "
         f"({summary['detector_misses_all']} of all images) use landmarks from the `utkface_crop` template.",
         "- Augmentation ("
@@ -984,8 +971,8 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
            + "; ".join(f"MAE {m['val_mae']:.2f}, group {m['val_group_accuracy']:.3f}, gender "
                        f"{m['val_gender_accuracy']:.3f}" for m in summary.get("members", []))
            + "."] if config.teachers else []),
-        *([f"- Descriptor teacher (`models.descriptor_teacher`, weight {config.descriptor_teacher} of the soft "
-           "targets" + (", the members' average the rest" if config.teachers else "") + "): heads on dlib's "
+        *([f"- Descriptor teacher (`models.training.descriptor_teacher`, weight {config.descriptor_teacher} of the "
+           "soft targets" + (", the members' average the rest" if config.teachers else "") + "): heads on dlib's "
            "frozen 128-d face-recognition descriptor (150x150 `dlib_chip_025` chips and their mirror images), "
            f"cross-fitted in {FOLDS} folds of the training split, so each training image's targets come from heads "
            "that never saw it."] if config.descriptor_teacher else []),
@@ -1001,7 +988,7 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "## Validation figures (runtime path: detector → landmarks → alignment → onnxruntime)",
         "",
         f"Validation split, {ours['n']} faces, detector misses {ours['detector_misses']} (scored via the fallback "
-        "crop). Same faces, same detections for both models (`python -m models.evaluate --split val "
+        "crop). Same faces, same detections for both models (`python -m models.training.evaluate --split val "
         "--model cydral --model utk_multihead`).",
         "",
         f"| metric | {MODEL_NAME} | default (cydral_age + cydral_gender) |",
@@ -1042,7 +1029,7 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
         "## Export",
         "",
         f"`export/torch_onnx.py` (TorchScript exporter, opset 17, dynamic batch, onnx.checker; dlib's conv + "
-        f"affine pairs folded into single convs, `models.dlib_resnet.fold_affine`); onnxruntime vs torch "
+        f"affine pairs folded into single convs, `models.training.dlib_resnet.fold_affine`); onnxruntime vs torch "
         f"max abs difference {parity_difference:.1e} (tolerance 1e-3 fp32 / 0.1 fp16 weights)"
         + (" for the float graph." if config.int8 else "."),
         *(["", _int8_line(summary["int8_check"])] if config.int8 and summary.get("int8_check") else []),
@@ -1066,7 +1053,7 @@ def write_card(path: Path, config: TrainConfig, summary: dict, figures: dict[str
 
 def main(argv: list[str] | None = None) -> int:
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m models.training.train", description=__doc__.split("\n\n")[0])
     for key, value in asdict(defaults).items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
@@ -1104,7 +1091,7 @@ def main(argv: list[str] | None = None) -> int:
             save_export_record(path, config, summary, difference)
             if args.no_card:
                 return 0
-        from models.evaluate import evaluate, format_figures
+        from models.training.evaluate import evaluate, format_figures
 
         name = candidate_name(path, sha256, input_size(config), TEMPLATES[config.backbone])
         results = evaluate(config.data, ["cydral", name], split="val", seed=config.seed,

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
 from models.fetch import model_path  # noqa: E402
-from models.nets import CYDRAL_FEATURE_NODE, OnnxGraphModule, build_multihead_from_cydral  # noqa: E402
+from models.training.nets import CYDRAL_FEATURE_NODE, OnnxGraphModule, build_multihead_from_cydral  # noqa: E402
 from tests.conftest import UTKFACE, shared_file  # noqa: E402
 
 
@@ -36,10 +36,10 @@ def test_loader_reproduces_cydral_onnx(cydral_paths, index, size):
 
 
 def test_age_features_match_between_onnxruntime_and_torch(cydral_paths):
-    from models.train import age_trunk_features
+    from models.training.train import age_trunk_features
 
     chips = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
-    from models.train import to_input
+    from models.training.nets import to_input
 
     with torch.no_grad():
         expected = OnnxGraphModule(cydral_paths[0], output=CYDRAL_FEATURE_NODE)(to_input(torch.from_numpy(chips)))
@@ -47,7 +47,7 @@ def test_age_features_match_between_onnxruntime_and_torch(cydral_paths):
 
 
 def test_denormal_mask_reads_bits_even_with_flush_denormal():
-    from models.nets import denormal_mask, zero_denormals_
+    from models.training.nets import denormal_mask, zero_denormals_
 
     values = np.array([0.0, 1e-39, -3e-45, 1.2e-38, 1.0, -2.5, np.inf], np.float32)
     expected = [False, True, True, False, False, False, False]
@@ -65,8 +65,8 @@ def test_denormal_mask_reads_bits_even_with_flush_denormal():
 
 
 def test_loader_zeroes_cydral_denormals(cydral_paths):
-    from models.nets import denormal_mask
-    from models.train import count_denormal_weights
+    from models.training.nets import denormal_mask
+    from models.training.train import count_denormal_weights
 
     assert count_denormal_weights(cydral_paths[0]) > 1000  # the published file carries thousands
     trunk = OnnxGraphModule(cydral_paths[0], output=CYDRAL_FEATURE_NODE)
@@ -102,7 +102,7 @@ def test_tiny_training_resume_and_export(tmp_path):
     shared_file("data", "utkface", "UTKFace")
     from export.torch_onnx import PARITY_TOLERANCE_FP16, PARITY_TOLERANCE_FP32, export_with_parity
     from models.registry import Trained, get_spec
-    from models.train import OUTPUT_NAMES, TrainConfig, count_denormal_weights, export, predict_chips, train
+    from models.training.train import OUTPUT_NAMES, TrainConfig, count_denormal_weights, export, predict_chips, train
 
     config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                          out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1, ema=0.9)
@@ -172,7 +172,7 @@ class _TinyHeads(torch.nn.Module):
 
 
 def test_flip_average_is_mirror_invariant_and_averages_probabilities():
-    from models.nets import FlipAverage
+    from models.training.nets import FlipAverage
 
     net = _TinyHeads().eval()
     tta = FlipAverage(net).eval()
@@ -191,7 +191,7 @@ def test_flip_average_is_mirror_invariant_and_averages_probabilities():
 
 
 def test_weight_average_follows_the_weights_with_lag():
-    from models.train import WeightAverage
+    from models.training.train import WeightAverage
 
     net = torch.nn.Linear(2, 1)
     with torch.no_grad():
@@ -223,7 +223,7 @@ def test_multihead_takes_larger_chips(cydral_paths):
 
 def test_distillation_trains_members_once_then_the_student(tmp_path):
     shared_file("data", "utkface", "UTKFace")
-    from models.train import TrainConfig, member_config, train
+    from models.training.train import TrainConfig, member_config, train
 
     config = TrainConfig(data=str(UTKFACE), cache=str(tmp_path / "cache"), run_dir=str(tmp_path / "run"),
                          out_dir=str(tmp_path / "out"), epochs=1, batch_size=8, limit=24, threads=1, teachers=2)
@@ -245,7 +245,7 @@ def test_distillation_trains_members_once_then_the_student(tmp_path):
 
 
 def test_distillation_terms_vanish_when_the_student_agrees():
-    from models.train import TrainConfig, class_weights, loss_terms, member_targets
+    from models.training.train import TrainConfig, class_weights, loss_terms, member_targets
 
     torch.manual_seed(0)
     n = 6
@@ -288,7 +288,7 @@ def test_distillation_terms_vanish_when_the_student_agrees():
 def test_card_record_round_trip_and_retrain_command(tmp_path):
     from pathlib import Path
 
-    from models.train import TrainConfig, load_export_record, main, retrain_command, save_export_record
+    from models.training.train import TrainConfig, load_export_record, main, retrain_command, save_export_record
 
     assert main(["--card-only", "--out-dir", str(tmp_path)]) == 2  # nothing exported there yet
     weights = tmp_path / "utk_multihead.onnx"
@@ -300,7 +300,7 @@ def test_card_record_round_trip_and_retrain_command(tmp_path):
     assert path == weights and difference == 2.5e-5 and summary["n_train"] == 1
     assert (loaded.epochs, loaded.teachers, loaded.data, Path(loaded.out_dir)) == (18, 4, "/here", tmp_path)
     command = retrain_command(loaded)
-    assert command.startswith("python -m models.train --data ../shared/data/utkface/UTKFace")
+    assert command.startswith("python -m models.training.train --data ../shared/data/utkface/UTKFace")
     assert "--epochs 18" in command and "--teachers 4" in command and "--class-weight-power 0.0" in command
     assert "--flip-tta" in command and "run-dir" not in command and "--lr" not in command
 
@@ -308,7 +308,7 @@ def test_card_record_round_trip_and_retrain_command(tmp_path):
 def test_dlib_backbone_with_descriptor_teacher_trains_and_exports(tmp_path):
     shared_file("data", "utkface", "UTKFace")
     from models.registry import Trained, get_spec
-    from models.train import TrainConfig, build_model, export, main, predict_chips, save_export_record, train
+    from models.training.train import TrainConfig, build_model, export, main, predict_chips, save_export_record, train
     from stream.classify import MultiHeadClassifier
     from stream.types import AGE_YEARS, P_FEMALE
 
@@ -356,7 +356,7 @@ def test_dlib_backbone_with_descriptor_teacher_trains_and_exports(tmp_path):
 
 
 def test_build_model_rejects_what_a_backbone_cannot_take():
-    from models.train import TrainConfig, build_model
+    from models.training.train import TrainConfig, build_model
 
     with pytest.raises(ValueError, match="size 112"):
         build_model(TrainConfig(backbone="dlib", size=64))
@@ -365,7 +365,7 @@ def test_build_model_rejects_what_a_backbone_cannot_take():
 
 
 def test_descriptor_ensemble_needs_the_dlib_backbone():
-    from models.train import TrainConfig, deploy_graph
+    from models.training.train import TrainConfig, deploy_graph
 
     config = TrainConfig(backbone="cydral", ensemble_size=136)
     with pytest.raises(ValueError, match="--backbone dlib"):

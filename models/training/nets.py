@@ -1,5 +1,8 @@
 """Torch definitions: an ONNX→torch loader for small conv graphs, and the project's multi-head age/gender net.
 
+Also the nets' conventions that training and the descriptor teacher share: the input (:func:`to_input`) and
+the age-distribution target (:func:`age_targets`).
+
 The Cydral age network (dlib ResNet-10 style, face-pretrained on ~110k private images, CC0) is the only
 face-pretrained backbone available offline, so we start from it. Its ONNX graph uses a handful of ops (Conv,
 dlib's affine layer as Mul+Add, Relu, Max/AveragePool, Pad, residual Add, GlobalAveragePool, Flatten, Gemm,
@@ -30,6 +33,29 @@ CYDRAL_GENDER_FEATURE_NODE = "layer_4_flatten"
 CYDRAL_GENDER_CLASSIFIER = ("layer_4_weights", "layer_4_bias", "layer_2_scalar", "layer_1_weights", "layer_1_bias")
 #: Chip side the Cydral gender network was trained on.
 GENDER_CHIP = 32
+#: Normalisation of the Cydral nets (RGB order, 0-255 scale), kept so the pretrained filters still fit; dlib's
+#: face-recognition ResNet (``models.training.dlib_resnet``) uses the same.
+MEAN_RGB = (122.782, 117.001, 104.298)
+STD_RGB = (256.0, 256.0, 256.0)
+
+
+def to_input(chips: torch.Tensor) -> torch.Tensor:
+    """``(n, S, S, 3)`` uint8 BGR chips → ``(n, 3, S, S)`` float32 RGB, (x - mean) / 256: every net's input."""
+    x = chips.flip(-1).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(MEAN_RGB, dtype=torch.float32, device=chips.device).view(1, 3, 1, 1)
+    return (x - mean) / STD_RGB[0]
+
+
+def age_targets(age: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(n, AGE_BINS)`` Gaussian label distributions over the age bins (DLDL), wider for older faces.
+
+    The target of every age-distribution head: the net's (``models.training.train``) and the descriptor
+    teacher's (``models.training.descriptor_teacher``).
+    """
+    bins = torch.arange(AGE_BINS, dtype=torch.float32, device=age.device)
+    width = sigma + 0.03 * age.float().view(-1, 1)
+    dist = torch.exp(-0.5 * ((bins.view(1, -1) - age.float().view(-1, 1)) / width) ** 2)
+    return dist / dist.sum(dim=1, keepdim=True)
 
 
 def zero_denormals_(module: nn.Module) -> int:
@@ -171,7 +197,7 @@ class MultiHeadNet(nn.Module):
     The Cydral age trunk reads the chip (256-d features); the Cydral gender trunk reads it average-pooled to
     32x32, as its training chips were (4096-d conv features); without a gender trunk (``gender_trunk=None``, the
     dlib backbone) every head reads the age trunk's features alone. Both trunks and all heads train
-    (``models.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age trunk fixed
+    (``models.training.train`` gives the trunks a lower learning rate); ``freeze_age_trunk`` keeps the age trunk fixed
     instead (its features can then be computed once and cached). With the Cydral trunks the heads start from the
     Cydral classifiers, so training begins at Cydral's estimates: the age distribution's first 81 bins copy
     Cydral's 0..80 classifier (the rest start from bin 80, unlikely), and the gender logit starts as Cydral's
@@ -304,9 +330,9 @@ def build_multihead_from_cydral(cydral_age_path: str | Path, cydral_gender_path:
 
 
 def build_multihead_from_dlib(dlib_path: str | Path) -> MultiHeadNet:
-    """A :class:`MultiHeadNet` on dlib's face-recognition ResNet (``models.dlib_resnet.DlibTrunk``), no gender
+    """A :class:`MultiHeadNet` on dlib's face-recognition ResNet (``models.training.dlib_resnet.DlibTrunk``), no gender
     trunk; its heads start untrained (the trunk was trained for identity, not age or gender)."""
-    from models.dlib_resnet import DlibTrunk
+    from models.training.dlib_resnet import DlibTrunk
 
     return MultiHeadNet(DlibTrunk(dlib_path), None, age_dim=DlibTrunk.FEATURES, freeze_age_trunk=False)
 

@@ -2,7 +2,7 @@
 
 The network (Davis King, CC0; 29 conv layers, 150x150 RGB chips → a 128-d face descriptor) is the strongest
 face-pretrained network obtainable offline here (it ships inside the ``face_recognition_models`` package on
-PyPI). ``models.train`` uses it as a teacher only: too slow for the per-face CPU budget (~0.4 GMAC a face).
+PyPI). ``models.training.train`` uses it as a teacher only: too slow for the per-face CPU budget (~0.4 GMAC a face).
 
 dlib writes a net innermost layer first: each layer's name string (``con_4``, ``affine_``, ``relu_``,
 ``max_pool_2``, ``avg_pool_2``, ``add_prev_``, ``fc_2``) and its fields; integers use dlib's variable-length
@@ -26,7 +26,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 #: Chip side of dlib's ``input_rgb_image_sized<150>``; its normalisation (RGB, (x - mean) / 256, the same means as
-#: the Cydral nets') is ``models.train.to_input``.
+#: the Cydral nets') is ``models.training.nets.to_input``.
 CHIP = 150
 #: dlib's ``get_face_chip_details`` padding for this net (0.25; the Cydral nets use 0.2).
 PADDING = 0.25
@@ -151,7 +151,7 @@ class _Block(nn.Module):
 
 
 class DlibFaceDescriptor(nn.Module):
-    """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips (``models.train.to_input``) → ``(n, 128)``.
+    """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips (``models.training.nets.to_input``) → ``(n, 128)``.
 
     Args:
         path: ``dlib_face_recognition_resnet_model_v1.dat``.

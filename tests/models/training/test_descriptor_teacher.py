@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.descriptor_teacher import KEYS, cross_fitted_targets, fit_heads, predict_heads  # noqa: E402
-from models.train import blend_targets  # noqa: E402
+from models.training.descriptor_teacher import KEYS, cross_fitted_targets, fit_heads, predict_heads  # noqa: E402
+from models.training.train import blend_targets  # noqa: E402
 
 
 def _synthetic(n=300, seed=0):
@@ -70,7 +70,7 @@ class _Fixed(torch.nn.Module):
 
 
 def test_descriptor_ensemble_averages_probabilities_years_and_p_female():
-    from models.descriptor_teacher import AGE_BINS, DescriptorEnsemble, head_probabilities
+    from models.training.descriptor_teacher import AGE_BINS, DescriptorEnsemble, head_probabilities
 
     net = _Fixed([0.7, 0.3] + [0.0] * 6, 30.0, 0.8)
     descriptor = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 128))

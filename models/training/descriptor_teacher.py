@@ -1,14 +1,14 @@
 """A second, different teacher for distillation: heads on dlib's face-recognition descriptor.
 
-dlib's face-recognition ResNet (``models.dlib_resnet``, 150x150 chips, ~0.4 GMAC a face) is too slow for the
+dlib's face-recognition ResNet (``models.training.dlib_resnet``, 150x150 chips, ~0.4 GMAC a face) is too slow for the
 per-face CPU budget, but its 128-d descriptor, learnt from ~3M faces for identity, carries age and gender well:
 small heads on the frozen descriptor score about as well on our validation split as our fine-tuned net, and
-their errors differ from its (averaging the two is several points better than either). So ``models.train``
+their errors differ from its (averaging the two is several points better than either). So ``models.training.train``
 can distil from it (``--descriptor-teacher W``): the soft targets become ``(1 - W)`` x the members' average
 + ``W`` x this teacher's.
 
 The same heads, fitted on the whole training split, are also the descriptor half of
-:class:`DescriptorEnsemble` (``models.train --ensemble-size S``): the exported graph averages our net with
+:class:`DescriptorEnsemble` (``models.training.train --ensemble-size S``): the exported graph averages our net with
 them, reading dlib's descriptor at ``S`` x ``S`` (136 costs 0.8x of 150 and keeps most of its accuracy).
 
 Targets are computed once per image (not per augmented batch: the descriptor net is too slow for that) from
@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from models.dlib_resnet import CHIP, DlibFaceDescriptor
+from models.training.dlib_resnet import CHIP, DlibFaceDescriptor
+from models.training.nets import AGE_BINS, age_targets, to_input
 from stream.types import AGE_GROUPS
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE = "dlib_chip_025"
-AGE_BINS = 101
 FOLDS = 5
 #: Descriptor entries are ~0.1; scaled so the heads' default initialisation fits them.
 SCALE = 10.0
@@ -43,8 +43,6 @@ KEYS = ("group_probs", "age_probs", "p_female")
 
 def compute_descriptors(model_file: str | Path, chips: np.ndarray, batch_size: int = 128) -> np.ndarray:
     """``(n, 2, 128)`` float32 descriptors of ``(n, S, S, 3)`` uint8 BGR chips and of their mirror images."""
-    from models.train import to_input  # models.train imports this module
-
     net = DlibFaceDescriptor(model_file).eval()
     out = np.zeros((len(chips), 2, 128), np.float32)
     started = time.time()
@@ -64,8 +62,6 @@ def _heads() -> nn.Module:
 
 
 def _label_dist(age: torch.Tensor) -> torch.Tensor:
-    from models.train import age_targets  # models.train imports this module
-
     return age_targets(age, 2.0)
 
 
@@ -118,14 +114,14 @@ class DescriptorEnsemble(nn.Module):
 
     Input: ``(n, 3, S, S)`` normalised ``dlib_chip_025`` chips at the descriptor's side ``S``; the net reads them
     resized (bilinear) to its own side. Group probabilities, ages and P(female) of the two are averaged (outputs
-    as :class:`models.nets.FlipAverage`'s: log-probabilities, years, the logit of the mean). The two err
+    as :class:`models.training.nets.FlipAverage`'s: log-probabilities, years, the logit of the mean). The two err
     differently (a metric-learnt identity descriptor vs a net fine-tuned on the labels), so the average beats
     either; the cost is the descriptor's pass (0.3 GMAC a face at 136).
 
     Args:
         net: Module mapping ``(n, 3, size, size)`` → ``(group_logits, age, gender_logit)``.
         size: The net's chip side.
-        descriptor: dlib's face-recognition network (``models.dlib_resnet.DlibFaceDescriptor``), frozen.
+        descriptor: dlib's face-recognition network (``models.training.dlib_resnet.DlibFaceDescriptor``), frozen.
         heads: Heads fitted on its descriptors (:func:`fit_heads`).
     """
 
@@ -176,8 +172,8 @@ def cached_descriptors(samples: object, cache: str | Path, landmarks: np.ndarray
 
     Computing them needs the images and the dlib model file (``python -m models fetch dlib_face_recognition``).
     """
-    from models.data import make_chips
     from models.fetch import model_path
+    from models.training.data import make_chips
 
     folder = Path(cache)
     names = np.asarray([Path(p).name for p in samples.paths])  # type: ignore[attr-defined]
@@ -196,7 +192,7 @@ def cached_descriptors(samples: object, cache: str | Path, landmarks: np.ndarray
 
 def descriptor_targets(samples: object, cache: str | Path, train_idx: np.ndarray, val_idx: np.ndarray, seed: int,
                        landmarks: np.ndarray) -> dict[str, np.ndarray]:
-    """The descriptor teacher's targets for ``samples`` (a ``models.data.Samples``), cached under ``cache``.
+    """The descriptor teacher's targets for ``samples`` (a ``models.training.data.Samples``), cached under ``cache``.
 
     A cache made elsewhere for the same images and split is used as it is.
     """

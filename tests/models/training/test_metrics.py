@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.metrics import (
+from models.training.metrics import (
     binary_accuracy,
     classification_report,
     confusion_matrix,

@@ -1,12 +1,12 @@
-"""models.evaluate on a small fixed UTKFace subset, through the product's detector, alignment and wrappers."""
+"""models.training.evaluate on a small fixed UTKFace subset, through the product's detector, alignment and wrappers."""
 
 import json
 
 import numpy as np
 import pytest
 
-from models.data import fallback_landmarks, list_samples, parse_name, select_split, split_indices
-from models.evaluate import evaluate, main, model_pair, plot_confusion
+from models.training.data import fallback_landmarks, list_samples, parse_name, select_split, split_indices
+from models.training.evaluate import evaluate, main, model_pair, plot_confusion
 from tests.conftest import UTKFACE, shared_file
 
 LIMIT = 40
