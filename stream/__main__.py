@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="webcam index (0), rtsp:// or http(s):// URL, video file, image file or folder of images")
     parser.add_argument("--output", help="annotated output: .mp4 for video, rtsp://host:port/path to push, "
                         "an image path or a folder for image sources")
-    parser.add_argument("--events", help="JSONL file: one JSON object per processed frame")
+    parser.add_argument("--events", help="JSONL file: one JSON object per processed frame; or "
+                        "mqtt[s]://[user:password@]host[:port]/prefix to publish live events (see README)")
     parser.add_argument("--summary", help="JSON file with per-track summaries and totals, written at the end")
     parser.add_argument("--show", action="store_true", help="show a live window (needs a display; q/Esc quits)")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
@@ -194,7 +195,8 @@ def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
         logger.info("source %s (%s%s)", source.name, source.kind,
                     f", {source.fps:g} fps" if source.fps else "")
         sinks = open_sinks(args.output, args.events, args.show, source_kind=source.kind, fps=source.fps,
-                           options=config.output, source_path=args.source if source.kind == "folder" else None)
+                           options=config.output, source_path=args.source if source.kind == "folder" else None,
+                           camera=source.name)
         for sink in sinks:
             stack.enter_context(sink)
         pipeline = Pipeline(config)

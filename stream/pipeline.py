@@ -222,7 +222,8 @@ def run(
         sinks: Objects with ``write(frame, faces)``; ``frame.image`` is annotated.
         still_images: Treat frames as independent stills (image mode).
         max_frames: Stop after this many frames.
-        on_ended: Called with the summaries of tracks that ended.
+        on_ended: Called with the summaries of tracks that ended; sinks with an ``end_tracks`` hook get them
+            too, before the frame they ended on (after the last frame for tracks still open at the end).
         should_stop: Polled after each frame (e.g. a window's quit key).
     """
     timer = pipeline.timer
@@ -244,8 +245,8 @@ def run(
             faces = pipeline.process_still(frame)
         else:
             faces, ended = pipeline.process(frame)
-        if ended and on_ended:
-            on_ended(ended)
+        if ended:
+            _end_tracks(sinks, ended, on_ended)
         now = time.perf_counter()
         recent = [t for t in recent if now - t < 2.0] + [now]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
@@ -265,10 +266,21 @@ def run(
             break
     if not still_images:
         remaining = pipeline.finish()
-        if remaining and on_ended:
-            on_ended(remaining)
+        if remaining:
+            _end_tracks(sinks, remaining, on_ended)
     seconds = time.perf_counter() - started
     return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
+
+
+def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],
+                on_ended: Callable[[list[dict[str, Any]]], None] | None) -> None:
+    """Hand the summaries of ended tracks to ``on_ended`` and to every sink with an ``end_tracks`` hook."""
+    if on_ended:
+        on_ended(records)
+    for sink in sinks:
+        hook = getattr(sink, "end_tracks", None)
+        if hook is not None:
+            hook(records)
 
 
 def describe_models(pipeline: Pipeline) -> list[str]:

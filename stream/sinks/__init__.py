@@ -29,6 +29,7 @@ from stream.config import SinkOptions
 from stream.sinks.base import Sink, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
+from stream.sinks.mqtt import MqttSink, is_mqtt_url
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.video import VIDEO_EXTENSIONS, VideoSink
 from stream.sinks.window import WindowSink, display_problem
@@ -44,6 +45,7 @@ __all__ = [
     "EventsSink",
     "ImageFileSink",
     "ImageFolderSink",
+    "MqttSink",
     "RtspSink",
     "Sink",
     "SinkError",
@@ -79,6 +81,7 @@ SINKS: dict[str, type[Sink]] = {
     "image_folder": ImageFolderSink,
     "rtsp": RtspSink,
     "events": EventsSink,
+    "mqtt": MqttSink,
     "window": WindowSink,
 }
 
@@ -149,6 +152,7 @@ def open_sinks(
     fps: float | Fraction | None,
     options: SinkOptions | Mapping[str, Any] | Any,
     source_path: str | os.PathLike[str] | None = None,
+    camera: str | None = None,
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -159,7 +163,8 @@ def open_sinks(
     Args:
         output: ``--output``: an ``rtsp://`` URL, a video file, or for image sources an
             image file or folder; None for no output.
-        events: ``--events``: a JSONL file path, ``"-"`` for standard output, or None.
+        events: ``--events``: a JSONL file path, ``"-"`` for standard output, an ``mqtt[s]://`` broker URL
+            (:mod:`stream.sinks.mqtt`), or None.
         show: ``--show``: open a window (raises SinkError when there is no display).
         source_kind: One of :data:`SOURCE_KINDS`: decides how ``output`` is read and whether a
             video's timestamps follow the frame count (files) or the wall clock (live sources).
@@ -168,6 +173,7 @@ def open_sinks(
             mapping or dataclass holding some of its keys (see :meth:`SinkOptions.coerce`).
         source_path: The source's path for image folders, so an output folder equal to the
             input folder (which would overwrite the originals) is refused.
+        camera: The source's name, from which an MQTT sink names its camera (unless its URL gives one).
 
     Returns:
         The opened sinks, in the order output, events, window.
@@ -195,7 +201,8 @@ def open_sinks(
         if output is not None:
             sinks.append(_open_output(output, source_kind, fps, options, source_path))
         if events is not None:
-            sinks.append(EventsSink(events, options))
+            mqtt = is_mqtt_url(events)
+            sinks.append(MqttSink(events, options, camera=camera) if mqtt else EventsSink(events, options))
         if show:
             sinks.append(WindowSink(options))
     except BaseException:

@@ -13,6 +13,7 @@ import logging
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,6 +44,12 @@ class Sink(abc.ABC):
         Args:
             frame: The frame; ``frame.image`` is the annotated ``(H, W, 3)`` uint8 BGR image.
             faces: The faces of that frame (``n`` rows), with tracking and label data.
+        """
+
+    def end_tracks(self, records: list[dict[str, Any]]) -> None:  # noqa: B027 (optional hook, no-op default)
+        """Tracks that ended (:func:`stream.analytics.track_record` summaries), before the frame they ended on
+        reaches :meth:`write` (or after the last frame, for tracks open at the end). Sinks that report people
+        leaving override this; the default ignores them.
         """
 
     @abc.abstractmethod
