@@ -152,6 +152,9 @@ def parse_mqtt_url(url: str) -> MqttSettings:
     host = parts.hostname
     if not host:
         raise SinkError(f"--events {shown!r}: no broker host; use mqtt://HOST[:PORT]/PREFIX")
+    if parts.fragment or url.endswith("#"):
+        raise SinkError(f"--events {shown!r}: the topic prefix may not hold '+', '#' or empty levels "
+                        "(write a '#' in a password as %23)")
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
     if any(c in prefix for c in "+#\0") or "//" in prefix:
         raise SinkError(f"--events {shown!r}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels")
@@ -268,9 +271,9 @@ class Spool:
         self._file.seek(self._committed)
         return sum(1 for _ in self._file)
 
-    def append(self, line: bytes) -> bool:
-        """Add one message line (ending in a newline); False when it would pass the limit."""
-        if self._size - self._committed + len(line) > self.max_bytes:
+    def append(self, line: bytes, *, force: bool = False) -> bool:
+        """Add one message line (ending in a newline); False when it would pass the limit (unless ``force``)."""
+        if not force and self._size - self._committed + len(line) > self.max_bytes:
             return False
         self._file.seek(0, os.SEEK_END)
         self._file.write(line)
@@ -378,6 +381,12 @@ class MqttSink(Sink):
     @property
     def shows_image(self) -> bool:
         return False
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up right now (paho reconnects on its own when it is not)."""
+        with self._lock:
+            return self._connected
 
     # -- connection (paho's network thread calls the on_* methods) ------------------------------------------
 
@@ -499,7 +508,8 @@ class MqttSink(Sink):
                 line = json.dumps({"topic": topic, "retain": retain, "payload": event}, separators=(",", ":"),
                                   allow_nan=False).encode() + b"\n"
                 try:
-                    accepted = self.spool.append(line)
+                    # The final status carries the drop count: it is kept even when the spool is full.
+                    accepted = self.spool.append(line, force=topic == self.topics["status"] and final_status_written)
                 except OSError as err:
                     accepted = False
                     logger.warning("mqtt %s: writing the spool failed (%s)", self.settings.where, _reason(err))
@@ -562,8 +572,9 @@ class MqttSink(Sink):
 
     def _final_status(self) -> dict[str, Any]:
         with self._lock:
-            delivered, dropped = self.delivered, self.dropped
-        return self.model.status("offline", reason="stopped", delivered=delivered, dropped=dropped)
+            dropped = self.dropped
+        # seq counts every event of the run, so with ``dropped`` a consumer can tell what it missed and why.
+        return self.model.status("offline", reason="stopped", dropped=dropped)
 
     # -- close ------------------------------------------------------------------------------------------------
 
