@@ -354,6 +354,7 @@ class MqttSink(Sink):
         self._inflight: deque[tuple[int, int, int]] = deque()  # (mid, spool end offset, connection number)
         self._connection = 0
         self._connected = False
+        self._announce = False
         self._down_since: float | None = None
         self._connack: Any = None
         self._connack_event = threading.Event()
@@ -440,6 +441,8 @@ class MqttSink(Sink):
             if not reason.is_failure:
                 self._connection += 1
                 self._connected = True
+                # The broker may have published the last will while we were away: say "live" again.
+                self._announce = self._connection > 1
                 if self._down_since is not None:
                     logger.warning("mqtt %s: broker back after %.1f s; sending the spooled events",
                                    self.settings.where, time.monotonic() - self._down_since)
@@ -466,6 +469,10 @@ class MqttSink(Sink):
     def write(self, frame: Frame, faces: Faces) -> None:
         """Turn the frame into events and queue them; never waits for the disk or the network."""
         self._check_open()
+        if self._announce:
+            # Made here, in the frame loop's thread, which owns the event model (and its seq counter).
+            self._announce = False
+            self._enqueue(self.model.status("live", reason="reconnected"))
         ended, self._ended = self._ended, []
         for event in self.model.step(frame, faces, ended):
             self._enqueue(event)
