@@ -477,6 +477,12 @@ class MqttSink(Sink):
         for event in self.model.step(frame, faces, ended):
             self._enqueue(event)
 
+    def camera_status(self, status: str, **fields: Any) -> None:
+        """Publish the camera's status (``live``, ``reconnecting``, ``offline``; retained) from the frame loop's
+        thread, e.g. while its source reconnects. ValueError for an unknown status."""
+        self._check_open()
+        self._enqueue(self.model.status(status, **fields))
+
     def end_tracks(self, records: Iterable[dict[str, Any]]) -> None:
         """Tracks that ended: their ``end`` events go out with the next frame, or at close."""
         self._ended.extend(records)

@@ -292,13 +292,21 @@ def test_malformed_url_on_the_command_line() -> None:
     assert ":pw@" not in result.stderr
 
 
-def test_open_sinks_picks_mqtt_and_names_the_camera_from_the_source(broker: Mosquitto, tmp_path: Path) -> None:
+def test_open_sinks_picks_mqtt_and_names_the_camera_from_the_source(
+    broker: Mosquitto, subscribers: list[Subscriber], tmp_path: Path
+) -> None:
     url = f"mqtt://127.0.0.1:{broker.port}/faces?spool={tmp_path}"
     sinks = open_sinks(None, url, False, source_kind="video", fps=25.0, options={},
                        camera="/videos/front door.mp4")
     with sinks[0] as sink:
         assert isinstance(sink, MqttSink) and sink.camera == "front_door"
         assert sink.topics["events"] == "faces/front_door/events"
+        sink.camera_status("reconnecting", source="front door.mp4")
+        subscribers.append(sub := Subscriber(broker.port, "faces/front_door/status"))
+        status = sub.wait_for(lambda m: any(x.json()["status"] == "reconnecting" for x in m))[-1]
+        assert status.json()["source"] == "front door.mp4"
+        with pytest.raises(ValueError, match="status must be one of"):
+            sink.camera_status("asleep")
 
 
 def test_last_will_says_offline_when_the_worker_is_killed(
