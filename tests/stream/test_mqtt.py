@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +117,8 @@ def test_cli_delivers_new_update_end_counts_and_status_in_order(
     assert retained[0].retain and status["status"] == "offline" and status["reason"] == "stopped"
 
 
-def _pipeline_frames(config: Any, on_frame: Any) -> Iterator[Any]:
+def _pipeline_frames(on_frame: Callable[[int], None]) -> Iterator[Any]:
+    """The clip's frames, calling ``on_frame(index)`` before each: the test's hand on the broker mid-run."""
     from stream.sources import open_source
 
     with open_source(str(shared_file(*CLIP))) as source:
@@ -136,7 +137,6 @@ def test_broker_restart_mid_run_loses_nothing(
     subscribers.append(sub := Subscriber(broker.port, "faces/#", persistent=True))
     url = f"mqtt://127.0.0.1:{broker.port}/faces?camera=desk&heartbeat=0.2&counts=0.5&spool={tmp_path}&drain=20"
     sink = MqttSink(url)
-    outage: dict[str, float] = {}
 
     def on_frame(index: int) -> None:
         if index == 20:
@@ -146,7 +146,6 @@ def test_broker_restart_mid_run_loses_nothing(
             while sink.connected and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert not sink.connected
-            outage["down"] = time.monotonic()
         if index in range(21, 50):
             time.sleep(0.02)  # a live camera keeps delivering frames while the broker is away
         if index == 50:
@@ -156,7 +155,7 @@ def test_broker_restart_mid_run_loses_nothing(
     pipeline = Pipeline(config)
     pipeline.set_frame_rate(25.0)
     with sink:
-        run(pipeline, _pipeline_frames(config, on_frame), [sink])
+        run(pipeline, _pipeline_frames(on_frame), [sink])
     received = _payloads(sub.wait_for(_stopped, timeout_s=30))
     # Mosquitto publishes the last will of clients it loses when it shuts down; the sink says live again.
     wills = [i for i, p in enumerate(received) if "seq" not in p]
@@ -193,7 +192,7 @@ def test_full_spool_counts_drops_and_the_next_run_sends_what_was_kept(
     pipeline = Pipeline(config)
     pipeline.set_frame_rate(25.0)
     with sink:
-        run(pipeline, _pipeline_frames(config, on_frame), [sink])
+        run(pipeline, _pipeline_frames(on_frame), [sink])
     assert sink.dropped > 0 and sink.left_in_spool > 0
     assert f"{sink.left_in_spool} left in the spool" in caplog.text and f"{sink.dropped} dropped" in caplog.text
     kept, dropped = sink.left_in_spool, sink.dropped
