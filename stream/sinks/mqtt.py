@@ -375,7 +375,7 @@ class MqttSink(Sink):
             logger.info("mqtt %s: %d undelivered message(s) from an earlier run in %s are sent first",
                         settings.where, self._carried_over, self.spool.path)
         self._enqueue(self.model.status("live"))
-        self._thread = threading.Thread(target=self._publisher, name=f"mqtt-{self.camera}", daemon=True)
+        self._thread = threading.Thread(target=self._publish_loop, name=f"mqtt-{self.camera}", daemon=True)
         self._thread.start()
         logger.info("mqtt %s: camera %r publishing to %s/{events,counts,status}", settings.where, self.camera, base)
 
@@ -502,6 +502,13 @@ class MqttSink(Sink):
             self._lock.notify_all()
 
     # -- publisher thread --------------------------------------------------------------------------------------
+
+    def _publish_loop(self) -> None:
+        try:
+            self._publisher()
+        except Exception as err:  # noqa: BLE001 (a thread's last resort: say it, the run goes on without MQTT)
+            logger.error("mqtt %s: the publisher stopped (%s: %s); undelivered events stay in the spool %s",
+                         self.settings.where, type(err).__name__, err, self.spool.path)
 
     def _publisher(self) -> None:
         final_status_written = False
