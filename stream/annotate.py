@@ -48,8 +48,8 @@ class Annotator:
             image: ``(H, W, 3)`` uint8 BGR frame.
             faces: Faces with labels from the track book.
             fps: Processing rate to show, if known.
-            in_place: Draw on ``image`` itself (the pipeline does: a 1080p copy costs ~3 ms a frame and
-                nothing needs the clean frame afterwards); otherwise on a copy.
+            in_place: Draw on ``image`` itself (the pipeline does: a 1080p copy costs about as much as the
+                drawing, and nothing needs the clean frame afterwards); otherwise on a copy.
 
         Returns:
             ``(H, W, 3)`` uint8 BGR annotated image.

@@ -74,7 +74,7 @@ class VideoSink(Sink, kind="video"):
 
     With ``video_writer_thread`` (the default) encoding runs in a thread behind a bounded
     queue, so x264 overlaps the next frame's inference; on 2 CPU cores with YuNet inference
-    this cut the time per frame by about 10-15 % (720p: 19 → 16.5 ms, 1080p: 46 → 41 ms).
+    this cut the time per frame by about 10-15 % (`python -m bench`).
 
     Args:
         path: Output file; the container follows the extension (.mp4, .mkv, .mov, .avi).

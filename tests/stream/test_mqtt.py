@@ -21,7 +21,7 @@ import pytest
 from stream.sinks import SinkError, open_sinks
 from stream.sinks.mqtt import MqttSink, Spool, parse_mqtt_url
 from tests.conftest import REPO, shared_file
-from tests.stream.cli_util import child_env, cli_command, error_line, run_cli
+from tests.support.cli_util import child_env, cli_command, error_line, run_cli
 from tests.stream.test_sources_rtsp import RtspServer, rtsp_ready  # noqa: F401 (rtsp_ready is a fixture)
 from tests.support.mosquitto import Mosquitto, Subscriber, free_port, make_tls_files, mosquitto_binary
 
