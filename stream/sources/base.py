@@ -6,11 +6,12 @@ Every source is a context manager and an iterator of :class:`stream.types.Frame`
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any, ClassVar, Protocol
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -45,6 +46,26 @@ class CaptureLike(Protocol):
 CaptureFactory = Callable[[Any], CaptureLike]
 
 
+def _userinfo(text: str) -> tuple[str, str, str] | None:
+    """``(scheme, userinfo, after)`` of a ``scheme://userinfo@after`` URL, else None.
+
+    The userinfo ends at the *last* '@' of the whole URL: passwords hold unencoded '@', ':', '/', '#', '?'
+    often enough (camera URLs are typed by hand), and hiding too much of a log line is harmless where hiding
+    too little leaks a password. Only an '@' after a path with no ':' or '@' before it ('host/a@b.jpg') is
+    taken for part of the path.
+    """
+    match = _URL_RE.match(text)
+    if match is None:
+        return None
+    scheme, after_scheme = match["scheme"], text[len(match["scheme"]) + 3:]
+    if "@" not in after_scheme:
+        return None
+    userinfo, _, after = after_scheme.rpartition("@")
+    if not any(c in userinfo for c in "@:") and any(c in userinfo for c in "/?#"):
+        return None  # 'host/a@b.jpg': an '@' in the path, no user info
+    return scheme, userinfo, after
+
+
 def redact_url(url: str) -> str:
     """Hide credentials in a URL so it can be logged.
 
@@ -62,10 +83,12 @@ def redact_url(url: str) -> str:
     match = _URL_RE.match(text)
     if match is None:
         return text
+    parts = _userinfo(text)
+    if parts is not None:
+        text = f"{parts[0]}://***@{parts[2]}"
+        match = _URL_RE.match(text)
+        assert match is not None
     netloc = match["netloc"]
-    if "@" in netloc:
-        # The *last* '@' ends the user info: unencoded '@' in passwords is common in camera URLs.
-        netloc = "***@" + netloc.rpartition("@")[2]
     rest = match["rest"]
     query_start = rest.find("?")
     if query_start >= 0:
@@ -81,22 +104,81 @@ def redact_url(url: str) -> str:
 
 
 def _has_credentials(url: str) -> bool:
-    match = _URL_RE.match(url)
-    return match is not None and "@" in match["netloc"]
+    return _userinfo(str(url)) is not None
 
 
-def _scrub(text: str, url: str) -> str:
-    """Remove the URL's secrets from a message (backend errors quote the URL verbatim)."""
-    redacted = redact_url(url)
-    text = text.replace(url, redacted)
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in {password, unquote(password)}:
-            text = text.replace(secret, "***")
+def url_secrets(url: str) -> set[str]:
+    """The strings of ``url`` that must never be shown: its user info and password, raw and percent-decoded
+    (backends quote either), and secret query values. Fragments shorter than 3 characters are left out of the
+    password list (they would blank ordinary words); the whole user info always counts."""
+    text = str(url)
+    secrets: set[str] = set()
+    parts = _userinfo(text)
+    if parts is not None:
+        userinfo = parts[1]
+        secrets |= {userinfo, unquote(userinfo)}
+        password = userinfo.partition(":")[2]
+        for candidate in (password, unquote(password)):
+            if len(candidate) >= 3:
+                secrets.add(candidate)
+    match = _URL_RE.match(text)
+    if match is not None and "?" in match["rest"]:
+        for param in match["rest"].partition("?")[2].split("#")[0].split("&"):
+            key, sep, value = param.partition("=")
+            if sep and _SECRET_QUERY_KEYS.match(unquote(key)) and len(value) >= 3:
+                secrets |= {value, unquote(value)}
+    secrets.discard("")
+    return secrets
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the URL's secrets from a message (backend errors quote the URL verbatim, or decoded)."""
+    text = text.replace(str(url), redact_url(url))
+    for secret in sorted(url_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text
+
+
+_scrub = scrub  # the name the capture backends import
+
+
+class SecretFilter(logging.Filter):
+    """A logging filter that blanks every registered secret out of every record, at every level.
+
+    :meth:`add_url` registers a URL's secrets (sources and outputs do it when they open); :meth:`install` puts
+    the filter on the root logger's handlers, so a message that quotes a password by any route (a backend's
+    error text, an exception) is printed with ``***`` instead.
+    """
+
+    _secrets: ClassVar[set[str]] = set()
+
+    @classmethod
+    def add_url(cls, url: str) -> None:
+        cls._secrets |= url_secrets(url)
+
+    @classmethod
+    def scrub_text(cls, text: str) -> str:
+        for secret in sorted(cls._secrets, key=len, reverse=True):
+            text = text.replace(secret, "***")
+        return text
+
+    @classmethod
+    def install(cls) -> None:
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, cls) for f in handler.filters):
+                handler.addFilter(cls())
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            message = record.getMessage()
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            cleaned = self.scrub_text(message)
+            if cleaned != message:
+                record.msg, record.args = cleaned, None
+            if record.exc_text:
+                record.exc_text = self.scrub_text(record.exc_text)
+        return True
 
 
 class Source:
