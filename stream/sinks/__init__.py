@@ -19,6 +19,7 @@ checking every output can be written before any processing starts::
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -114,18 +115,18 @@ def output_kind(output: str, source_kind: str) -> str:
         if ext in IMAGE_EXTENSIONS:
             if source_kind == "folder":
                 raise SinkError(
-                    f"--output {output!r} is one image file but the source is a folder of images; "
+                    f"--output {redact_url(output)!r} is one image file but the source is a folder of images; "
                     "give an output folder (one annotated image per input) or a video file"
                 )
             return "image"
         if ext and not Path(output).is_dir():
             raise SinkError(
-                f"--output {output!r}: unknown extension {ext!r}; use an image extension "
+                f"--output {redact_url(output)!r}: unknown extension {ext!r}; use an image extension "
                 f"({', '.join(IMAGE_EXTENSIONS)}), a video one ({', '.join(VIDEO_EXTENSIONS)}) or a folder"
             )
         return "image_folder"
     raise SinkError(
-        f"--output {output!r}: for a {source_kind} source give a video file "
+        f"--output {redact_url(output)!r}: for a {source_kind} source give a video file "
         f"({', '.join(VIDEO_EXTENSIONS)}) or an rtsp://HOST:PORT/PATH URL"
     )
 
@@ -195,8 +196,12 @@ def open_sinks(
     context = SinkContext(source_kind, fps, options, local, source_name)
     sinks: list[Sink] = []
     try:
-        for _flag, kind, target in requests:
-            sinks.append(get_sink_class(kind).open(target, context))
+        for flag, kind, target in requests:
+            try:
+                sinks.append(get_sink_class(kind).open(target, context))
+            except OSError as err:  # anything a sink's own checks did not put into words
+                raise SinkError(f"{flag} {redact_url(target)!r}: cannot write it ({err.strerror or err}); "
+                                "choose another path") from err
     except BaseException:
         # All or nothing: do not leave a half-opened set (e.g. an empty video file) behind.
         for sink in reversed(sinks):
@@ -210,6 +215,26 @@ def open_sinks(
 
 def _is_local_file(kind: str, target: str) -> bool:
     return kind not in ("rtsp", "window") and target != STDOUT and "://" not in target
+
+
+def _check_output_path(flag: str, path: Path) -> None:
+    """Refuse a path no file can have (a name over 255 bytes, a symlink loop on the way) with a SinkError."""
+    shown = str(path) if len(str(path)) <= 120 else str(path)[:60] + "..." + str(path)[-40:]
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):
+        raise SinkError(f"{flag} {shown!r} has a name too long for the file system (255 bytes per name); "
+                        "choose a shorter one")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass  # a new file
+    except OSError as err:
+        reason = ("a symbolic link loop is on the way" if err.errno == errno.ELOOP
+                  else f"it cannot be used ({err.strerror or err})")
+        raise SinkError(f"{flag} {shown!r}: {reason}; choose another path") from None
+    try:
+        path.resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise SinkError(f"{flag} {shown!r}: a symbolic link loop is on the way ({err}); choose another path") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -234,6 +259,8 @@ def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) 
         SinkError: Two paths name the same file (through links too), or an output would replace the input.
     """
     paths = [(flag, Path(target).expanduser()) for flag, target in outputs]
+    for flag, path in paths:
+        _check_output_path(flag, path)
     for i, (flag, path) in enumerate(paths):
         if source is not None and _same_file(path, source):
             raise SinkError(f"{flag} {str(path)!r} is the input itself; writing it would destroy the input. "

@@ -34,8 +34,8 @@ from typing import IO, Any
 import numpy as np
 
 from stream.config import SinkOptions
+from stream.redact import SecretFilter, redact_url, scrub
 from stream.sinks.base import Sink, fit_to_size, pad_to_even
-from stream.sources.base import SecretFilter, redact_url, scrub
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)

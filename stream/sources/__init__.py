@@ -15,7 +15,9 @@ in :mod:`stream.sources.base`.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from stream.sources.base import (
     KINDS,
     CaptureFactory,
     CaptureLike,
+    SecretFilter,
     Source,
     SourceError,
     _check_option_names,
@@ -57,6 +60,8 @@ __all__ = [
 ]
 
 STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
+# V4L2 numbers devices /dev/video0../dev/video255; larger indices are typos (and overflow OpenCV's int).
+MAX_WEBCAM_INDEX = 255
 
 
 def open_source(
@@ -100,6 +105,7 @@ def open_source(
         factory = capture_factory if capture_factory is not None else _open_webcam
         return LiveSource(target, f"camera {target}", "webcam", factory, options)
     if kind == "stream":
+        SecretFilter.add_url(target)
         factory = capture_factory if capture_factory is not None else _PyAVStreamCapture.factory(options)
         return LiveSource(target, redact_url(target), "stream", factory, options)
     if kind == "folder":
@@ -118,6 +124,41 @@ def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:
     return target if kind in ("video", "image", "folder") else None
 
 
+class SourceSpecError(SourceError, ValueError):
+    """The source spec itself is unusable (empty, an unsupported scheme, an index out of range)."""
+
+
+def _check_path(text: str, path: Path) -> None:
+    """Raise a SourceError that says why ``path`` cannot be read (missing, a symlink loop, a name too long...)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        reasons = {
+            errno.ENOENT: "not found (check the path; for a webcam give its index, for a stream an rtsp:// or "
+                          "http(s):// URL)",
+            errno.ELOOP: "is a symbolic link loop (a link that points back to itself); fix or remove the link",
+            errno.ENAMETOOLONG: "has a name too long for the file system (255 bytes per name); rename it",
+            errno.EACCES: "cannot be read: permission denied (check its permissions)",
+            errno.ENOTDIR: "not found: a part of the path is a file, not a folder",
+        }
+        reason = reasons.get(exc.errno or 0, f"cannot be read ({exc.strerror})")
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            reason = f"is a symbolic link to a missing file ({os.readlink(path)!r})"
+        shown = text if len(text) <= 120 else text[:60] + "..." + text[-40:]
+        raise SourceError(f"source {shown!r} {reason}") from None
+
+
+def _special_kind(path: Path) -> str:
+    mode = os.stat(path).st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), which can block forever"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def _classify(spec: Any) -> tuple[str, Any]:
     """Return ``(kind, normalized spec)``: int/device path, URL string or Path."""
     if isinstance(spec, bool):
@@ -132,25 +173,31 @@ def _classify(spec: Any) -> tuple[str, Any]:
         raise TypeError(f"spec must be a camera index, URL or path, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
-        raise ValueError("spec must not be empty (give a camera index, URL or path)")
+        raise SourceSpecError("the source must not be empty: give a webcam index (0), an rtsp:// or http(s):// URL, "
+                              "a video or image file, or a folder of images")
     if text.isdigit():
-        return "webcam", int(text)
+        index = int(text)
+        if index > MAX_WEBCAM_INDEX:
+            raise SourceSpecError(f"webcam index {text[:20]}{'...' if len(text) > 20 else ''} is out of range "
+                              f"(0-{MAX_WEBCAM_INDEX}); give the N of /dev/videoN")
+        return "webcam", index
     match = _URL_RE.match(text)
     if match is not None and len(match["scheme"]) > 1:  # 'C://x' is a Windows path, not a URL
         scheme = match["scheme"].lower()
         if scheme not in STREAM_SCHEMES:
-            raise ValueError(f"unsupported URL scheme {scheme!r} in spec; supported: {list(STREAM_SCHEMES)}")
-        return "stream", text
+            raise SourceSpecError(f"unsupported URL scheme '{scheme}' in the source; supported: "
+                              f"{', '.join(s + '://' for s in STREAM_SCHEMES)} (for a local file give its path)")
+        # Schemes are case-insensitive (RFC 3986); FFmpeg's protocol lookup is not.
+        return "stream", scheme + text[len(scheme):]
     if text.startswith("/dev/video"):
         return "webcam", text
     path = Path(text).expanduser()
-    if not path.exists():
-        raise SourceError(
-            f"source {text!r} not found (check the path; for a webcam give its index, for a stream an "
-            "rtsp:// or http(s):// URL)"
-        )
+    _check_path(text, path)
     if path.is_dir():
         return "folder", path
+    if not path.is_file():
+        raise SourceError(f"source {text!r} is {_special_kind(path)}, not a regular file: give a video or image "
+                          "file (a live feed goes through rtsp:// or http(s)://)")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "image", path
     return "video", path

@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 
 from stream.config import SourceOptions
-from stream.sources.base import CaptureFactory, SourceError, _has_credentials, _scrub
+from stream.sources.base import CaptureFactory, SourceError
+from stream.sources.base import has_credentials as _has_credentials
+from stream.sources.base import scrub as _scrub
 
 
 class _ConnectError(Exception):
