@@ -31,6 +31,7 @@ from stream.config import SinkOptions
 from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
+from stream.sinks.locks import OutputLock
 from stream.sinks.mqtt import MqttSink, is_mqtt_url
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.summary import SummarySink
@@ -199,10 +200,18 @@ def open_sinks(
     check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
     context = SinkContext(source_kind, fps, options, local, source_name)
     sinks: list[Sink] = []
+    locks: list[OutputLock] = []
     try:
         for flag, kind, target in requests:
+            lock = None
+            if _is_local_file(kind, target):
+                # Before the sink opens (and truncates) the file: another run's output stays whole.
+                lock = OutputLock(flag, target).acquire()
+                locks.append(lock)
             try:
                 sinks.append(get_sink_class(kind).open(target, context))
+                if lock is not None:
+                    sinks[-1].hold(lock)
             except OSError as err:  # anything a sink's own checks did not put into words
                 raise SinkError(f"{flag} {redact_url(target)!r}: cannot write it ({err.strerror or err}); "
                                 "choose another path") from err
@@ -213,6 +222,8 @@ def open_sinks(
                 sink.close()
             except SinkError as err:
                 logger.warning("%s", err)
+        for lock in locks:
+            lock.release()
         raise
     return sinks
 

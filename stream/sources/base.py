@@ -64,6 +64,11 @@ class Source:
         self._closed = False
 
     @property
+    def inputs_skipped(self) -> int:
+        """Inputs that could not be read and were skipped (a folder's damaged images); 0 for other sources."""
+        return len(getattr(self, "skipped", ()))
+
+    @property
     def frames_dropped(self) -> int:
         """Frames read from the source but never delivered (always 0 for files)."""
         return 0

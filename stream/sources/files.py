@@ -281,18 +281,29 @@ def _natural_key(path: Path) -> tuple[Any, ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
 
 
-def _folder_reader(paths: list[Path], name: str, max_height: int, out: queue.Queue[Any], stop: threading.Event) -> None:
-    """Reader thread: decode the folder's images in order into ``out``."""
-    for index, path in enumerate(paths):
+def _folder_reader(paths: list[Path], name: str, max_height: int, skipped: list[str], out: queue.Queue[Any],
+                   stop: threading.Event) -> None:
+    """Reader thread: decode the folder's images in order into ``out``; an unreadable one is skipped with a
+    warning (and listed in ``skipped``), as a damaged video packet is."""
+    index = 0
+    for path in paths:
         try:
             image = _read_image(path, max_height)
         except SourceError as exc:
-            _put(out, exc, stop)
-            return
+            skipped.append(path.name)
+            logger.warning("skipping %s", exc)
+            continue
         # Stills have no media time: one image per second keeps timestamps increasing for trackers.
         frame = Frame(index=index, timestamp=float(index), image=image, source=name, name=path.name)
         if not _put(out, frame, stop):
             return
+        index += 1
+    if skipped:
+        logger.warning("folder '%s': skipped %d unreadable image(s) of %d", name, len(skipped), len(paths))
+    if index == 0:
+        _put(out, SourceError(f"folder '{name}' has no readable image ({len(skipped)} unreadable); check the files"),
+             stop)
+        return
     _put(out, _END, stop)
 
 
@@ -314,4 +325,6 @@ class FolderSource(_QueuedFileSource):
                 f"folder '{path}' has no images ({'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}); check the path"
             )
         super().__init__(str(path), fps=None, frame_count=len(paths))
-        self._start_reader(_folder_reader, paths, self.name, options.max_image_height, queue_size=options.queue_size)
+        self.skipped: list[str] = []  # names of the images that could not be read (filled as the reader goes)
+        self._start_reader(_folder_reader, paths, self.name, options.max_image_height, self.skipped,
+                           queue_size=options.queue_size)
