@@ -18,7 +18,7 @@ _SECRET_QUERY_KEYS = re.compile(r"(?i)^(pass(word|wd)?|pwd|token|access_token|au
 _URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.DOTALL)
 
 
-def _userinfo(text: str) -> tuple[str, str, str] | None:
+def userinfo(text: str) -> tuple[str, str, str] | None:
     """``(scheme, userinfo, after)`` of a ``scheme://userinfo@after`` URL, else None.
 
     The userinfo ends at the *last* '@' of the whole URL: passwords hold unencoded '@', ':', '/', '#', '?'
@@ -55,7 +55,7 @@ def redact_url(url: str) -> str:
     match = _URL_RE.match(text)
     if match is None:
         return text
-    parts = _userinfo(text)
+    parts = userinfo(text)
     if parts is not None:
         text = f"{parts[0]}://***@{parts[2]}"
         match = _URL_RE.match(text)
@@ -76,7 +76,7 @@ def redact_url(url: str) -> str:
 
 
 def has_credentials(url: str) -> bool:
-    return _userinfo(str(url)) is not None
+    return userinfo(str(url)) is not None
 
 
 def url_secrets(url: str) -> set[str]:
@@ -85,11 +85,11 @@ def url_secrets(url: str) -> set[str]:
     password list (they would blank ordinary words); the whole user info always counts."""
     text = str(url)
     secrets: set[str] = set()
-    parts = _userinfo(text)
+    parts = userinfo(text)
     if parts is not None:
-        userinfo = parts[1]
-        secrets |= {userinfo, unquote(userinfo)}
-        password = userinfo.partition(":")[2]
+        info = parts[1]
+        secrets |= {info, unquote(info)}
+        password = info.partition(":")[2]
         for candidate in (password, unquote(password)):
             if len(candidate) >= 3:
                 secrets.add(candidate)

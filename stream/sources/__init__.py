@@ -16,6 +16,7 @@ in :mod:`stream.sources.base`.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 from dataclasses import replace
@@ -37,7 +38,13 @@ from stream.sources.base import (
     _coerce_options,
     redact_url,
 )
-from stream.sources.captures import _open_webcam, _PyAVStreamCapture
+from stream.sources.captures import (
+    _ConnectError,
+    _open_webcam,
+    _PyAVStreamCapture,
+    download_remote_file,
+    open_remote_file,
+)
 from stream.sources.demo import DEMO_SPEC, DemoSource
 from stream.sources.files import IMAGE_EXTENSIONS, FolderSource, ImageSource, VideoFileSource
 from stream.sources.live import LiveSource
@@ -60,6 +67,8 @@ __all__ = [
     "open_source",
     "redact_url",
 ]
+
+logger = logging.getLogger("stream.sources")
 
 STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
 # V4L2 numbers devices /dev/video0../dev/video255; larger indices are typos (and overflow OpenCV's int).
@@ -111,6 +120,10 @@ def open_source(
         return LiveSource(target, f"camera {target}", "webcam", factory, options)
     if kind == "stream":
         SecretFilter.add_url(target)
+        if capture_factory is None and target.lower().startswith("http"):
+            remote = _remote_file(target, options)
+            if remote is not None:
+                return remote
         factory = capture_factory if capture_factory is not None else _PyAVStreamCapture.factory(options)
         return LiveSource(target, redact_url(target), "stream", factory, options)
     if kind == "folder":
@@ -118,6 +131,29 @@ def open_source(
     if kind == "image":
         return ImageSource(target, options)
     return VideoFileSource(target, options)
+
+
+def _remote_file(url: str, options: SourceOptions) -> VideoFileSource | None:
+    """A VideoFileSource for an http(s) URL serving a file of known duration; None for a live stream, or when
+    the first try failed in a way the live source retries and words itself (refused, timeout)."""
+    try:
+        container = open_remote_file(url, options)
+    except _ConnectError as exc:
+        if exc.fatal:
+            raise SourceError(f"cannot open stream '{redact_url(url)}': {exc}") from None
+        return None
+    if container is None:
+        return None
+    try:
+        return VideoFileSource(url, options, container=container, name=redact_url(url))
+    except SourceError as exc:
+        # Nothing decodes in place, e.g. an mp4 with its index at the end from a server without Range requests.
+        logger.warning("%s cannot be read in place (%s); downloading it first", redact_url(url), exc)
+    path = download_remote_file(url, options)
+    try:
+        return VideoFileSource(path, options, name=redact_url(url))
+    finally:
+        path.unlink(missing_ok=True)  # the open file stays readable (POSIX); nothing is left behind
 
 
 def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:

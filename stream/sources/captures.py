@@ -14,9 +14,16 @@ Backends (chosen by testing, see the notes at :func:`_open_stream_container`):
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import shutil
+import tempfile
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import av
 import av.error
@@ -24,6 +31,7 @@ import cv2
 import numpy as np
 
 from stream.config import SourceOptions
+from stream.redact import redact_url, userinfo
 from stream.sources.base import CaptureFactory, SourceError
 from stream.sources.base import has_credentials as _has_credentials
 from stream.sources.base import scrub as _scrub
@@ -68,6 +76,10 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         if options.rtsp_transport == "udp":
             # Larger socket buffer: UDP packets lost to a full buffer are lost for good.
             container_options["buffer_size"] = str(4 * 1024 * 1024)
+    elif scheme.startswith("http"):
+        # A dropped connection to a file resumes where it broke (a Range request) instead of ending the file
+        # early; a server gone for good still fails after a few seconds.
+        container_options.update({"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "2"})
     started = time.monotonic()
     try:
         container = av.open(
@@ -112,6 +124,52 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         container.close()
         raise _ConnectError("the stream has no video track (check the URL's path)")
     return container
+
+
+def open_remote_file(url: str, options: SourceOptions) -> Any | None:
+    """The PyAV container of an http(s) URL that serves a *file* (a known duration, e.g. a clip on a web
+    server), to be read like a local file: every frame, once. None for a live stream (no duration).
+
+    Raises:
+        _ConnectError: The URL cannot be opened (see :func:`_open_stream_container`).
+    """
+    container = _open_stream_container(url, options)
+    if container.duration is not None and container.duration > 0:
+        return container
+    container.close()
+    return None
+
+
+def download_remote_file(url: str, options: SourceOptions) -> Path:
+    """Download an http(s) file into a temporary file (the caller opens it, then removes it).
+
+    For a file FFmpeg cannot read in place: an mp4 whose index (moov) comes after the media, served without
+    Range requests (``python -m http.server``), cannot be seeked back to its start. Socket reads time out after
+    ``read_timeout_s``; credentials in the URL are sent as HTTP Basic authentication.
+
+    Raises:
+        SourceError: The download failed (the message is free of credentials).
+    """
+    parts = userinfo(url)
+    request = urllib.request.Request(url)
+    if parts is not None:
+        scheme, info, after = parts
+        request = urllib.request.Request(f"{scheme}://{after}")
+        user, _, password = info.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    suffix = Path(urllib.parse.urlsplit(request.full_url).path).suffix[:10]
+    handle = tempfile.NamedTemporaryFile(prefix="face-stream-", suffix=suffix, delete=False)  # noqa: SIM115
+    try:
+        with handle, urllib.request.urlopen(request, timeout=options.read_timeout_s) as response:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except (OSError, ValueError) as exc:
+        Path(handle.name).unlink(missing_ok=True)
+        raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return Path(handle.name)
 
 
 class _PyAVStreamCapture:

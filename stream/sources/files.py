@@ -181,6 +181,7 @@ def _video_reader(
     name: str,
     fps: float | None,
     expected_frames: int | None,
+    network: bool,
     out: queue.Queue[Any],
     stop: threading.Event,
 ) -> None:
@@ -217,6 +218,10 @@ def _video_reader(
         stopped_early = getattr(exc, "strerror", None) or type(exc).__name__
     finally:
         container.close()
+    if stopped_early is not None and index and network:
+        _put(out, SourceError(f"lost '{name}' after frame {index} ({stopped_early}); the outputs hold the frames "
+                              "read so far"), stop)
+        return
     if stopped_early is not None and index:
         logger.warning("video '%s' is damaged after frame %d (%s); ending there", name, index, stopped_early)
     elif expected_frames and 0 < index < expected_frames:
@@ -239,19 +244,27 @@ class VideoFileSource(_QueuedFileSource):
 
     kind = "video"
 
-    def __init__(self, path: Path, options: SourceOptions) -> None:
-        container, stream = _open_video_container(path)
+    def __init__(self, path: Path | str, options: SourceOptions, *, container: Any = None, name: str = "") -> None:
+        # ``container``: an already opened PyAV container (an http(s) file, see stream.sources.open_source),
+        # read like a local file; a connection lost for good then ends the run with an error, not a warning.
+        if container is None:
+            container, stream = _open_video_container(Path(path))
+        else:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+        network = not isinstance(path, Path)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         frame_count: int | None = int(stream.frames) if stream.frames else None
         if frame_count is None and fps and container.duration:
             # Some containers (mkv, webm) store no frame count: estimate it from the duration.
             frame_count = round(container.duration / av.time_base * fps)
-        super().__init__(str(path), fps=fps, frame_count=frame_count)
+        super().__init__(name or str(path), fps=fps, frame_count=frame_count)
         # Read before the reader thread owns the stream.
         context = stream.codec_context
         described = f"{context.width}x{context.height} {context.name}"
-        self._start_reader(_video_reader, container, stream, self.name, fps, frame_count, queue_size=options.queue_size)
+        self._start_reader(_video_reader, container, stream, self.name, fps, frame_count, network,
+                           queue_size=options.queue_size)
         # Decode the first frame now, so a file with nothing decodable fails at open, not mid-pipeline.
         try:
             self._first: Frame | None = super()._next_frame()
