@@ -229,7 +229,7 @@ class _PyAVStreamCapture:
         frame = self.read_frame()
         if frame is None:
             return False, None
-        return True, frame.to_ndarray(format="bgr24")
+        return True, upright_bgr(frame)
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2's spelling
         return self._container is not None
@@ -253,10 +253,19 @@ class _PyAVStreamCapture:
             self._container = None
 
 
+def upright_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as ``(H, W, 3)`` uint8 BGR, turned upright by its display rotation (phone clips store
+    sideways pictures with a display matrix saying how to turn them; players, and so the detector, must)."""
+    image = frame.to_ndarray(format="bgr24")
+    # PyAV's rotation is the display matrix's counterclockwise angle in degrees; np.rot90 turns counterclockwise.
+    turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def _to_bgr(payload: Any) -> np.ndarray:
     """Convert what a capture returned to an ``(H, W, 3)`` uint8 BGR image."""
     if isinstance(payload, av.VideoFrame):
-        return payload.to_ndarray(format="bgr24")
+        return upright_bgr(payload)
     image = np.asarray(payload)
     if image.dtype != np.uint8:
         raise SourceError(f"capture returned a {image.dtype} image; expected uint8")

@@ -23,6 +23,7 @@ import numpy as np
 
 from stream.config import SourceOptions
 from stream.sources.base import _POLL_S, Source, SourceError
+from stream.sources.captures import upright_bgr
 from stream.types import Frame
 
 # One logger for the whole package: log lines keep the name ``stream.sources`` whichever module writes them.
@@ -209,7 +210,7 @@ def _video_reader(
                     timestamp = index / fps if fps else last_ts
                 # Clamp: a broken container may reorder pts; downstream trackers assume time moves forward.
                 last_ts = timestamp = max(timestamp, last_ts)
-                image = av_frame.to_ndarray(format="bgr24")
+                image = upright_bgr(av_frame)
                 frame = Frame(index=index, timestamp=timestamp, image=image, source=name)
                 if not _put(out, frame, stop):
                     return
