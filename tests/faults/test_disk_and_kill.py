@@ -80,7 +80,8 @@ def test_kill_9_mid_write_leaves_readable_outputs(run_cli_bg: Callable[..., Run]
     records = read_events(events)
     assert len(records) >= 150
     # Fragmented mp4: everything up to the last complete fragment (one a second at most) plays.
-    assert decodable_frames(video) >= 60
+    # Up to the last fragment: at most a second (30 frames) of fragment, the writer queue and the encoder delay.
+    assert decodable_frames(video) >= len(records) - 60, (decodable_frames(video), len(records))
     assert not summary.exists()  # no empty or half-written summary: it is written whole at the end or not at all
 
 
