@@ -240,12 +240,11 @@ def _check_output_path(flag: str, path: Path) -> None:
                         "choose a shorter one")
     try:
         os.stat(path)
-    except FileNotFoundError:
-        pass  # a new file
     except OSError as err:
-        reason = ("a symbolic link loop is on the way" if err.errno == errno.ELOOP
-                  else f"it cannot be used ({err.strerror or err})")
-        raise SinkError(f"{flag} {shown!r}: {reason}; choose another path") from None
+        # A new file (ENOENT) is fine; a file in the way or no permission is worded by the sink's own checks.
+        if err.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+            reason = "a symbolic link loop is on the way" if err.errno == errno.ELOOP else "a name is too long"
+            raise SinkError(f"{flag} {shown!r}: {reason}; choose another path") from None
     try:
         path.resolve()
     except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
