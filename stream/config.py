@@ -430,6 +430,9 @@ def _parse_scalar(text: str) -> Any:
 
 def _read_yaml(config_path: Path) -> Any:
     try:
+        # A FIFO or a device would block the open or the read forever (or never end): only plain files.
+        if config_path.exists() and not config_path.is_file():
+            raise ConfigError(f"config file {config_path} is not a regular file (a folder, FIFO or device)")
         with config_path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -239,12 +240,17 @@ def _check_output_path(flag: str, path: Path) -> None:
         raise SinkError(f"{flag} {shown!r} has a name too long for the file system (255 bytes per name); "
                         "choose a shorter one")
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as err:
         # A new file (ENOENT) is fine; a file in the way or no permission is worded by the sink's own checks.
         if err.errno in (errno.ELOOP, errno.ENAMETOOLONG):
             reason = "a symbolic link loop is on the way" if err.errno == errno.ELOOP else "a name is too long"
             raise SinkError(f"{flag} {shown!r}: {reason}; choose another path") from None
+    else:
+        # Opening a FIFO for writing blocks until a reader comes, maybe forever; a socket cannot be opened.
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise SinkError(f"{flag} {shown!r} is a named pipe or socket, not a file; give a file path "
+                            "(--events - writes the events to standard output)")
     try:
         path.resolve()
     except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)

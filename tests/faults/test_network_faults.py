@@ -195,3 +195,19 @@ def test_http_reset_mid_stream_ends_with_one_line_and_readable_outputs(
     frames = len(read_events(events))
     assert 0 < frames < decodable_frames(shared_file("videos", HTTP_CLIP))
     assert decodable_frames(video) == frames
+
+
+# --------------------------------------------------------------------------------------------------
+# MQTT events outlet
+# --------------------------------------------------------------------------------------------------
+
+
+def test_mqtt_broker_that_accepts_and_stalls_is_one_line_without_the_password(
+    run_cli_bg: Callable[..., Run], stalling_listener: StallingListener
+) -> None:
+    url = f"mqtt://cam:{ENCODED}@127.0.0.1:{stalling_listener.port}/faces"
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--events", url, log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S + 30)
+    assert code == 2, run.stderr
+    assert "did not answer" in run.error()
+    _assert_no_secret(run.stderr)

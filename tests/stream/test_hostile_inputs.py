@@ -55,6 +55,11 @@ def _fifo(tmp: Path) -> tuple[list[str], dict[str, str]]:
     return ["--source", str(tmp / "pipe.mp4")], {}
 
 
+def _mkfifo(tmp: Path) -> str:
+    os.mkfifo(tmp / "fifo")
+    return str(tmp / "fifo")
+
+
 def _copy(tmp: Path, name: str = "v.mp4", what: str = CLIP) -> Path:
     target = tmp / name
     shutil.copy(shared_file("videos", what), target)
@@ -144,6 +149,10 @@ CASES: list[tuple[str, Case, str]] = [
     ("image folder output is the input folder", _folder_onto_itself, r"input"),
     ("summary and events the same file", _summary_is_events, r"--events and --summary name the same file"),
     ("STREAM_MODELS_DIR is a file", _models_dir_is_a_file, r"cannot be used .*STREAM_MODELS_DIR"),
+    ("config is a FIFO", lambda tmp: (["--source", _clip(), "--config", _mkfifo(tmp)], {}), r"not a regular file"),
+    ("config is a device", lambda tmp: (["--source", _clip(), "--config", "/dev/zero"], {}), r"not a regular file"),
+    ("events into a FIFO", lambda tmp: (["--source", _clip(), "--events", _mkfifo(tmp)], {}), r"named pipe"),
+    ("summary into a FIFO", lambda tmp: (["--source", _clip(), "--summary", _mkfifo(tmp)], {}), r"named pipe"),
 ]
 
 
@@ -275,3 +284,9 @@ def test_the_log_filter_scrubs_every_level(caplog: pytest.LogCaptureFixture) -> 
 
 def test_an_at_sign_in_the_path_is_not_user_info() -> None:
     assert redact_url("http://example.com/a@b.m3u8") == "http://example.com/a@b.m3u8"
+
+
+def test_events_to_a_device_are_written_and_no_lock_file_is_left_there() -> None:
+    result = run_cli("--source", _clip(), "--events", "/dev/null", "--max-frames", "3", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert not Path("/dev/.null.lock").exists()
