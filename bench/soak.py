@@ -60,11 +60,18 @@ def _fds() -> int:
 
 
 def _children() -> int:
-    try:
-        with open(f"/proc/self/task/{os.getpid()}/children", encoding="ascii") as children:
-            return len(children.read().split())
-    except OSError:
-        return -1
+    """Processes whose parent is this one (the RTSP publisher, the receiver, the camera)."""
+    mine, count = os.getpid(), 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    # The command name (field 2) may hold spaces; the parent pid follows its closing ')'.
+                    if int(stat.read().rpartition(")")[2].split()[1]) == mine:
+                        count += 1
+            except (OSError, ValueError, IndexError):
+                continue
+    return count
 
 
 class Receiver:
