@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -112,6 +113,10 @@ def output_kind(output: str, source_kind: str) -> str:
         raise ValueError(f"source_kind must be one of {', '.join(SOURCE_KINDS)}, got {source_kind!r}")
     if is_rtsp_url(output):
         return "rtsp"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]+):/", output)
+    if scheme is not None:  # not a path: 'http://h/x.mp4' would become a folder named 'http:'
+        raise SinkError(f"--output {redact_url(output)!r}: {scheme[1].lower()}:// is not an output; give a file "
+                        "path, or an rtsp:// URL to push to an RTSP server")
     ext = os.path.splitext(output)[1].lower()
     if ext in VIDEO_EXTENSIONS:
         return "video"

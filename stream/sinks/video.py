@@ -130,7 +130,9 @@ class VideoSink(Sink, kind="video"):
         else:
             self.time_base = _TIMESTAMP_TIME_BASE
         try:
-            self._container = av.open(str(self.path), mode="w", container_options=_CONTAINER_OPTIONS.get(ext, {}))
+            # Absolute: FFmpeg reads 'name:rest' as a protocol ('run:1.mp4' is no file to it).
+            self._container = av.open(str(self.path.absolute()), mode="w",
+                                      container_options=_CONTAINER_OPTIONS.get(ext, {}))
         except (av.error.FFmpegError, OSError) as err:
             raise SinkError(f"cannot open video output {str(self.path)!r}: {err}; choose another path") from err
         self._stream: av.VideoStream | None = None

@@ -158,7 +158,8 @@ class _QueuedFileSource(Source):
 def _open_video_container(path: Path) -> tuple[Any, Any]:
     """Open a video file with PyAV; return ``(container, video stream)``."""
     try:
-        container = av.open(str(path), mode="r")
+        # Absolute: FFmpeg reads 'name:rest' as a protocol ('clip:1.mp4' is no file to it).
+        container = av.open(str(path.absolute()), mode="r")
     except av.error.FileNotFoundError as exc:
         raise SourceError(f"source '{path}' not found (check the path)") from exc
     except av.error.PermissionError as exc:

@@ -149,6 +149,8 @@ CASES: list[tuple[str, Case, str]] = [
     ("image folder output is the input folder", _folder_onto_itself, r"input"),
     ("summary and events the same file", _summary_is_events, r"--events and --summary name the same file"),
     ("STREAM_MODELS_DIR is a file", _models_dir_is_a_file, r"cannot be used .*STREAM_MODELS_DIR"),
+    ("http output", lambda tmp: (["--source", _clip(), "--output", "http://u:pw@h/x.mp4"], {}), r"http:// is not an"),
+    ("file output URL", lambda tmp: (["--source", _clip(), "--output", "file:///x.mp4"], {}), r"file:// is not an"),
     ("config is a FIFO", lambda tmp: (["--source", _clip(), "--config", _mkfifo(tmp)], {}), r"not a regular file"),
     ("config is a device", lambda tmp: (["--source", _clip(), "--config", "/dev/zero"], {}), r"not a regular file"),
     ("events into a FIFO", lambda tmp: (["--source", _clip(), "--events", _mkfifo(tmp)], {}), r"named pipe"),
@@ -290,3 +292,12 @@ def test_events_to_a_device_are_written_and_no_lock_file_is_left_there() -> None
     result = run_cli("--source", _clip(), "--events", "/dev/null", "--max-frames", "3", timeout=90)
     assert result.returncode == 0, result.stderr
     assert not Path("/dev/.null.lock").exists()
+
+
+def test_colons_in_file_names_are_files_not_protocols(tmp_path: Path) -> None:
+    # FFmpeg reads 'clip:1.mp4' as protocol 'clip'; the CLI must read and write such names as files.
+    source = _copy(tmp_path, "clip:1.mp4")
+    out = tmp_path / "run:1.mp4"
+    result = run_cli("--source", str(source), "--output", str(out), "--max-frames", "5", timeout=90)
+    assert result.returncode == 0, result.stderr
+    assert not list(tmp_path.glob("http*")) and out.stat().st_size > 0
