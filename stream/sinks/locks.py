@@ -62,12 +62,16 @@ class OutputLock:
             self._lock(fd)
             # Another run may have removed the sidecar between our open and our lock: then the lock is on a
             # file nobody else will find, so take the new one.
-            with contextlib.suppress(OSError):
-                if os.path.samestat(os.fstat(fd), os.stat(self.sidecar)):
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.sidecar))
+            except OSError:
+                same = False
+            if same:
+                self._owns_sidecar = True
+                with contextlib.suppress(OSError):  # the pid only words the other run's error; a full disk is fine
                     os.ftruncate(fd, 0)
                     os.write(fd, f"{os.getpid()}\n".encode())
-                    self._owns_sidecar = True
-                    return
+                return
             self._fds.remove(fd)
             os.close(fd)
 

@@ -100,3 +100,17 @@ def test_two_runs_on_the_same_paths_one_refused_one_whole(run_cli_bg: Callable[.
     assert code == 0, first.stderr
     assert [r["frame"] for r in read_events(events)] == list(range(300))
     assert decodable_frames(video) == 300
+
+
+def test_summary_on_a_full_disk_is_one_line_and_leaves_nothing(
+    run_cli_bg: Callable[..., Run], small_disk: Callable[[str], Path]
+) -> None:
+    disk = small_disk("16k")
+    with contextlib.suppress(OSError), (disk / "fill").open("wb") as fill:
+        fill.write(b"\0" * 64 * 1024)  # fills it
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--summary", str(disk / "s.json"),
+                     "--max-frames", "5")
+    code, _ = run.finish(STARTUP_S + 30)
+    assert code == 2, run.stderr
+    assert "No space left on device" in run.error()
+    assert sorted(p.name for p in disk.iterdir()) == ["fill"]  # no summary, temporary or lock file left
