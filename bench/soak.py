@@ -11,8 +11,8 @@ Every ``--period-s`` one fault is injected, in turn:
 * ``camera-kill``: the camera is SIGKILLed and restarted on the same port 3 s later;
 * ``camera-freeze``: the camera is frozen (SIGSTOP) for 8 s, longer than the stall detection, then thawed;
 * ``receiver-kill``: the RTSP receiver is SIGKILLed (a supervisor starts a new one at once);
-* ``receiver-stall``: the receiver is frozen for 12 s: its socket accepts and never answers, so the
-  publisher process stalls until ``output.rtsp_timeout_s`` and is restarted.
+* ``receiver-stall``: for 12 s the receiver's port is held by a listener that accepts and never answers, so
+  the publisher stalls in its handshake until ``output.rtsp_timeout_s`` and is restarted.
 
 Every 10 s it samples this process's resident memory (RSS, /proc), its open file descriptors, its child
 processes, and the latency p50 of the frames of that interval. The report gives the growth of RSS and of
@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,31 @@ class Receiver:
             if self.process is not None and self.process.poll() is None:
                 self.process.send_signal(signum)
 
+    def stall(self, seconds: float) -> None:
+        """For ``seconds``, the port is held by a listener that accepts and never answers (a hung receiver),
+        then the real receiver comes back."""
+        with self._lock:
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", port))
+            listener.listen(16)
+            held: list[socket.socket] = []
+            listener.settimeout(0.2)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    held.append(listener.accept()[0])
+                except TimeoutError:
+                    continue
+            for connection in held:
+                connection.close()
+            listener.close()
+            self.process = None  # the supervisor starts a new receiver
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
@@ -125,9 +151,7 @@ def _inject(fault: str, camera: CameraServer, receiver: Receiver, log: list[dict
     elif fault == "receiver-kill":
         receiver.signal(signal.SIGKILL)
     elif fault == "receiver-stall":
-        receiver.signal(signal.SIGSTOP)
-        time.sleep(12.0)
-        receiver.signal(signal.SIGCONT)
+        receiver.stall(12.0)
     log.append({"fault": fault, "at_s": round(started - t0, 1), "took_s": round(time.monotonic() - started, 1)})
 
 

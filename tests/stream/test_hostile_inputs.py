@@ -89,6 +89,17 @@ def _image_onto_itself(tmp: Path) -> tuple[list[str], dict[str, str]]:
     return ["--source", str(image), "--output", str(image)], {}
 
 
+def _image_into_its_folder(tmp: Path) -> tuple[list[str], dict[str, str]]:
+    image = _copy(tmp, "face.jpg", IMAGE)
+    return ["--source", str(image), "--output", str(tmp)], {}
+
+
+def _image_into_its_folder_dots(tmp: Path) -> tuple[list[str], dict[str, str]]:
+    image = _copy(tmp, "face.jpg", IMAGE)
+    (tmp / "sub").mkdir()
+    return ["--source", str(image), "--output", str(tmp / "sub" / "..")], {}
+
+
 def _folder_onto_itself(tmp: Path) -> tuple[list[str], dict[str, str]]:
     folder = tmp / "images"
     folder.mkdir()
@@ -147,6 +158,8 @@ CASES: list[tuple[str, Case, str]] = [
     ("summary is the input", _same_as_input("--summary", "symlink"), r"--summary .* is the input itself"),
     ("image output is the input image", _image_onto_itself, r"is the input itself"),
     ("image folder output is the input folder", _folder_onto_itself, r"input"),
+    ("image into its own folder", _image_into_its_folder, r"holds the input image .*would replace"),
+    ("image into its own folder via ..", _image_into_its_folder_dots, r"holds the input image"),
     ("summary and events the same file", _summary_is_events, r"--events and --summary name the same file"),
     ("STREAM_MODELS_DIR is a file", _models_dir_is_a_file, r"cannot be used .*STREAM_MODELS_DIR"),
     ("http output", lambda tmp: (["--source", _clip(), "--output", "http://u:pw@h/x.mp4"], {}), r"http:// is not an"),
