@@ -314,3 +314,24 @@ def test_colons_in_file_names_are_files_not_protocols(tmp_path: Path) -> None:
     result = run_cli("--source", str(source), "--output", str(out), "--max-frames", "5", timeout=90)
     assert result.returncode == 0, result.stderr
     assert not list(tmp_path.glob("http*")) and out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", [["-m", "models", "fetch", "cydral_age"], ["-m", "stream", "--source", "CLIP"]])
+def test_a_read_only_model_cache_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    cache = tmp_path / "ro"
+    cache.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(cache)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        args = [_clip() if a == "CLIP" else a for a in command]
+        result = subprocess.run([sys.executable, *args], cwd=Path(__file__).resolve().parents[2],
+                                env=child_env(STREAM_MODELS_DIR=str(cache)), capture_output=True, text=True,
+                                timeout=120, check=False)
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Read-only file system" in error_line(result.stderr)
