@@ -211,3 +211,14 @@ def test_mqtt_broker_that_accepts_and_stalls_is_one_line_without_the_password(
     assert code == 2, run.stderr
     assert "did not answer" in run.error()
     _assert_no_secret(run.stderr)
+
+
+def test_http_reset_once_resumes_and_reads_every_frame(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", http_server.url("reset-once.mp4"), "--events", str(events))
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 0, run.stderr
+    expected = decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert [r["frame"] for r in read_events(events)] == list(range(expected))

@@ -4,7 +4,8 @@
   receiver or camera that hangs in the handshake).
 * :class:`FaultyHttpServer`: ``http.server`` serving one clip under several paths, each with its fault:
   ``/clip.mp4`` (served whole, with Range requests), ``/drip.mp4`` (a few hundred bytes a second),
-  ``/reset.mp4`` (the connection is reset half-way, every time), ``/auth.mp4`` (401 unless the Basic
+  ``/reset.mp4`` (the connection is reset half-way, every time), ``/reset-once.mp4`` (reset half-way the first
+  time only, then served with Range requests, so a client that resumes gets it all), ``/auth.mp4`` (401 unless the Basic
   credentials match) and ``/stall.mp4`` (the request is read, no answer ever comes).
 """
 
@@ -51,6 +52,8 @@ class FaultyHttpServer:
     def __init__(self, clip: Path, user: str = "", password: str = "", drip_bytes_per_s: int = 20000) -> None:
         data = clip.read_bytes()
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        served_once: list[bool] = []
+        lock = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -79,6 +82,11 @@ class FaultyHttpServer:
                     self.end_headers()
                     return
                 start, end = 0, len(data) - 1
+                if path == "/reset-once.mp4":
+                    with lock:
+                        first_time = not served_once
+                        served_once.append(True)
+                    path = "/reset.mp4" if first_time else "/clip.mp4"
                 ranged = self.headers.get("Range", "")
                 if ranged.startswith("bytes=") and path != "/reset.mp4":
                     first, _, last = ranged[6:].partition("-")
