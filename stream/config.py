@@ -344,6 +344,8 @@ class SinkOptions(Section):
         rtsp_fps: Frame rate of the RTSP push; frames arriving faster are dropped. Keyframe every second.
         rtsp_reconnect_max_s: Longest wait between reconnection attempts to the RTSP server (seconds).
         rtsp_transport: RTP transport to the RTSP server, "tcp" or "udp".
+        rtsp_timeout_s: A connection that takes no frame for this long (a server that accepts and never
+            answers) is dropped and retried; the analysis never waits for it.
         window_name: Title of the ``--show`` window.
     """
 
@@ -355,6 +357,7 @@ class SinkOptions(Section):
     image_jpeg_quality: int = setting(95, low=1, high=100)
     rtsp_fps: float = setting(25.0, low=0.0, low_open=True, high=240.0)
     rtsp_reconnect_max_s: float = setting(8.0, low=0.0, low_open=True, high=3600.0)
+    rtsp_timeout_s: float = setting(5.0, low=0.0, low_open=True, high=3600.0)
     rtsp_transport: str = setting("tcp", choices=RTSP_TRANSPORTS)
     window_name: str = setting("faces")
 
@@ -427,6 +430,9 @@ def _parse_scalar(text: str) -> Any:
 
 def _read_yaml(config_path: Path) -> Any:
     try:
+        # A FIFO or a device would block the open or the read forever (or never end): only plain files.
+        if config_path.exists() and not config_path.is_file():
+            raise ConfigError(f"config file {config_path} is not a regular file (a folder, FIFO or device)")
         with config_path.open("rb") as handle:
             data = handle.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:

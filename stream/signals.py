@@ -28,6 +28,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.received: int | None = None  # the last signal, also one that raised (so an error it caused maps back)
         self.graceful = False
         self._has_timer = hasattr(signal, "setitimer")  # not on Windows: there a second Ctrl-C forces the stop
 
@@ -53,6 +54,7 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum
         if self.graceful and self.signum is None:
             self.signum = signum
             if self._has_timer:

@@ -19,8 +19,11 @@ checking every output can be written before any processing starts::
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import re
+import stat
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -30,6 +33,7 @@ from stream.config import SinkOptions
 from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
+from stream.sinks.locks import OutputLock
 from stream.sinks.mqtt import MqttSink, is_mqtt_url
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.summary import SummarySink
@@ -109,6 +113,10 @@ def output_kind(output: str, source_kind: str) -> str:
         raise ValueError(f"source_kind must be one of {', '.join(SOURCE_KINDS)}, got {source_kind!r}")
     if is_rtsp_url(output):
         return "rtsp"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]+):/", output)
+    if scheme is not None:  # not a path: 'http://h/x.mp4' would become a folder named 'http:'
+        raise SinkError(f"--output {redact_url(output)!r}: {scheme[1].lower()}:// is not an output; give a file "
+                        "path, or an rtsp:// URL to push to an RTSP server")
     ext = os.path.splitext(output)[1].lower()
     if ext in VIDEO_EXTENSIONS:
         return "video"
@@ -116,18 +124,18 @@ def output_kind(output: str, source_kind: str) -> str:
         if ext in IMAGE_EXTENSIONS:
             if source_kind == "folder":
                 raise SinkError(
-                    f"--output {output!r} is one image file but the source is a folder of images; "
+                    f"--output {redact_url(output)!r} is one image file but the source is a folder of images; "
                     "give an output folder (one annotated image per input) or a video file"
                 )
             return "image"
         if ext and not Path(output).is_dir():
             raise SinkError(
-                f"--output {output!r}: unknown extension {ext!r}; use an image extension "
+                f"--output {redact_url(output)!r}: unknown extension {ext!r}; use an image extension "
                 f"({', '.join(IMAGE_EXTENSIONS)}), a video one ({', '.join(VIDEO_EXTENSIONS)}) or a folder"
             )
         return "image_folder"
     raise SinkError(
-        f"--output {output!r}: for a {source_kind} source give a video file "
+        f"--output {redact_url(output)!r}: for a {source_kind} source give a video file "
         f"({', '.join(VIDEO_EXTENSIONS)}) or an rtsp://HOST:PORT/PATH URL"
     )
 
@@ -198,9 +206,21 @@ def open_sinks(
     check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
     context = SinkContext(source_kind, fps, options, local, source_name)
     sinks: list[Sink] = []
+    locks: list[OutputLock] = []
     try:
-        for _flag, kind, target in requests:
-            sinks.append(get_sink_class(kind).open(target, context))
+        for flag, kind, target in requests:
+            lock = None
+            if _is_local_file(kind, target):
+                # Before the sink opens (and truncates) the file: another run's output stays whole.
+                lock = OutputLock(flag, target).acquire()
+                locks.append(lock)
+            try:
+                sinks.append(get_sink_class(kind).open(target, context))
+                if lock is not None:
+                    sinks[-1].hold(lock)
+            except OSError as err:  # anything a sink's own checks did not put into words
+                raise SinkError(f"{flag} {redact_url(target)!r}: cannot write it ({err.strerror or err}); "
+                                "choose another path") from err
     except BaseException:
         # All or nothing: do not leave a half-opened set (e.g. an empty video file) behind.
         for sink in reversed(sinks):
@@ -208,12 +228,38 @@ def open_sinks(
                 sink.close()
             except SinkError as err:
                 logger.warning("%s", err)
+        for lock in locks:
+            lock.release()
         raise
     return sinks
 
 
 def _is_local_file(kind: str, target: str) -> bool:
     return kind not in ("rtsp", "window") and target != STDOUT and "://" not in target
+
+
+def _check_output_path(flag: str, path: Path) -> None:
+    """Refuse a path no file can have (a name over 255 bytes, a symlink loop on the way) with a SinkError."""
+    shown = str(path) if len(str(path)) <= 120 else str(path)[:60] + "..." + str(path)[-40:]
+    if any(len(os.fsencode(part)) > 255 for part in path.parts):
+        raise SinkError(f"{flag} {shown!r} has a name too long for the file system (255 bytes per name); "
+                        "choose a shorter one")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        # A new file (ENOENT) is fine; a file in the way or no permission is worded by the sink's own checks.
+        if err.errno in (errno.ELOOP, errno.ENAMETOOLONG):
+            reason = "a symbolic link loop is on the way" if err.errno == errno.ELOOP else "a name is too long"
+            raise SinkError(f"{flag} {shown!r}: {reason}; choose another path") from None
+    else:
+        # Opening a FIFO for writing blocks until a reader comes, maybe forever; a socket cannot be opened.
+        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise SinkError(f"{flag} {shown!r} is a named pipe or socket, not a file; give a file path "
+                            "(--events - writes the events to standard output)")
+    try:
+        path.resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise SinkError(f"{flag} {shown!r}: a symbolic link loop is on the way ({err}); choose another path") from None
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -238,6 +284,8 @@ def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) 
         SinkError: Two paths name the same file (through links too), or an output would replace the input.
     """
     paths = [(flag, Path(target).expanduser()) for flag, target in outputs]
+    for flag, path in paths:
+        _check_output_path(flag, path)
     for i, (flag, path) in enumerate(paths):
         if source is not None and _same_file(path, source):
             raise SinkError(f"{flag} {str(path)!r} is the input itself; writing it would destroy the input. "

@@ -12,6 +12,7 @@ import abc
 import contextlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -100,11 +101,20 @@ class Sink(abc.ABC):
         """Finalize the output (called once)."""
 
     def close(self) -> None:
-        """Finalize the output; later calls do nothing."""
+        """Finalize the output; later calls do nothing. Locks handed to :meth:`hold` are released after."""
         if self._closed:
             return
         self._closed = True
-        self._close()
+        try:
+            self._close()
+        finally:
+            for lock in getattr(self, "_held", ()):
+                lock.release()
+
+    def hold(self, lock: Any) -> None:
+        """Keep ``lock`` (anything with ``release()``, e.g. an output's :class:`~stream.sinks.locks.OutputLock`)
+        until this sink is closed."""
+        self.__dict__.setdefault("_held", []).append(lock)
 
     @property
     def closed(self) -> bool:
@@ -195,8 +205,8 @@ def pad_to_even(image: np.ndarray) -> np.ndarray:
 def prepare_output_file(path: str | os.PathLike[str], what: str) -> Path:
     """Check that a file can be written at ``path`` before any processing starts.
 
-    Creates missing parent folders. The file itself is created (empty) by the probe when it
-    did not exist, and left in place: the sink writes it next.
+    Creates missing parent folders. A file that does not exist yet is not created (a run killed before it
+    writes leaves no empty file behind): the probe creates and removes a temporary file beside it instead.
 
     Args:
         path: The output file path.
@@ -219,9 +229,13 @@ def prepare_output_file(path: str | os.PathLike[str], what: str) -> Path:
             "create it or choose another path"
         ) from err
     try:
-        # Append mode: proves write access without truncating an existing file yet.
-        with open(target, "ab"):
-            pass
+        if target.exists():
+            # Append mode: proves write access without truncating an existing file yet.
+            with open(target, "ab"):
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=target.parent):
+                pass
     except OSError as err:
         raise SinkError(
             f"cannot write {what} {str(path)!r} ({err.strerror or err}); check permissions or choose another path"

@@ -13,13 +13,14 @@ track has a label, when the stage that computes them did not run, or when a valu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from stream.config import SinkOptions
 from stream.labels import face_labels
@@ -83,10 +84,11 @@ def frame_record(frame: Frame, faces: Faces) -> dict[str, Any]:
 
 
 class EventsSink(Sink, kind="events"):
-    """Write one JSON line per processed frame, flushed after every line.
+    """Write one JSON line per processed frame, each with a single ``os.write`` to an ``O_APPEND`` file.
 
-    Each line is written with a single ``write`` and flushed, so a crash or a kill leaves
-    only complete lines and a reader (``tail -f``) sees frames as they are processed.
+    Whatever happens the file ends on a complete line: a kill (even ``kill -9``) lands between two writes, and
+    when a write fails or is cut short (disk full, file size limit) the file is truncated back to the last
+    complete line before the error is raised. A reader (``tail -f``) sees frames as they are processed.
 
     Args:
         path: Output ``.jsonl`` file, or ``"-"`` for standard output (not closed by the sink).
@@ -108,20 +110,17 @@ class EventsSink(Sink, kind="events"):
         super().__init__()
         self.options = options if options is not None else SinkOptions()
         self.path: Path | None = None
-        self._file: IO[str]
-        if os.fspath(path) == STDOUT:
-            self._file = sys.stdout
-            self._owns_file = False
-        else:
+        self._fd: int | None = None
+        self._complete = 0  # bytes of complete lines written (the file's length after each line)
+        if os.fspath(path) != STDOUT:
             self.path = prepare_output_file(path, "events output")
             try:
-                # Held open for the sink's lifetime and closed in _close(), hence no `with`.
-                self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
+                # Held open for the sink's lifetime and closed in _close().
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
             except OSError as err:
                 raise SinkError(
                     f"cannot write events output {str(path)!r} ({err.strerror or err}); choose another path"
                 ) from err
-            self._owns_file = True
         self._frames = 0
 
     @property
@@ -130,35 +129,51 @@ class EventsSink(Sink, kind="events"):
         return self._frames
 
     def write(self, frame: Frame, faces: Faces) -> None:
-        """Append the frame's event line and flush it.
+        """Append the frame's event line.
 
         Args:
             frame: The processed frame.
             faces: Its faces (see :func:`face_records`).
 
         Raises:
-            SinkError: Writing failed (e.g. disk full).
+            SinkError: Writing failed (e.g. disk full); the file still ends on a complete line.
         """
         self._check_open()
         record = frame_record(frame, faces)
         # allow_nan=False: a NaN that slipped through is a bug to surface, not invalid JSON to write.
         line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
-        try:
-            self._file.write(line)
-            self._file.flush()
-        except OSError as err:
-            raise SinkError(f"writing events output {self._name()!r} failed ({err.strerror or err})") from err
+        if self._fd is None:
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except OSError as err:
+                raise SinkError(f"writing events to standard output failed ({err.strerror or err})") from err
+        else:
+            self._append(line.encode("utf-8"))
         self._frames += 1
+
+    def _append(self, data: bytes) -> None:
+        assert self._fd is not None
+        written = 0
+        try:
+            while written < len(data):  # a regular file takes it in one write unless it is full
+                written += os.write(self._fd, data[written:])
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._complete)  # back to the last complete line
+            raise SinkError(f"writing events output {self._name()!r} failed ({err.strerror or err}); it ends "
+                            f"after {self._frames} complete frame lines") from err
+        self._complete += len(data)
 
     def _name(self) -> str:
         return str(self.path) if self.path is not None else "<stdout>"
 
     def _close(self) -> None:
         try:
-            if self._owns_file:
-                self._file.close()
+            if self._fd is not None:
+                os.close(self._fd)
             else:
-                self._file.flush()
+                sys.stdout.flush()
         except OSError as err:
             raise SinkError(f"closing events output {self._name()!r} failed ({err.strerror or err})") from err
         logger.info("events output %s: %d frames", self._name(), self._frames)

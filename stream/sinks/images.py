@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -128,6 +129,16 @@ def output_name(frame: Frame) -> PurePath:
     return name
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    """By resolved path, and by inode when both exist (bind mounts)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 class ImageFolderSink(Sink, kind="image_folder"):
     """Write one annotated image per input image into a folder, named after the input.
 
@@ -143,7 +154,17 @@ class ImageFolderSink(Sink, kind="image_folder"):
 
     @classmethod
     def open(cls, target: str, context: SinkContext) -> ImageFolderSink:
-        source_dir = context.source_path if context.source_kind == "folder" else None
+        source = context.source_path
+        if context.source_kind == "image" and source is not None:
+            # One image into a folder: the annotated copy is named after the input, so the input's own folder
+            # would get the input overwritten.
+            name = output_name(Frame(0, 0.0, np.zeros((1, 1, 3), np.uint8), "", source.name))
+            would_write = Path(target).expanduser() / name
+            with contextlib.suppress(OSError):
+                if would_write.exists() and os.path.samefile(would_write, source):
+                    raise SinkError(f"--output folder {target!r} holds the input image {str(source)!r}, which the "
+                                    "annotated copy would replace; choose another folder")
+        source_dir = source if context.source_kind == "folder" else None
         return cls(target, context.options, source_dir=source_dir)
 
     def __init__(
@@ -156,7 +177,7 @@ class ImageFolderSink(Sink, kind="image_folder"):
         super().__init__()
         self.options = options if options is not None else SinkOptions()
         self.folder = Path(folder).expanduser()
-        if source_dir is not None and self.folder.resolve() == Path(source_dir).expanduser().resolve():
+        if source_dir is not None and _same_folder(self.folder, Path(source_dir).expanduser()):
             raise SinkError(
                 f"image output folder {str(folder)!r} is the input folder; its images would be replaced. "
                 "Choose another output folder"

@@ -48,6 +48,7 @@ class SummarySink(Sink, kind="summary"):
         self.tracks: list[dict[str, Any]] = []
         self.totals = Totals()
         self._started: float | None = None
+        self.inputs_skipped = 0  # set by the runner: inputs the source could not read and skipped
 
     @property
     def shows_image(self) -> bool:
@@ -74,6 +75,6 @@ class SummarySink(Sink, kind="summary"):
         seconds = time.perf_counter() - self._started if self._started is not None else 0.0
         payload = {"source": self.source_name, "frames": self.frames, "seconds": round(seconds, 3),
                    "fps": round(self.frames / seconds, 2) if seconds > 0 else 0.0,
-                   "totals": self.totals.as_dict(), "tracks": self.tracks}
+                   "inputs_skipped": self.inputs_skipped, "totals": self.totals.as_dict(), "tracks": self.tracks}
         write_atomically(self.path, json.dumps(payload, indent=1, allow_nan=False) + "\n", "summary output")
         logger.info("summary %s: %d tracks", self.path, len(self.tracks))

@@ -1,9 +1,9 @@
 """H.264 video file output (.mp4, .mkv, .mov, .avi) through PyAV and libx264.
 
-The file is written at its final path. An mp4's index (the ``moov`` atom) is written
-when the container is closed, so :meth:`VideoSink.close` always runs (``__exit__``, also on
-Ctrl-C) and flushes the encoder first: an interrupted run leaves a playable file holding
-every frame written so far.
+The file is written at its final path. .mp4/.mov are *fragmented* (an index with every fragment, at least
+every second) and .mkv is progressive by design, so even a run killed with SIGKILL leaves a file that plays
+up to its last fragment; :meth:`VideoSink.close` still always runs (``__exit__``, also on Ctrl-C) and flushes
+the encoder, so an interrupted run keeps every frame written so far.
 """
 
 from __future__ import annotations
@@ -30,6 +30,11 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi")
 # camera's frame jitter. AVI is constant-rate (a 1/1000 time base would mean 1000 fps with
 # empty frames in between), so there timestamps are rounded onto the 1/fps grid instead.
 _TIMESTAMP_TIME_BASE = Fraction(1, 1000)
+# Fragmented MP4/MOV: the index is written with every fragment (each keyframe, and at least every second)
+# instead of once at the end, so a run killed outright (kill -9, power loss) leaves a file that plays up to its
+# last fragment. Matroska (.mkv) is written that way by design. Cost: see the VideoSink docstring.
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
+_CONTAINER_OPTIONS: dict[str, dict[str, str]] = {".mp4": _FRAGMENTED, ".mov": _FRAGMENTED}
 
 
 def as_frame_rate(fps: float | Fraction) -> Fraction:
@@ -125,7 +130,9 @@ class VideoSink(Sink, kind="video"):
         else:
             self.time_base = _TIMESTAMP_TIME_BASE
         try:
-            self._container = av.open(str(self.path), mode="w")
+            # Absolute: FFmpeg reads 'name:rest' as a protocol ('run:1.mp4' is no file to it).
+            self._container = av.open(str(self.path.absolute()), mode="w",
+                                      container_options=_CONTAINER_OPTIONS.get(ext, {}))
         except (av.error.FFmpegError, OSError) as err:
             raise SinkError(f"cannot open video output {str(self.path)!r}: {err}; choose another path") from err
         self._stream: av.VideoStream | None = None

@@ -15,7 +15,10 @@ in :mod:`stream.sources.base`.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,13 +31,20 @@ from stream.sources.base import (
     KINDS,
     CaptureFactory,
     CaptureLike,
+    SecretFilter,
     Source,
     SourceError,
     _check_option_names,
     _coerce_options,
     redact_url,
 )
-from stream.sources.captures import _open_webcam, _PyAVStreamCapture
+from stream.sources.captures import (
+    _ConnectError,
+    _open_webcam,
+    _PyAVStreamCapture,
+    download_remote_file,
+    open_remote_file,
+)
 from stream.sources.demo import DEMO_SPEC, DemoSource
 from stream.sources.files import IMAGE_EXTENSIONS, FolderSource, ImageSource, VideoFileSource
 from stream.sources.live import LiveSource
@@ -58,7 +68,11 @@ __all__ = [
     "redact_url",
 ]
 
+logger = logging.getLogger("stream.sources")
+
 STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
+# V4L2 numbers devices /dev/video0../dev/video255; larger indices are typos (and overflow OpenCV's int).
+MAX_WEBCAM_INDEX = 255
 
 
 def open_source(
@@ -105,6 +119,11 @@ def open_source(
         factory = capture_factory if capture_factory is not None else _open_webcam
         return LiveSource(target, f"camera {target}", "webcam", factory, options)
     if kind == "stream":
+        SecretFilter.add_url(target)
+        if capture_factory is None and target.lower().startswith("http"):
+            remote = _remote_file(target, options)
+            if remote is not None:
+                return remote
         factory = capture_factory if capture_factory is not None else _PyAVStreamCapture.factory(options)
         return LiveSource(target, redact_url(target), "stream", factory, options)
     if kind == "folder":
@@ -114,6 +133,29 @@ def open_source(
     return VideoFileSource(target, options)
 
 
+def _remote_file(url: str, options: SourceOptions) -> VideoFileSource | None:
+    """A VideoFileSource for an http(s) URL serving a file of known duration; None for a live stream, or when
+    the first try failed in a way the live source retries and words itself (refused, timeout)."""
+    try:
+        container = open_remote_file(url, options)
+    except _ConnectError as exc:
+        if exc.fatal:
+            raise SourceError(f"cannot open stream '{redact_url(url)}': {exc}") from None
+        return None
+    if container is None:
+        return None
+    try:
+        return VideoFileSource(url, options, container=container, name=redact_url(url))
+    except SourceError as exc:
+        # Nothing decodes in place, e.g. an mp4 with its index at the end from a server without Range requests.
+        logger.warning("%s cannot be read in place (%s); downloading it first", redact_url(url), exc)
+    path = download_remote_file(url, options)
+    try:
+        return VideoFileSource(path, options, name=redact_url(url))
+    finally:
+        path.unlink(missing_ok=True)  # the open file stays readable (POSIX); nothing is left behind
+
+
 def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:
     """The local file or folder a source spec reads (so outputs can be kept from overwriting it), else None."""
     try:
@@ -121,6 +163,41 @@ def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:
     except (SourceError, TypeError, ValueError):
         return None
     return target if kind in ("video", "image", "folder") else None
+
+
+class SourceSpecError(SourceError, ValueError):
+    """The source spec itself is unusable (empty, an unsupported scheme, an index out of range)."""
+
+
+def _check_path(text: str, path: Path) -> None:
+    """Raise a SourceError that says why ``path`` cannot be read (missing, a symlink loop, a name too long...)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        reasons = {
+            errno.ENOENT: "not found (check the path; for a webcam give its index, for a stream an rtsp:// or "
+                          "http(s):// URL)",
+            errno.ELOOP: "is a symbolic link loop (a link that points back to itself); fix or remove the link",
+            errno.ENAMETOOLONG: "has a name too long for the file system (255 bytes per name); rename it",
+            errno.EACCES: "cannot be read: permission denied (check its permissions)",
+            errno.ENOTDIR: "not found: a part of the path is a file, not a folder",
+        }
+        reason = reasons.get(exc.errno or 0, f"cannot be read ({exc.strerror})")
+        if exc.errno == errno.ENOENT and path.is_symlink():
+            reason = f"is a symbolic link to a missing file ({os.readlink(path)!r})"
+        shown = text if len(text) <= 120 else text[:60] + "..." + text[-40:]
+        raise SourceError(f"source {shown!r} {reason}") from None
+
+
+def _special_kind(path: Path) -> str:
+    mode = os.stat(path).st_mode
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), which can block forever"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _classify(spec: Any) -> tuple[str, Any]:
@@ -137,27 +214,33 @@ def _classify(spec: Any) -> tuple[str, Any]:
         raise TypeError(f"spec must be a camera index, URL or path, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
-        raise ValueError("spec must not be empty (give a camera index, URL or path)")
+        raise SourceSpecError("the source must not be empty: give a webcam index (0), an rtsp:// or http(s):// URL, "
+                              "a video or image file, or a folder of images")
     if text.isdigit():
-        return "webcam", int(text)
+        index = int(text)
+        if index > MAX_WEBCAM_INDEX:
+            raise SourceSpecError(f"webcam index {text[:20]}{'...' if len(text) > 20 else ''} is out of range "
+                                  f"(0-{MAX_WEBCAM_INDEX}); give the N of /dev/videoN")
+        return "webcam", index
     if text == DEMO_SPEC and not Path(text).exists():  # a file or folder named "demo" is still read as such
         return "demo", text
     match = _URL_RE.match(text)
     if match is not None and len(match["scheme"]) > 1:  # 'C://x' is a Windows path, not a URL
         scheme = match["scheme"].lower()
         if scheme not in STREAM_SCHEMES:
-            raise ValueError(f"unsupported URL scheme {scheme!r} in spec; supported: {list(STREAM_SCHEMES)}")
-        return "stream", text
+            raise SourceSpecError(f"unsupported URL scheme '{scheme}' in the source; supported: "
+                              f"{', '.join(s + '://' for s in STREAM_SCHEMES)} (for a local file give its path)")
+        # Schemes are case-insensitive (RFC 3986); FFmpeg's protocol lookup is not.
+        return "stream", scheme + text[len(scheme):]
     if text.startswith("/dev/video"):
         return "webcam", text
     path = Path(text).expanduser()
-    if not path.exists():
-        raise SourceError(
-            f"source {text!r} not found (check the path; for a webcam give its index, for a stream an "
-            "rtsp:// or http(s):// URL)"
-        )
+    _check_path(text, path)
     if path.is_dir():
         return "folder", path
+    if not path.is_file():
+        raise SourceError(f"source {text!r} is {_special_kind(path)}, not a regular file: give a video or image "
+                          "file (a live feed goes through rtsp:// or http(s)://)")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return "image", path
     return "video", path

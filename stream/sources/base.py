@@ -6,22 +6,20 @@ Every source is a context manager and an iterator of :class:`stream.types.Frame`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
 from stream.config import SourceOptions, section_values
+from stream.redact import _URL_RE, SecretFilter, has_credentials, redact_url, scrub, url_secrets
 from stream.types import Frame
+
+__all__ = ["_URL_RE", "SecretFilter", "has_credentials", "redact_url", "scrub", "url_secrets"]
 
 KINDS: tuple[str, ...] = ("webcam", "stream", "video", "image", "folder")
 
-# Query parameters that carry secrets in camera URLs (e.g. ``.../cam?user=admin&password=x``).
-_SECRET_QUERY_KEYS = re.compile(r"(?i)^(pass(word|wd)?|pwd|token|access_token|auth|api_?key|key|secret|sig(nature)?)$")
-_URL_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<netloc>[^/?#]*)(?P<rest>.*)$", re.DOTALL)
 # The consumer polls at this period while waiting, so Ctrl-C and close() are noticed promptly.
 _POLL_S = 0.2
 
@@ -45,60 +43,6 @@ class CaptureLike(Protocol):
 CaptureFactory = Callable[[Any], CaptureLike]
 
 
-def redact_url(url: str) -> str:
-    """Hide credentials in a URL so it can be logged.
-
-    The user-info part (``user:password@``) becomes ``***@`` and secret-looking query parameters
-    (``password=``, ``token=``, ...) get the value ``***``. Anything that is not a ``scheme://`` URL
-    (a file path, a camera index) is returned unchanged.
-
-    Args:
-        url: A URL or any other source spec.
-
-    Returns:
-        The URL with credentials replaced by ``***``.
-    """
-    text = str(url)
-    match = _URL_RE.match(text)
-    if match is None:
-        return text
-    netloc = match["netloc"]
-    if "@" in netloc:
-        # The *last* '@' ends the user info: unencoded '@' in passwords is common in camera URLs.
-        netloc = "***@" + netloc.rpartition("@")[2]
-    rest = match["rest"]
-    query_start = rest.find("?")
-    if query_start >= 0:
-        fragment_start = rest.find("#", query_start)
-        end = len(rest) if fragment_start < 0 else fragment_start
-        params = rest[query_start + 1 : end].split("&")
-        for i, param in enumerate(params):
-            key, sep, _ = param.partition("=")
-            if sep and _SECRET_QUERY_KEYS.match(unquote(key)):
-                params[i] = f"{key}=***"
-        rest = rest[: query_start + 1] + "&".join(params) + rest[end:]
-    return f"{match['scheme']}://{netloc}{rest}"
-
-
-def _has_credentials(url: str) -> bool:
-    match = _URL_RE.match(url)
-    return match is not None and "@" in match["netloc"]
-
-
-def _scrub(text: str, url: str) -> str:
-    """Remove the URL's secrets from a message (backend errors quote the URL verbatim)."""
-    redacted = redact_url(url)
-    text = text.replace(url, redacted)
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        for secret in {password, unquote(password)}:
-            text = text.replace(secret, "***")
-    return text
-
-
 class Source:
     """An open source of frames: an iterator of :class:`Frame` and a context manager.
 
@@ -118,6 +62,11 @@ class Source:
         self.fps = fps
         self.frame_count = frame_count
         self._closed = False
+
+    @property
+    def inputs_skipped(self) -> int:
+        """Inputs that could not be read and were skipped (a folder's damaged images); 0 for other sources."""
+        return len(getattr(self, "skipped", ()))
 
     @property
     def frames_dropped(self) -> int:

@@ -14,9 +14,16 @@ Backends (chosen by testing, see the notes at :func:`_open_stream_container`):
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import shutil
+import tempfile
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import av
 import av.error
@@ -24,7 +31,10 @@ import cv2
 import numpy as np
 
 from stream.config import SourceOptions
-from stream.sources.base import CaptureFactory, SourceError, _has_credentials, _scrub
+from stream.redact import redact_url, userinfo
+from stream.sources.base import CaptureFactory, SourceError
+from stream.sources.base import has_credentials as _has_credentials
+from stream.sources.base import scrub as _scrub
 
 
 class _ConnectError(Exception):
@@ -66,6 +76,10 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         if options.rtsp_transport == "udp":
             # Larger socket buffer: UDP packets lost to a full buffer are lost for good.
             container_options["buffer_size"] = str(4 * 1024 * 1024)
+    elif scheme.startswith("http"):
+        # A dropped connection to a file resumes where it broke (a Range request) instead of ending the file
+        # early; a server gone for good still fails after a few seconds.
+        container_options.update({"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "2"})
     started = time.monotonic()
     try:
         container = av.open(
@@ -110,6 +124,52 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         container.close()
         raise _ConnectError("the stream has no video track (check the URL's path)")
     return container
+
+
+def open_remote_file(url: str, options: SourceOptions) -> Any | None:
+    """The PyAV container of an http(s) URL that serves a *file* (a known duration, e.g. a clip on a web
+    server), to be read like a local file: every frame, once. None for a live stream (no duration).
+
+    Raises:
+        _ConnectError: The URL cannot be opened (see :func:`_open_stream_container`).
+    """
+    container = _open_stream_container(url, options)
+    if container.duration is not None and container.duration > 0:
+        return container
+    container.close()
+    return None
+
+
+def download_remote_file(url: str, options: SourceOptions) -> Path:
+    """Download an http(s) file into a temporary file (the caller opens it, then removes it).
+
+    For a file FFmpeg cannot read in place: an mp4 whose index (moov) comes after the media, served without
+    Range requests (``python -m http.server``), cannot be seeked back to its start. Socket reads time out after
+    ``read_timeout_s``; credentials in the URL are sent as HTTP Basic authentication.
+
+    Raises:
+        SourceError: The download failed (the message is free of credentials).
+    """
+    parts = userinfo(url)
+    request = urllib.request.Request(url)
+    if parts is not None:
+        scheme, info, after = parts
+        request = urllib.request.Request(f"{scheme}://{after}")
+        user, _, password = info.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    suffix = Path(urllib.parse.urlsplit(request.full_url).path).suffix[:10]
+    handle = tempfile.NamedTemporaryFile(prefix="face-stream-", suffix=suffix, delete=False)  # noqa: SIM115
+    try:
+        with handle, urllib.request.urlopen(request, timeout=options.read_timeout_s) as response:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except (OSError, ValueError) as exc:
+        Path(handle.name).unlink(missing_ok=True)
+        raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return Path(handle.name)
 
 
 class _PyAVStreamCapture:
@@ -169,7 +229,7 @@ class _PyAVStreamCapture:
         frame = self.read_frame()
         if frame is None:
             return False, None
-        return True, frame.to_ndarray(format="bgr24")
+        return True, upright_bgr(frame)
 
     def isOpened(self) -> bool:  # noqa: N802 - cv2's spelling
         return self._container is not None
@@ -193,10 +253,19 @@ class _PyAVStreamCapture:
             self._container = None
 
 
+def upright_bgr(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as ``(H, W, 3)`` uint8 BGR, turned upright by its display rotation (phone clips store
+    sideways pictures with a display matrix saying how to turn them; players, and so the detector, must)."""
+    image = frame.to_ndarray(format="bgr24")
+    # PyAV's rotation is the display matrix's counterclockwise angle in degrees; np.rot90 turns counterclockwise.
+    turns = round(float(getattr(frame, "rotation", 0) or 0) / 90) % 4
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def _to_bgr(payload: Any) -> np.ndarray:
     """Convert what a capture returned to an ``(H, W, 3)`` uint8 BGR image."""
     if isinstance(payload, av.VideoFrame):
-        return payload.to_ndarray(format="bgr24")
+        return upright_bgr(payload)
     image = np.asarray(payload)
     if image.dtype != np.uint8:
         raise SourceError(f"capture returned a {image.dtype} image; expected uint8")

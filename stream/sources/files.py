@@ -23,6 +23,7 @@ import numpy as np
 
 from stream.config import SourceOptions
 from stream.sources.base import _POLL_S, Source, SourceError
+from stream.sources.captures import upright_bgr
 from stream.types import Frame
 
 # One logger for the whole package: log lines keep the name ``stream.sources`` whichever module writes them.
@@ -157,7 +158,8 @@ class _QueuedFileSource(Source):
 def _open_video_container(path: Path) -> tuple[Any, Any]:
     """Open a video file with PyAV; return ``(container, video stream)``."""
     try:
-        container = av.open(str(path), mode="r")
+        # Absolute: FFmpeg reads 'name:rest' as a protocol ('clip:1.mp4' is no file to it).
+        container = av.open(str(path.absolute()), mode="r")
     except av.error.FileNotFoundError as exc:
         raise SourceError(f"source '{path}' not found (check the path)") from exc
     except av.error.PermissionError as exc:
@@ -181,6 +183,7 @@ def _video_reader(
     name: str,
     fps: float | None,
     expected_frames: int | None,
+    network: bool,
     out: queue.Queue[Any],
     stop: threading.Event,
 ) -> None:
@@ -208,7 +211,7 @@ def _video_reader(
                     timestamp = index / fps if fps else last_ts
                 # Clamp: a broken container may reorder pts; downstream trackers assume time moves forward.
                 last_ts = timestamp = max(timestamp, last_ts)
-                image = av_frame.to_ndarray(format="bgr24")
+                image = upright_bgr(av_frame)
                 frame = Frame(index=index, timestamp=timestamp, image=image, source=name)
                 if not _put(out, frame, stop):
                     return
@@ -217,6 +220,10 @@ def _video_reader(
         stopped_early = getattr(exc, "strerror", None) or type(exc).__name__
     finally:
         container.close()
+    if stopped_early is not None and index and network:
+        _put(out, SourceError(f"lost '{name}' after frame {index} ({stopped_early}); the outputs hold the frames "
+                              "read so far"), stop)
+        return
     if stopped_early is not None and index:
         logger.warning("video '%s' is damaged after frame %d (%s); ending there", name, index, stopped_early)
     elif expected_frames and 0 < index < expected_frames:
@@ -239,19 +246,27 @@ class VideoFileSource(_QueuedFileSource):
 
     kind = "video"
 
-    def __init__(self, path: Path, options: SourceOptions) -> None:
-        container, stream = _open_video_container(path)
+    def __init__(self, path: Path | str, options: SourceOptions, *, container: Any = None, name: str = "") -> None:
+        # ``container``: an already opened PyAV container (an http(s) file, see stream.sources.open_source),
+        # read like a local file; a connection lost for good then ends the run with an error, not a warning.
+        if container is None:
+            container, stream = _open_video_container(Path(path))
+        else:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+        network = not isinstance(path, Path)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         frame_count: int | None = int(stream.frames) if stream.frames else None
         if frame_count is None and fps and container.duration:
             # Some containers (mkv, webm) store no frame count: estimate it from the duration.
             frame_count = round(container.duration / av.time_base * fps)
-        super().__init__(str(path), fps=fps, frame_count=frame_count)
+        super().__init__(name or str(path), fps=fps, frame_count=frame_count)
         # Read before the reader thread owns the stream.
         context = stream.codec_context
         described = f"{context.width}x{context.height} {context.name}"
-        self._start_reader(_video_reader, container, stream, self.name, fps, frame_count, queue_size=options.queue_size)
+        self._start_reader(_video_reader, container, stream, self.name, fps, frame_count, network,
+                           queue_size=options.queue_size)
         # Decode the first frame now, so a file with nothing decodable fails at open, not mid-pipeline.
         try:
             self._first: Frame | None = super()._next_frame()
@@ -281,18 +296,29 @@ def _natural_key(path: Path) -> tuple[Any, ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
 
 
-def _folder_reader(paths: list[Path], name: str, max_height: int, out: queue.Queue[Any], stop: threading.Event) -> None:
-    """Reader thread: decode the folder's images in order into ``out``."""
-    for index, path in enumerate(paths):
+def _folder_reader(paths: list[Path], name: str, max_height: int, skipped: list[str], out: queue.Queue[Any],
+                   stop: threading.Event) -> None:
+    """Reader thread: decode the folder's images in order into ``out``; an unreadable one is skipped with a
+    warning (and listed in ``skipped``), as a damaged video packet is."""
+    index = 0
+    for path in paths:
         try:
             image = _read_image(path, max_height)
         except SourceError as exc:
-            _put(out, exc, stop)
-            return
+            skipped.append(path.name)
+            logger.warning("skipping %s", exc)
+            continue
         # Stills have no media time: one image per second keeps timestamps increasing for trackers.
         frame = Frame(index=index, timestamp=float(index), image=image, source=name, name=path.name)
         if not _put(out, frame, stop):
             return
+        index += 1
+    if skipped:
+        logger.warning("folder '%s': skipped %d unreadable image(s) of %d", name, len(skipped), len(paths))
+    if index == 0:
+        _put(out, SourceError(f"folder '{name}' has no readable image ({len(skipped)} unreadable); check the files"),
+             stop)
+        return
     _put(out, _END, stop)
 
 
@@ -314,4 +340,6 @@ class FolderSource(_QueuedFileSource):
                 f"folder '{path}' has no images ({'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}); check the path"
             )
         super().__init__(str(path), fps=None, frame_count=len(paths))
-        self._start_reader(_folder_reader, paths, self.name, options.max_image_height, queue_size=options.queue_size)
+        self.skipped: list[str] = []  # names of the images that could not be read (filled as the reader goes)
+        self._start_reader(_folder_reader, paths, self.name, options.max_image_height, self.skipped,
+                           queue_size=options.queue_size)

@@ -20,7 +20,8 @@ import av.error
 import cv2
 
 from stream.config import SourceOptions
-from stream.sources.base import _POLL_S, CaptureFactory, CaptureLike, Source, SourceError, _scrub
+from stream.redact import scrub as _scrub
+from stream.sources.base import _POLL_S, CaptureFactory, CaptureLike, Source, SourceError
 from stream.sources.captures import _ConnectError, _PyAVStreamCapture, _to_bgr
 from stream.types import Frame
 

@@ -756,7 +756,7 @@ def test_rtsp_to_closed_port_never_raises_nor_blocks(caplog):
     caplog.set_level(logging.DEBUG, logger="stream.sinks.rtsp")
     sink = RtspSink(url, SinkOptions(rtsp_reconnect_max_s=0.1, rtsp_fps=50))
     slowest = 0.0
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20  # each attempt starts a publisher process (an interpreter) first
     k = 0
     while (sink.connection_attempts < 3 or k < 20) and time.monotonic() < deadline:
         started = time.perf_counter()

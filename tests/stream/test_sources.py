@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -157,13 +158,14 @@ def test_folder_yields_images_in_natural_order_with_names(videos: Path, tmp_path
         assert frame.source == str(tmp_path)
 
 
-def test_folder_with_an_unreadable_image_names_it(tmp_path: Path) -> None:
+def test_folder_with_an_unreadable_image_skips_and_names_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "b.jpg").write_bytes(b"garbage")
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((8, 8, 3), np.uint8))
     with open_source(tmp_path) as source:
-        assert next(source).name == "a.png"
-        with pytest.raises(SourceError, match=r"cannot read image .*b\.jpg"):
-            next(source)
+        assert [frame.name for frame in source] == ["a.png", "c.png"]
+        assert source.inputs_skipped == 1
+    assert re.search(r"skipping cannot read image .*b\.jpg", caplog.text)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,11 +282,15 @@ def http_server(videos: Path) -> Iterator[str]:
     server.server_close()
 
 
-def test_http_stream_is_read_as_a_live_source(http_server: str) -> None:
+def test_http_file_is_read_as_a_file(http_server: str, videos: Path) -> None:
+    # A URL serving a file of known duration: every frame once, in order, like the local file (issue 15).
     with open_source(f"{http_server}/clip.mp4", **FAST) as source:
-        assert (source.kind, source.is_live, source.fps) == ("stream", True, pytest.approx(30.0))
-        frame = next(source)
-    assert frame.image.shape == (720, 1280, 3)
+        assert (source.kind, source.is_live, source.fps) == ("video", False, pytest.approx(30.0))
+        frames = list(source)
+    with open_source(videos / FASTSTART_CLIP) as local:
+        expected = sum(1 for _ in local)
+    assert [f.index for f in frames] == list(range(expected))
+    assert frames[0].image.shape == (720, 1280, 3)
 
 
 @pytest.mark.parametrize(

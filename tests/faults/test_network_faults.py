@@ -1,0 +1,224 @@
+"""Network faults against the real CLI: refused, accept-and-stall, drip-feed, reset mid-stream, 401.
+
+Each test asserts the exit code, the one-line error (for failures), a bounded time and that every output
+written so far is readable. The servers are real (tests/support/faulty_servers.py, the GStreamer RTSP server).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import shared_file
+from tests.faults.conftest import HTTP_CLIP, LONG_CLIP, STARTUP_S, Run, decodable_frames
+from tests.stream import test_sources_rtsp as rtsp
+from tests.support.cli_util import free_port, read_events
+from tests.support.faulty_servers import FaultyHttpServer, StallingListener
+
+rtsp_ready = rtsp.rtsp_ready
+start_server = rtsp.start_server
+# Reserved characters in a password, raw and percent-encoded: none may be printed anywhere.
+PASSWORD = "p@ss:w/rd#?%"
+ENCODED = "p%40ss%3Aw%2Frd%23%3F%25"
+
+
+def _assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        for secret in (PASSWORD, ENCODED, "p@ss", "w/rd", "rd#?", "%3Aw%2F"):
+            assert secret not in text, f"{secret!r} leaked:\n{text}"
+
+
+# --------------------------------------------------------------------------------------------------
+# RTSP output
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rtsp_output_to_a_silent_receiver_never_stops_the_analysis(
+    run_cli_bg: Callable[..., Run], stalling_listener: StallingListener, tmp_path
+) -> None:
+    events = tmp_path / "e.jsonl"
+    url = f"rtsp://cam:{ENCODED}@127.0.0.1:{stalling_listener.port}/live"
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--output", url, "--events", str(events),
+                     "--max-frames", "500", "--set", "output.rtsp_timeout_s=1", "--set",
+                     "output.rtsp_reconnect_max_s=0.5", log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S + 90)
+    assert code == 0, run.stderr
+    assert len(read_events(events)) == 500  # every frame, although the receiver never answered
+    assert stalling_listener.accepted, "the publisher never connected"
+    assert "no progress for output.rtsp_timeout_s=1 s" in run.stderr
+    assert "Traceback" not in run.stderr
+    _assert_no_secret(run.stderr, events.read_text())
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_end_a_run_whose_rtsp_receiver_is_stalled(
+    run_cli_bg: Callable[..., Run], stalling_listener: StallingListener, tmp_path, signum: int, code: int
+) -> None:
+    events = tmp_path / "e.jsonl"
+    # rtsp_timeout_s=30: the publisher stays stalled in the handshake for the whole test.
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--output",
+                     f"rtsp://127.0.0.1:{stalling_listener.port}/live", "--events", str(events),
+                     "--set", "output.rtsp_timeout_s=30")
+    run.wait_for_lines(events, 30)
+    deadline = time.monotonic() + 20
+    while not stalling_listener.accepted and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stalling_listener.accepted, "the publisher never connected"
+    before = events.read_bytes().count(b"\n")
+    time.sleep(1.0)
+    during = events.read_bytes().count(b"\n")
+    run.signal(signum)
+    exit_code, waited = run.finish(20)  # 2 s publisher grace + the frame in flight, with a wide margin
+    assert exit_code == code, run.stderr
+    assert during > before, "the frame loop stopped while the receiver was stalled"
+    assert len(read_events(events)) >= during
+    assert "Traceback" not in run.stderr
+
+
+def test_rtsp_output_refused_keeps_the_run_going(run_cli_bg: Callable[..., Run], tmp_path) -> None:
+    events = tmp_path / "e.jsonl"
+    url = f"rtsp://cam:{PASSWORD}@127.0.0.1:{free_port()}/live"
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--output", url, "--events", str(events),
+                     "--max-frames", "200", log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 0, run.stderr
+    assert len(read_events(events)) == 200
+    assert "cannot publish to the server" in run.stderr or "never connected" in run.stderr
+    _assert_no_secret(run.stderr)
+
+
+# --------------------------------------------------------------------------------------------------
+# RTSP source
+# --------------------------------------------------------------------------------------------------
+
+
+def test_rtsp_camera_that_accepts_and_stalls_fails_within_the_open_timeout(
+    run_cli_bg: Callable[..., Run], stalling_listener: StallingListener, tmp_path
+) -> None:
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", f"rtsp://cam:{ENCODED}@127.0.0.1:{stalling_listener.port}/cam", "--events",
+                     str(events), "--set", "source.open_timeout_s=1.5", log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S)
+    assert code == 2, run.stderr
+    assert "1.5 s" in run.error()
+    _assert_no_secret(run.stderr)
+    assert not events.exists() or read_events(events) == []
+
+
+def test_rtsp_camera_killed_mid_stream_gives_up_with_one_line(
+    run_cli_bg: Callable[..., Run], start_server: Callable[..., rtsp.RtspServer], tmp_path
+) -> None:
+    server = start_server()
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.mp4"
+    run = run_cli_bg("--source", server.url(), "--events", str(events), "--output", str(video),
+                     "--set", "source.give_up_after_s=2", "--set", "source.read_timeout_s=1")
+    run.wait_for_lines(events, 20)
+    server.kill()  # the connection is reset mid-stream and nothing answers again
+    code, _ = run.finish(30)
+    assert code == 2, run.stderr
+    assert "giving up" in run.error()
+    frames = len(read_events(events))
+    assert frames >= 20
+    assert decodable_frames(video) == frames
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP source
+# --------------------------------------------------------------------------------------------------
+
+
+def test_http_file_is_read_as_a_file(run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path) -> None:
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", http_server.url("clip.mp4"), "--events", str(events))
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 0, run.stderr
+    records = read_events(events)
+    assert [r["frame"] for r in records] == list(range(decodable_frames(shared_file("videos", HTTP_CLIP))))
+    assert "reconnecting" not in run.stderr
+
+
+@pytest.mark.parametrize("userinfo", ["", f"cam:{ENCODED}x"], ids=["no-credentials", "wrong-password"])
+def test_http_401_is_one_line_without_the_password(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, userinfo: str
+) -> None:
+    run = run_cli_bg("--source", http_server.url("auth.mp4", userinfo), log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S)
+    assert code == 2, run.stderr
+    assert "401" in run.error()
+    _assert_no_secret(run.stderr)
+
+
+def test_http_with_the_right_reserved_character_password_reads_and_never_shows_it(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events, summary = tmp_path / "e.jsonl", tmp_path / "s.json"
+    run = run_cli_bg("--source", http_server.url("auth.mp4", f"cam:{ENCODED}"), "--events", str(events),
+                     "--summary", str(summary), "--max-frames", "20", log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S + 30)
+    assert code == 0, run.stderr
+    assert len(read_events(events)) == 20
+    _assert_no_secret(run.stderr, events.read_text(), summary.read_text())
+
+
+def test_http_server_that_never_answers_fails_within_the_open_timeout(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer
+) -> None:
+    run = run_cli_bg("--source", http_server.url("stall.mp4"), "--set", "source.open_timeout_s=1.5")
+    code, _ = run.finish(STARTUP_S)
+    assert code == 2, run.stderr
+    assert "1.5 s" in run.error()
+
+
+def test_http_drip_feed_still_stops_on_ctrl_c(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", http_server.url("drip.mp4"), "--events", str(events))
+    run.wait_for_lines(events, 1, timeout_s=STARTUP_S + 30)
+    run.signal(signal.SIGINT)
+    code, _ = run.finish(15)
+    assert code == 130, run.stderr
+    assert read_events(events)
+
+
+def test_http_reset_mid_stream_ends_with_one_line_and_readable_outputs(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.mp4"
+    run = run_cli_bg("--source", http_server.url("reset.mp4"), "--events", str(events), "--output", str(video))
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 2, run.stderr
+    assert "lost" in run.error()
+    frames = len(read_events(events))
+    assert 0 < frames < decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert decodable_frames(video) == frames
+
+
+# --------------------------------------------------------------------------------------------------
+# MQTT events outlet
+# --------------------------------------------------------------------------------------------------
+
+
+def test_mqtt_broker_that_accepts_and_stalls_is_one_line_without_the_password(
+    run_cli_bg: Callable[..., Run], stalling_listener: StallingListener
+) -> None:
+    url = f"mqtt://cam:{ENCODED}@127.0.0.1:{stalling_listener.port}/faces"
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--events", url, log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S + 30)
+    assert code == 2, run.stderr
+    assert "did not answer" in run.error()
+    _assert_no_secret(run.stderr)
+
+
+def test_http_reset_once_resumes_and_reads_every_frame(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", http_server.url("reset-once.mp4"), "--events", str(events))
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 0, run.stderr
+    expected = decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert [r["frame"] for r in read_events(events)] == list(range(expected))
