@@ -148,6 +148,7 @@ def open_sinks(
     source_path: str | os.PathLike[str] | None = None,
     summary: str | None = None,
     source_name: str = "",
+    camera: str = "",
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -169,7 +170,8 @@ def open_sinks(
         source_path: The source's local path (a file or a folder), so that no output overwrites it.
         summary: ``--summary``: a JSON file written when the run ends, or None.
         source_name: The source's display name (the summary records it; an MQTT sink names its camera after it
-            unless its URL gives one).
+            unless its URL gives one or ``camera`` is given).
+        camera: The camera's name ("" for outputs that several cameras share).
 
     Returns:
         The opened sinks, in the order output, events, summary, window.
@@ -196,7 +198,7 @@ def open_sinks(
         requests.append(("--show", "window", ""))
     local = Path(source_path) if source_path is not None else None
     check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
-    context = SinkContext(source_kind, fps, options, local, source_name)
+    context = SinkContext(source_kind, fps, options, local, source_name, camera)
     sinks: list[Sink] = []
     try:
         for _flag, kind, target in requests:

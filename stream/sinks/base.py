@@ -40,6 +40,7 @@ class SinkContext:
         options: The ``output:`` section.
         source_path: The source's local path (file or folder), or None for cameras and URLs.
         source_name: The source's display name (credentials redacted).
+        camera: The camera's name (``stream.config.CameraSpec.name``); "" for outputs shared by several cameras.
     """
 
     source_kind: str
@@ -47,6 +48,7 @@ class SinkContext:
     options: SinkOptions = field(default_factory=SinkOptions)
     source_path: Path | None = None
     source_name: str = ""
+    camera: str = ""
 
 
 #: Name → class registry of the sinks, filled by subclassing: ``class VideoSink(Sink, kind="video")``.

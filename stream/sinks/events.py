@@ -2,7 +2,7 @@
 
 A line looks like (wrapped here)::
 
-    {"frame": 12, "t": 0.48, "source": "clip.mp4", "faces": [{"track_id": 3,
+    {"frame": 12, "t": 0.48, "source": "clip.mp4", "camera": "clip", "faces": [{"track_id": 3,
      "box_xyxy": [10.0, 20.5, 110.0, 140.0], "score": 0.97, "age_group": "31-40",
      "age_group_probs": [0.0, 0.01, 0.08, 0.7, 0.2, 0.01, 0.0, 0.0], "age": 34.2,
      "gender": "female", "p_female": 0.93, "n_obs": 6}]}
@@ -62,7 +62,7 @@ def face_records(faces: Faces) -> list[dict[str, Any]]:
 
 
 def frame_record(frame: Frame, faces: Faces) -> dict[str, Any]:
-    """The event object of one frame: ``frame``, ``t``, ``source``, ``image`` (stills only), ``faces``.
+    """The event object of one frame: ``frame``, ``t``, ``source``, ``camera``, ``image`` (stills only), ``faces``.
 
     Args:
         frame: The processed frame.
@@ -76,6 +76,8 @@ def frame_record(frame: Frame, faces: Faces) -> dict[str, Any]:
         "t": _number(frame.timestamp, 3),
         "source": frame.source,
     }
+    if frame.camera:
+        record["camera"] = frame.camera
     if frame.name:
         record["image"] = frame.name
     record["faces"] = face_records(faces)

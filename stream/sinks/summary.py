@@ -22,7 +22,11 @@ logger = logging.getLogger(__name__)
 
 
 class SummarySink(Sink, kind="summary"):
-    """Write ``{"source", "frames", "seconds", "fps", "totals", "tracks"}`` to a JSON file at close.
+    """Write ``{"source", "frames", "seconds", "fps", "totals", "tracks", "cameras"}`` to a JSON file at close.
+
+    ``cameras`` has one entry per camera seen (``{"source", "frames", "totals"}``, by ``Frame.camera``), and every
+    track summary names its camera, so one summary can serve several cameras (``python -m stream`` with many
+    sources) with the totals over all of them and per camera.
 
     Args:
         path: The ``.json`` file (checked writable now, before any processing).
@@ -47,6 +51,7 @@ class SummarySink(Sink, kind="summary"):
         self.frames = 0
         self.tracks: list[dict[str, Any]] = []
         self.totals = Totals()
+        self._cameras: dict[str, dict[str, Any]] = {}
         self._started: float | None = None
 
     @property
@@ -59,10 +64,20 @@ class SummarySink(Sink, kind="summary"):
             self._started = time.perf_counter()
         self.frames += 1
         self.source_name = self.source_name or frame.source
+        if frame.camera:
+            self._camera(frame.camera, frame.source)["frames"] += 1
+
+    def _camera(self, name: str, source: str = "") -> dict[str, Any]:
+        entry = self._cameras.get(name)
+        if entry is None:
+            entry = self._cameras[name] = {"source": source, "frames": 0, "totals": Totals()}
+        return entry
 
     def end_tracks(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             self.totals.add(record)
+            if record.get("camera"):
+                self._camera(record["camera"])["totals"].add(record)
         self.tracks.extend(records)
 
     def _close(self) -> None:
@@ -72,8 +87,13 @@ class SummarySink(Sink, kind="summary"):
                 self.path.unlink(missing_ok=True)
             return
         seconds = time.perf_counter() - self._started if self._started is not None else 0.0
-        payload = {"source": self.source_name, "frames": self.frames, "seconds": round(seconds, 3),
+        sources = list(dict.fromkeys(entry["source"] for entry in self._cameras.values() if entry["source"]))
+        source = "; ".join(sources) if len(sources) > 1 else self.source_name
+        payload = {"source": source, "frames": self.frames, "seconds": round(seconds, 3),
                    "fps": round(self.frames / seconds, 2) if seconds > 0 else 0.0,
                    "totals": self.totals.as_dict(), "tracks": self.tracks}
+        if self._cameras:
+            payload["cameras"] = {name: {**entry, "totals": entry["totals"].as_dict()}
+                                  for name, entry in self._cameras.items()}
         write_atomically(self.path, json.dumps(payload, indent=1, allow_nan=False) + "\n", "summary output")
         logger.info("summary %s: %d tracks", self.path, len(self.tracks))

@@ -56,6 +56,7 @@ __all__ = [
     "local_source_path",
     "open_source",
     "redact_url",
+    "source_kind",
 ]
 
 STREAM_SCHEMES: tuple[str, ...] = ("rtsp", "rtsps", "http", "https")
@@ -112,6 +113,16 @@ def open_source(
     if kind == "image":
         return ImageSource(target, options)
     return VideoFileSource(target, options)
+
+
+def source_kind(spec: int | str | os.PathLike[str]) -> str:
+    """What ``spec`` names, without opening it: one of :data:`KINDS`.
+
+    Raises:
+        SourceError: A path that does not exist.
+        TypeError, ValueError: As :func:`open_source`.
+    """
+    return _classify(spec)[0]
 
 
 def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:

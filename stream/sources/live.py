@@ -82,7 +82,8 @@ class _Grabber:
 
     def _read(self, capture: Any) -> Any:
         """One frame's payload (av.VideoFrame or ndarray), or None on failure."""
-        if isinstance(capture, _PyAVStreamCapture):
+        # Captures with read_frame() (PyAV's) hand over undecoded-to-BGR frames: only delivered ones are converted.
+        if isinstance(capture, _PyAVStreamCapture) or callable(getattr(capture, "read_frame", None)):
             return capture.read_frame()
         try:
             ok, image = capture.read()

@@ -1,0 +1,220 @@
+"""Many cameras in one process (stream.cameras): shared models, one batch per tick, cameras independent."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from functools import partial
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.cameras import Camera, run_cameras
+from stream.config import CameraSpec, SourceOptions
+from stream.pipeline import Pipeline, classify_batch
+from stream.sources import LiveSource, open_source
+from tests.conftest import shared_file
+from tests.support.cli_util import error_line, run_cli
+
+FAST = {"open_timeout_s": 2.0, "read_timeout_s": 0.3, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
+
+
+def _frames(clip: Path, n: int) -> list[np.ndarray]:
+    with open_source(clip) as source:
+        return [frame.image for _, frame in zip(range(n), source)]
+
+
+class ScriptedCamera:
+    """A camera through the live sources' capture interface: real frames at ``fps``, then it dies or hangs."""
+
+    def __init__(self, frames: list[np.ndarray], fps: float, *, die_after: int | None = None,
+                 hang_after: int | None = None) -> None:
+        self.frames, self.fps = frames, fps
+        self.die_after, self.hang_after = die_after, hang_after
+        self.read_count = 0
+        self.released = threading.Event()
+
+    def read(self):
+        k = self.read_count
+        self.read_count += 1
+        if self.die_after is not None and k >= self.die_after:
+            return False, None
+        if self.hang_after is not None and k >= self.hang_after:
+            self.released.wait(30)  # a backend whose read() hangs: only release() ends it
+            return False, None
+        time.sleep(1 / self.fps)
+        return True, self.frames[k % len(self.frames)]
+
+    def isOpened(self):  # noqa: N802 - cv2's spelling
+        return True
+
+    def get(self, prop_id):
+        return self.fps if prop_id == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self):
+        self.released.set()
+
+
+class OneShotFactory:
+    """Gives the scripted camera once; reconnection attempts find the camera gone."""
+
+    def __init__(self, camera: ScriptedCamera) -> None:
+        self.camera: ScriptedCamera | None = camera
+
+    def __call__(self, _spec):
+        camera, self.camera = self.camera, None
+        if camera is None:
+            raise OSError("connection refused")
+        return camera
+
+
+def _camera(name, url, config, detector, classifiers, opener, *, live, max_frames=None):
+    pipeline = Pipeline(config, detector=detector, classifiers=classifiers, camera=name)
+    camera = Camera(CameraSpec(name, url), pipeline, opener, lambda _source: [], live=live, max_frames=max_frames)
+    camera.start()
+    return camera
+
+
+@pytest.mark.parametrize("failure", ["dies", "hangs"])
+def test_a_camera_that_dies_or_hangs_never_stalls_the_others(failure, config, default_detector,
+                                                            default_classifiers):
+    clip = shared_file("videos", "talking_man_512.mp4")
+    frames = _frames(clip, 10)
+    script = ScriptedCamera(frames, 25.0, **({"die_after": 5} if failure == "dies" else {"hang_after": 5}))
+    options = SourceOptions(**FAST, give_up_after_s=0.5)
+    live = _camera("door", "rtsp://camera/door", config, default_detector, default_classifiers,
+                   partial(LiveSource, "rtsp://camera/door", "door", "stream", OneShotFactory(script), options),
+                   live=True)
+    clip_camera = _camera("till", str(clip), config, default_detector, default_classifiers,
+                          partial(open_source, clip), live=False, max_frames=60)
+    processed: dict[str, list[int]] = {"door": [], "till": []}
+    try:
+        result = run_cameras(
+            [live, clip_camera], [],
+            # A hung camera never ends by itself: stop once the clip is done (and its stall was noticed).
+            should_stop=lambda: clip_camera.done and live.status != "live",
+            on_result=lambda camera, frame, faces, _t: processed[camera.name].append(frame.index),
+        )
+    finally:
+        for camera in (live, clip_camera):
+            camera.close()
+    assert processed["till"] == list(range(60))  # every frame of the file, in order, while the other failed
+    assert 1 <= len(processed["door"]) <= 5
+    assert result.status == {"door": "offline" if failure == "dies" else "reconnecting", "till": "ended"}
+    if failure == "dies":
+        assert "door" in result.errors and "till" not in result.errors
+
+
+def test_faces_of_all_cameras_are_classified_in_one_batch_with_the_same_results(config, default_detector,
+                                                                                  default_classifiers):
+    items = []
+    for name in ("talking_man_512.mp4", "woman_1280x720.mp4", "multiface.jpg"):
+        with open_source(shared_file("videos", name)) as source:
+            image = next(iter(source)).image
+        items.append((image, default_detector.detect(image)))
+    assert sum(len(faces) for _, faces in items) >= 8
+    batched, _ = classify_batch(default_classifiers, items)
+    for (image, faces), estimates in zip(items, batched):
+        alone, _ = classify_batch(default_classifiers, [(image, faces)])
+        assert estimates.keys() == alone[0].keys()
+        for key, values in estimates.items():
+            assert len(values) == len(faces)
+            np.testing.assert_allclose(values, alone[0][key], rtol=1e-4, atol=1e-5)
+
+
+def test_one_batch_per_tick_over_the_cameras(config, default_detector, default_classifiers):
+    cameras = [
+        _camera(name, str(path), config, default_detector, default_classifiers, partial(open_source, path),
+                live=False, max_frames=20)
+        for name, path in (("a", shared_file("videos", "talking_man_512.mp4")),
+                           ("b", shared_file("videos", "woman_1280x720.mp4")),
+                           ("c", shared_file("videos", "multiface.jpg")))
+    ]
+    calls = []
+    original = [c.predict for c in default_classifiers]
+    try:
+        for classifier, predict in zip(default_classifiers, original):
+            classifier.predict = lambda chips, predict=predict: calls.append(len(chips)) or predict(chips)
+        result = run_cameras(cameras, [])
+    finally:
+        for classifier in default_classifiers:
+            del classifier.predict
+        for camera in cameras:
+            camera.close()
+    assert {name: r.frames for name, r in result.cameras.items()} == {"a": 20, "b": 20, "c": 1}
+    assert len(calls) == result.batches * len(default_classifiers)  # one call per model and tick
+    assert max(calls) >= 7  # the still's six faces went in one batch with the video faces due on that tick
+    assert result.cameras["c"].totals["tracks"] == 6  # a still's faces are counted
+
+
+def test_cli_many_sources_name_their_camera_in_every_event_and_summary_entry(tmp_path):
+    man, woman = shared_file("videos", "talking_man_512.mp4"), shared_file("videos", "woman_1280x720.mp4")
+    events, summary = tmp_path / "events.jsonl", tmp_path / "summary.json"
+    result = run_cli("--source", str(man), "--source", f"door={woman}", "--source",
+                     str(shared_file("videos", "multiface.jpg")), "--events", str(events), "--summary", str(summary),
+                     "--max-frames", "30", "--set", "door:trackbook.min_observations=2", timeout=180)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    by_camera: dict[str, int] = {}
+    for line in lines:
+        by_camera[line["camera"]] = by_camera.get(line["camera"], 0) + 1
+    assert by_camera == {"talking_man_512": 30, "door": 30, "multiface": 1}
+    report = json.loads(summary.read_text())
+    assert set(report["cameras"]) == {"talking_man_512", "door", "multiface"}
+    assert {name: entry["frames"] for name, entry in report["cameras"].items()} == by_camera
+    assert all(track["camera"] in by_camera for track in report["tracks"])
+    assert report["cameras"]["multiface"]["totals"]["tracks"] == 6
+    assert report["totals"]["tracks"] == sum(e["totals"]["tracks"] for e in report["cameras"].values())
+
+
+def test_cli_cameras_from_the_config_with_their_own_outputs(tmp_path):
+    man, woman = shared_file("videos", "talking_man_512.mp4"), shared_file("videos", "woman_1280x720.mp4")
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+sources:
+  - name: entrance
+    url: {man}
+    overrides: {{trackbook: {{min_observations: 3}}}}
+    outputs: {{events: {tmp_path / 'entrance.jsonl'}}}
+  - name: till
+    url: {woman}
+    outputs: {{summary: {tmp_path / 'till.json'}}}
+""")
+    result = run_cli("--config", str(config), "--max-frames", "12", "--events", str(tmp_path / "all.jsonl"),
+                     timeout=180)
+    assert result.returncode == 0, result.stderr
+    own = [json.loads(line) for line in (tmp_path / "entrance.jsonl").read_text().splitlines()]
+    assert len(own) == 12 and {line["camera"] for line in own} == {"entrance"}
+    shared = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert sorted({line["camera"] for line in shared}) == ["entrance", "till"] and len(shared) == 24
+    till = json.loads((tmp_path / "till.json").read_text())
+    assert set(till["cameras"]) == {"till"} and till["frames"] == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--source", "{man}", "--source", "{man}"], r"error: source '.*talking_man_512.mp4' is listed twice"),
+        (["--source", "{man}", "--source", "x/talking_man_512.mp4"],
+         r"error: two cameras are named 'talking_man_512'"),
+        (["--source", "{man}", "--set", "door:tracker.lost_track_buffer=60"],
+         r"error: --set door:\.\.\.: unknown camera 'door'; cameras: talking_man_512"),
+        (["--source", "a={man}", "--source", "b={woman}", "--set", "a:detector.score_threshold=0.2"],
+         r"error: camera 'a': detector.score_threshold cannot differ between cameras"),
+        (["--source", "a={man}", "--source", "b={woman}", "--set", "b:tracker.lost_track_buffer=-1"],
+         r"error: camera 'b': tracker.lost_track_buffer must be in"),
+        (["--source", "a={man}", "--source", "b={woman}", "--output", "x.mp4"],
+         r"error: --output takes one camera's video"),
+        (["--source", "a={man}", "--source", "b=/nonexistent/clip.mp4"],
+         r"error: source '/nonexistent/clip.mp4' not found"),
+    ],
+)
+def test_cli_bad_camera_lists_exit_2_with_one_line(args, expected):
+    man, woman = shared_file("videos", "talking_man_512.mp4"), shared_file("videos", "woman_1280x720.mp4")
+    result = run_cli(*[a.format(man=man, woman=woman) for a in args])
+    assert result.returncode == 2, result.stderr
+    assert re.search(expected, error_line(result.stderr)), result.stderr
