@@ -532,13 +532,13 @@ def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[C
     names: dict[str, CameraSpec] = {}
     urls: dict[str, CameraSpec] = {}
     for camera in cameras:
-        if camera.name in names:
-            raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
-                              f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
         key = camera.url.strip()
         if key in urls:
             raise ConfigError(f"source {key!r} is listed twice (cameras {urls[key].name!r} and {camera.name!r}); "
                               "each camera once, or its people are counted twice")
+        if camera.name in names:
+            raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
+                              f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
         names[camera.name] = urls[key] = camera
     return tuple(cameras)
 
