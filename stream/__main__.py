@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "mqtt[s]://[user:password@]host[:port]/prefix to publish live events (see README)")
     parser.add_argument("--summary", help="JSON file with per-track summaries and totals (over all cameras and per "
                         "camera), written at the end")
+    parser.add_argument("--counts", metavar="PATH.csv|.parquet",
+                        help="people per time window (output.counts_window_s) by camera, age group and gender, "
+                        "with dwell times: a table pandas reads, rewritten every window and at the end")
     parser.add_argument("--show", action="store_true", help="show a live window (needs a display; q/Esc quits)")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                                      sources=["demo"])
     except ConfigError as error:
         return _fail(str(error))
-    many = len(config.sources) > 1 or any((c.output, c.events, c.summary) != (None, None, None)
+    many = len(config.sources) > 1 or any((c.output, c.events, c.summary, c.counts) != (None,) * 4
                                           for c in config.sources)
     if many and args.output:
         return _fail("--output takes one camera's video; with several cameras give each its own under "
@@ -154,7 +157,8 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
                     f", {source.fps:g} fps" if source.fps else "")
         sinks = open_sinks(args.output, args.events, args.show, source_kind=source.kind, fps=source.fps,
                            options=config.output, source_path=local_source_path(camera.url),
-                           summary=args.summary, source_name=source.name, camera=camera.name)
+                           summary=args.summary, source_name=source.name, camera=camera.name,
+                           counts=args.counts)
         for sink in sinks:
             stack.enter_context(sink)
         pipeline = Pipeline(config, camera=camera.name)
@@ -188,10 +192,11 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
 
     # Every path is checked before anything opens: no output may name an input or another output.
     kinds = {camera.name: source_kind(camera.url) for camera in config.sources}
-    outputs = [(f"--{flag}", target) for flag, target in (("events", args.events), ("summary", args.summary))
+    outputs = [(f"--{flag}", target) for flag, target in (("events", args.events), ("summary", args.summary),
+                                                           ("counts", args.counts))
                if target and target != "-" and "://" not in target]
     for camera in config.sources:
-        outputs += [(f"{camera.name}: {flag}", target) for flag in ("output", "events", "summary")
+        outputs += [(f"{camera.name}: {flag}", target) for flag in ("output", "events", "summary", "counts")
                     if (target := getattr(camera, flag)) and target != "-" and "://" not in target]
     for camera in config.sources:
         local = local_source_path(camera.url)
@@ -202,7 +207,7 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
         # A broker gets one connection per camera: each camera's status topic has its own last will.
         broker = args.events if args.events and is_mqtt_url(args.events) else None
         shared = open_sinks(None, None if broker else args.events, False, source_kind="stream", fps=None,
-                            options=config.output, summary=args.summary)
+                            options=config.output, summary=args.summary, counts=args.counts)
         for sink in shared:
             stack.enter_context(sink)
         detector = build_detector(config.detector, config.models, config.runtime)
@@ -214,7 +219,8 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
             def open_own(source: Any, spec: Any = spec, own: Any = own) -> list[Any]:
                 sinks = open_sinks(spec.output, spec.events, False, source_kind=source.kind, fps=source.fps,
                                    options=own.output, source_path=local_source_path(spec.url),
-                                   summary=spec.summary, source_name=source.name, camera=spec.name)
+                                   summary=spec.summary, source_name=source.name, camera=spec.name,
+                                   counts=spec.counts)
                 if broker is None:
                     return sinks
                 try:

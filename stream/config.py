@@ -346,6 +346,8 @@ class SinkOptions(Section):
         rtsp_reconnect_max_s: Longest wait between reconnection attempts to the RTSP server (seconds).
         rtsp_transport: RTP transport to the RTSP server, "tcp" or "udp".
         window_name: Title of the ``--show`` window.
+        counts_window_s: People are counted per window of this many seconds (``--counts``, the summary's
+            ``counts``; 60, 900 and 3600 are the usual 1 min, 15 min and 1 h), see :mod:`stream.counts`.
     """
 
     section: ClassVar[str] = "output"
@@ -358,6 +360,7 @@ class SinkOptions(Section):
     rtsp_reconnect_max_s: float = setting(8.0, low=0.0, low_open=True, high=3600.0)
     rtsp_transport: str = setting("tcp", choices=RTSP_TRANSPORTS)
     window_name: str = setting("faces")
+    counts_window_s: float = setting(60.0, low=1.0, high=86400.0)
 
     @classmethod
     def coerce(cls, options: SinkOptions | Mapping[str, Any] | Any) -> SinkOptions:
@@ -386,7 +389,7 @@ class SinkOptions(Section):
 PER_CAMERA_SECTIONS: tuple[str, ...] = ("source", "tracker", "scheduler", "trackbook", "annotate", "output")
 PER_CAMERA_KEYS: dict[str, tuple[str, ...]] = {"detector": ("interval",)}
 #: A camera's own outputs (the command line's flags of the same names).
-CAMERA_OUTPUTS: tuple[str, ...] = ("output", "events", "summary")
+CAMERA_OUTPUTS: tuple[str, ...] = ("output", "events", "summary", "counts")
 CAMERA_KEYS: tuple[str, ...] = ("name", "url", "overrides", "outputs")
 MAX_CAMERAS = 256
 # A camera's name is an MQTT topic level and part of file names: no '/', '+', '#', spaces or NUL.
@@ -428,7 +431,7 @@ class CameraSpec:
         name: The camera's name: in every event, summary entry, count and broker topic.
         url: What ``--source`` takes: a webcam index, an rtsp:// or http(s):// URL, a video file, image or folder.
         overrides: ``(section, key, value)`` settings of this camera only (see :data:`PER_CAMERA_SECTIONS`).
-        output, events, summary: This camera's own outputs (as the flags of the same names), or None.
+        output, events, summary, counts: This camera's own outputs (as the flags of the same names), or None.
     """
 
     name: str
@@ -437,6 +440,7 @@ class CameraSpec:
     output: str | None = None
     events: str | None = None
     summary: str | None = None
+    counts: str | None = None
 
     def __post_init__(self) -> None:
         check_camera_name(self.name)

@@ -28,6 +28,7 @@ from typing import Any
 
 from stream.config import SinkOptions
 from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
+from stream.sinks.counts import CountsSink
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
 from stream.sinks.mqtt import MqttSink, is_mqtt_url
@@ -44,6 +45,7 @@ __all__ = [
     "SINKS",
     "SOURCE_KINDS",
     "VIDEO_EXTENSIONS",
+    "CountsSink",
     "EventsSink",
     "ImageFileSink",
     "ImageFolderSink",
@@ -149,6 +151,7 @@ def open_sinks(
     summary: str | None = None,
     source_name: str = "",
     camera: str = "",
+    counts: str | None = None,
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -172,9 +175,10 @@ def open_sinks(
         source_name: The source's display name (the summary records it; an MQTT sink names its camera after it
             unless its URL gives one or ``camera`` is given).
         camera: The camera's name ("" for outputs that several cameras share).
+        counts: ``--counts``: a .csv or .parquet file of people per time window, or None.
 
     Returns:
-        The opened sinks, in the order output, events, summary, window.
+        The opened sinks, in the order output, events, summary, counts, window.
 
     Raises:
         SinkError: An output cannot be written, does not fit the source, names the input or another output,
@@ -194,6 +198,8 @@ def open_sinks(
         requests.append(("--events", events_kind(events), events))
     if summary is not None:
         requests.append(("--summary", "summary", summary))
+    if counts is not None:
+        requests.append(("--counts", "counts", counts))
     if show:
         requests.append(("--show", "window", ""))
     local = Path(source_path) if source_path is not None else None

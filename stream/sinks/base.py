@@ -231,7 +231,7 @@ def prepare_output_file(path: str | os.PathLike[str], what: str) -> Path:
     return target
 
 
-def write_atomically(path: Path, text: str, what: str) -> None:
+def write_atomically(path: Path, text: str | bytes, what: str) -> None:
     """Replace ``path`` with ``text`` in one step: readers (and a run killed mid-write) see the old file or the
     whole new one, never a partial one.
 
@@ -240,8 +240,8 @@ def write_atomically(path: Path, text: str, what: str) -> None:
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
