@@ -120,6 +120,7 @@ class Camera:
     sinks: list[Sink] = field(default_factory=list)
     frames: int = 0
     still: bool = False
+    retired: bool = False
     _feeder: _Feeder | None = None
     _opening: threading.Thread | None = None
     _opened: Source | BaseException | None = None
@@ -319,6 +320,9 @@ def run_cameras(
                 ready.append((camera, frame, t0))
                 # Drawing costs time on every frame; a camera whose outputs are all analytics skips it.
                 draw[camera.name] = any(s.shows_image for s in camera.sinks)
+        for camera in cameras:
+            if camera.done and not camera.retired:
+                _retire(camera, shared_sinks)
         if not ready:
             time.sleep(_IDLE_S)
             continue
@@ -347,10 +351,8 @@ def run_cameras(
             _finish_frame(camera, frame, item, estimate, shared_sinks, draw[camera.name], on_result)
             frames += 1
     for camera in cameras:
-        if camera.source is not None and not camera.still:
-            # Tracks still open when the camera ended (or went offline) end now, with their fused labels.
-            records = camera.pipeline.finish()
-            _end_tracks(camera, shared_sinks, records)
+        if not camera.retired:
+            _retire(camera, shared_sinks)
     seconds = time.perf_counter() - started
     results_by_camera = {
         camera.name: RunResult(camera.frames, seconds, camera.pipeline.timer.ms_per_frame(),
@@ -359,6 +361,19 @@ def run_cameras(
     }
     return CamerasResult(results_by_camera, {c.name: c.status for c in cameras},
                          {c.name: c.error for c in cameras if c.error}, frames, seconds, batches, batched)
+
+
+def _retire(camera: Camera, shared_sinks: list[Sink]) -> None:
+    """A camera that ended, went offline or whose run stops: its open tracks end now, with their fused labels,
+    and its own outputs are finalized at once (its video is playable, its broker status says offline)."""
+    camera.retired = True
+    if camera.source is not None and not camera.still:
+        _end_tracks(camera, shared_sinks, camera.pipeline.finish())
+    for sink in camera.sinks:
+        try:
+            sink.close()
+        except SinkError as error:
+            logger.error("camera %s: %s", camera.name, error)
 
 
 def _finish_frame(camera: Camera, frame: Frame, pending: PendingFrame, estimates: dict[str, Any],
