@@ -187,7 +187,7 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
     from stream.detectors import build_detector
     from stream.pipeline import Pipeline
     from stream.sinks import check_distinct_outputs, open_sinks
-    from stream.sinks.mqtt import is_mqtt_url
+    from stream.sinks.mqtt import is_mqtt_url, parse_mqtt_url
     from stream.sources import local_source_path, open_source, source_kind
 
     # Every path is checked before anything opens: no output may name an input or another output.
@@ -206,6 +206,9 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
         # Outputs that every camera writes to: kinds that need no source (events, summary).
         # A broker gets one connection per camera: each camera's status topic has its own last will.
         broker = args.events if args.events and is_mqtt_url(args.events) else None
+        if broker and len(config.sources) > 1 and parse_mqtt_url(broker).camera:
+            raise ConfigError("--events: camera= in the broker URL names one camera; with several cameras each is "
+                              "named by --source NAME=... or sources[].name")
         shared = open_sinks(None, None if broker else args.events, False, source_kind="stream", fps=None,
                             options=config.output, summary=args.summary, counts=args.counts)
         for sink in shared:

@@ -218,6 +218,8 @@ sources:
          r"error: camera 'b': tracker.lost_track_buffer must be in"),
         (["--source", "a={man}", "--source", "b={woman}", "--output", "x.mp4"],
          r"error: --output takes one camera's video"),
+        (["--source", "a={man}", "--source", "b={woman}", "--events", "mqtt://127.0.0.1:1/shop?camera=door"],
+         r"error: --events: camera= in the broker URL names one camera"),
         (["--source", "a={man}", "--source", "b=/nonexistent/clip.mp4"],
          r"error: source '/nonexistent/clip.mp4' not found"),
     ],
