@@ -672,8 +672,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry. ``detectors`` as first argument runs :func:`bench.detectors.main`, ``streams``
-    :func:`bench.streams.main` (many live cameras in one process).
+    """CLI entry. ``detectors`` as first argument runs :func:`bench.detectors.main`.
 
     The JSON report has at least ``decode_fps``, ``detector_fps``, ``pipeline_fps``, ``every_frame_fps``,
     ``peer_fps`` (null when the peer is absent; ``peer`` says why), ``stage_ms`` ({stage: ms per frame}),
@@ -684,10 +683,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import detectors
 
         return detectors.main(argv[1:])
-    if argv and argv[0] == "streams":
-        from bench import streams
-
-        return streams.main(argv[1:])
     from stream.config import ConfigError, load_cli_config
 
     args = parse_args(argv)
