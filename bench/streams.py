@@ -18,12 +18,15 @@ How it measures:
   have delivered it) to the end of its processing (p50, p99), which includes decoding and waiting for
   the loop. A stream is **real time** when it processes >= 95 % of its camera's frames and its p99 latency
   stays under ``--max-p99-ms`` (default 500 ms: it does not fall behind). The machine's load average
-  before and after each run is printed: on a shared machine other processes take cores too.
+  before and after each run is printed: on a shared machine other processes take cores too, so the CPU
+  time per processed frame (all threads) is printed as well: ``cores / (ms per frame x 25 fps)`` estimates
+  how many streams an idle machine would fit.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import logging
@@ -138,7 +141,9 @@ def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warm
             captures[f"cam{k}"] = capture
             return capture
 
-        return LiveSource(str(clip), f"cam{k}", "stream", factory, config.source)
+        # Eight decoders starting at once on a busy machine can take a while for their first frame.
+        options = dataclasses.replace(config.source, open_timeout_s=max(config.source.open_timeout_s, 60.0))
+        return LiveSource(str(clip), f"cam{k}", "stream", factory, options)
 
     def on_result(camera: Camera, frame: Frame, faces: Faces, _done: float) -> None:
         now = time.monotonic()
@@ -200,6 +205,11 @@ def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warm
         "latency_p50_ms": _percentile([v for lat in latencies.values() for v in lat], 50),
         "latency_p99_ms": _percentile([v for lat in latencies.values() for v in lat], 99),
         "cpu_cores_busy": round(cpu_s / (time.monotonic() - started), 2),
+        # CPU time (all threads: decoding, inference, the loop) per frame processed, warm-up included: what a
+        # frame costs whatever else the machine runs; cores / (cost x fps) estimates the streams that would fit.
+        "cpu_ms_per_frame": round(cpu_s * 1000 / max(result.frames, 1), 2),
+        "frames_decoded": sum(len(c.due) for c in captures.values()),
+        "frames_processed": result.frames,
         "classifier_batches": result.batches,
         "faces_per_batch": round(result.batched_faces / max(result.batches, 1), 2),
         "stage_ms_per_frame": {k: round(v, 2) for k, v in stage_ms.items() if v},
@@ -213,14 +223,20 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [f"{report['command']}", f"clip {report['clip']}, {report['cores']} cores, "
              f"{report['seconds']:g} s measured after {report['warmup_s']:g} s warm-up; real time = "
              f">= {REAL_TIME_SHARE:.0%} of frames processed and p99 <= {report['max_p99_ms']:g} ms", "",
-             "streams  real-time  min fps/stream  latency p50  p99 (ms)  cores busy  faces/batch  loadavg before"]
+             "streams  real-time  min fps/stream  latency p50  p99 (ms)  cores busy  cpu ms/frame  faces/batch"
+             "  loadavg before"]
     for run in report["runs"]:
         lines.append(f"{run['streams']:>7}  {run['real_time_streams']:>5}/{run['streams']:<3}  "
                      f"{run['fps_per_stream_min']:>14.1f}  {run['latency_p50_ms'] or math.nan:>11.0f}  "
                      f"{run['latency_p99_ms'] or math.nan:>8.0f}  {run['cpu_cores_busy']:>10.2f}  "
-                     f"{run['faces_per_batch']:>11.1f}  {run['loadavg_before']}")
+                     f"{run['cpu_ms_per_frame']:>12.1f}  {run['faces_per_batch']:>11.1f}  {run['loadavg_before']}")
     best = max((run["streams"] for run in report["runs"] if run["all_real_time"]), default=0)
     lines += ["", f"sustained real time: {best} stream(s) of 1080p25 in one process"]
+    costs = [run["cpu_ms_per_frame"] for run in report["runs"] if run["frames_processed"]]
+    if costs:
+        cost = min(costs)
+        lines.append(f"CPU cost: {cost:.1f} ms per frame (all threads) at best; {report['cores']} idle cores would "
+                     f"fit about {report['cores'] * 1000 / (cost * 25):.1f} streams at 25 fps (an estimate, not a run)")
     for run in report["runs"]:
         lines.append(f"  {run['streams']} streams, ms per frame and stream: {run['stage_ms_per_frame']}")
     return "\n".join(lines)
