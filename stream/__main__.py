@@ -93,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     from stream.detectors import detector_names
     from stream.runtime import RuntimeUnavailable
     from stream.sinks import SinkError
-    from stream.sources import SourceError
+    from stream.sources import SourceError, source_kind
 
+    for camera in config.sources:
+        try:
+            source_kind(camera.url)  # what it is, without opening it: a bad scheme or a missing path fails now
+        except (SourceError, TypeError, ValueError) as error:
+            return _fail(f"camera {camera.name}: {error}" if many else str(error))
     if config.detector.name not in detector_names():
         return _fail(f"unknown detector {config.detector.name!r}; valid detectors: {', '.join(detector_names())}")
     from stream.classify import check_classifier_models

@@ -220,8 +220,10 @@ sources:
          r"error: --output takes one camera's video"),
         (["--source", "a={man}", "--source", "b={woman}", "--events", "mqtt://127.0.0.1:1/shop?camera=door"],
          r"error: --events: camera= in the broker URL names one camera"),
+        (["--source", "a={man}", "--source", "b=ftp://camera/live"],
+         r"error: camera b: unsupported URL scheme 'ftp' in spec"),
         (["--source", "a={man}", "--source", "b=/nonexistent/clip.mp4"],
-         r"error: source '/nonexistent/clip.mp4' not found"),
+         r"error: camera b: source '/nonexistent/clip.mp4' not found"),
     ],
 )
 def test_cli_bad_camera_lists_exit_2_with_one_line(args, expected):
