@@ -37,7 +37,8 @@ from stream.types import AGE_GROUPS, Faces, Frame
 
 #: Named window sizes (the command lines' ``--window``) in seconds.
 WINDOWS: dict[str, float] = {"1min": 60.0, "15min": 900.0, "1h": 3600.0}
-PERSON_ID = "person_id"  # optional (n,) int64 array in Faces.data: one id per person across their tracks
+# (n,) int64 in Faces.data: one id per person across their tracks (the identity branch names it stream.types.PERSON_ID)
+PERSON_ID = "person_id"
 ALL_CAMERAS = "all"
 GENDER_COLUMNS = ("female", "male", "gender_unknown")
 AGE_COLUMNS = tuple(f"age_{group}" for group in AGE_GROUPS)
