@@ -172,13 +172,15 @@ class Camera:
     def _set_status(self, status: str, error: str | None = None) -> None:
         if status == self.status:
             return
-        self.status = status
+        previous, self.status = self.status, status
         self.error = error or self.error
-        for sink in self.sinks:
-            # Outlets with a camera status (the broker's retained PREFIX/CAMERA/status) say it at once.
-            report = getattr(sink, "camera_status", None)
-            if callable(report) and status in ("live", "reconnecting", "offline") and not sink.closed:
-                report(status, **({"reason": error} if error else {}))
+        # Outlets with a camera status (the broker's retained PREFIX/CAMERA/status) say it at once; "live" only when
+        # it comes back (the outlet said "live" itself when it opened).
+        if status in ("reconnecting", "offline") or (status == "live" and previous == "reconnecting"):
+            for sink in self.sinks:
+                report = getattr(sink, "camera_status", None)
+                if callable(report) and not sink.closed:
+                    report(status, **({"reason": error} if error else {}))
         if status == "offline":
             logger.error("camera %s offline: %s", self.name, error)
         elif status == "reconnecting":

@@ -16,6 +16,7 @@ import pytest
 from stream.cameras import Camera, run_cameras
 from stream.config import CameraSpec, SourceOptions
 from stream.pipeline import Pipeline, classify_batch
+from stream.sinks import Sink
 from stream.sources import LiveSource, open_source
 from tests.conftest import shared_file
 from tests.support.cli_util import error_line, run_cli
@@ -72,9 +73,32 @@ class OneShotFactory:
         return camera
 
 
-def _camera(name, url, config, detector, classifiers, opener, *, live, max_frames=None):
+class StatusSink(Sink):
+    """An outlet with a camera status, as the broker's: records what the camera tells it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.statuses: list[tuple[str, str | None]] = []
+        self.frames = 0
+
+    @property
+    def shows_image(self) -> bool:
+        return False
+
+    def write(self, frame, faces) -> None:
+        self.frames += 1
+
+    def camera_status(self, status: str, **fields) -> None:
+        self.statuses.append((status, fields.get("reason")))
+
+    def _close(self) -> None:
+        pass
+
+
+def _camera(name, url, config, detector, classifiers, opener, *, live, max_frames=None, sinks=()):
     pipeline = Pipeline(config, detector=detector, classifiers=classifiers, camera=name)
-    camera = Camera(CameraSpec(name, url), pipeline, opener, lambda _source: [], live=live, max_frames=max_frames)
+    camera = Camera(CameraSpec(name, url), pipeline, opener, lambda _source: list(sinks), live=live,
+                    max_frames=max_frames)
     camera.start()
     return camera
 
@@ -87,9 +111,10 @@ def test_a_camera_that_dies_or_hangs_never_stalls_the_others(failure, config, de
     script = ScriptedCamera(frames, 25.0, **({"die_after": 5} if failure == "dies" else {"hang_after": 5}))
     # A dead camera gives up at once; a hung one is given long enough to stay "reconnecting" while the clip runs.
     options = SourceOptions(**FAST, give_up_after_s=0.5 if failure == "dies" else 60.0)
+    outlet = StatusSink()
     live = _camera("door", "rtsp://camera/door", config, default_detector, default_classifiers,
                    partial(LiveSource, "rtsp://camera/door", "door", "stream", OneShotFactory(script), options),
-                   live=True)
+                   live=True, sinks=[outlet])
     clip_camera = _camera("till", str(clip), config, default_detector, default_classifiers,
                           partial(open_source, clip), live=False, max_frames=60)
     processed: dict[str, list[int]] = {"door": [], "till": []}
@@ -106,8 +131,13 @@ def test_a_camera_that_dies_or_hangs_never_stalls_the_others(failure, config, de
     assert processed["till"] == list(range(60))  # every frame of the file, in order, while the other failed
     assert 1 <= len(processed["door"]) <= 5
     assert result.status == {"door": "offline" if failure == "dies" else "reconnecting", "till": "ended"}
+    assert outlet.frames == len(processed["door"])
     if failure == "dies":
         assert "door" in result.errors and "till" not in result.errors
+        assert [status for status, _ in outlet.statuses] == ["offline"] and "giving up" in outlet.statuses[0][1]
+    else:
+        assert outlet.statuses == [("reconnecting", None)]
+    assert outlet.closed  # the camera's outputs were finalized when it went offline or the run stopped
 
 
 def test_faces_of_all_cameras_are_classified_in_one_batch_with_the_same_results(config, default_detector,
