@@ -144,6 +144,11 @@ class Pipeline:
             self.detection_interval = detection_interval(self.config.detector.interval, float(fps))
             self._since_detection = self.detection_interval
 
+    @property
+    def next_frame_coasts(self) -> bool:
+        """Whether the next :meth:`prepare` is a frame between detections (it reads no pixels)."""
+        return self._since_detection < self.detection_interval
+
     def active_models(self) -> list[str]:
         return [self.detector.name, *(c.name for c in self.classifiers)]
 

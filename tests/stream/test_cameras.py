@@ -76,14 +76,15 @@ class OneShotFactory:
 class StatusSink(Sink):
     """An outlet with a camera status, as the broker's: records what the camera tells it."""
 
-    def __init__(self) -> None:
+    def __init__(self, shows_image: bool = False) -> None:
         super().__init__()
         self.statuses: list[tuple[str, str | None]] = []
         self.frames = 0
+        self._shows_image = shows_image
 
     @property
     def shows_image(self) -> bool:
-        return False
+        return self._shows_image
 
     def write(self, frame, faces) -> None:
         self.frames += 1
@@ -261,3 +262,24 @@ def test_cli_bad_camera_lists_exit_2_with_one_line(args, expected):
     result = run_cli(*[a.format(man=man, woman=woman) for a in args])
     assert result.returncode == 2, result.stderr
     assert re.search(expected, error_line(result.stderr)), result.stderr
+
+
+@pytest.mark.parametrize("shows_image", [False, True])
+def test_frames_between_detections_are_not_converted_when_no_output_shows_them(
+        shows_image, config, default_detector, default_classifiers):
+    frames = _frames(shared_file("videos", "talking_man_512.mp4"), 12)
+    camera = _camera("door", "rtsp://camera/door", config, default_detector, default_classifiers,
+                     partial(LiveSource, "rtsp://camera/door", "door", "stream",
+                             OneShotFactory(ScriptedCamera(frames, 25.0, die_after=12)),
+                             SourceOptions(**FAST, give_up_after_s=0.2)),
+                     live=True, sinks=[StatusSink(shows_image)])
+    shapes: list[tuple[int, ...]] = []
+    try:
+        run_cameras([camera], [], on_result=lambda cam, frame, faces, _t: shapes.append(frame.image.shape))
+    finally:
+        camera.close()
+    assert len(shapes) >= 4
+    empty = [shape == (0, 0, 3) for shape in shapes]
+    # 25 fps: detection on every other frame (detector.interval auto); the frames between need no picture.
+    assert any(empty) != shows_image and not all(empty)
+    assert all(shape == (512, 512, 3) for shape, e in zip(shapes, empty) if not e)
