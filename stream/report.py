@@ -190,7 +190,8 @@ def _every_window(rows: list[dict[str, Any]], window_s: float) -> list[dict[str,
 def _time_axis(ax: Any, x: list[int], labels: list[str]) -> None:
     step = max(1, len(x) // 16)  # at most ~16 labels: readable at any run length
     ax.set_xticks(x[::step], labels[::step], rotation=0)
-    ax.set_xlim(-0.6, len(x) - 0.4)
+    pad = max(0, 5 - len(x)) / 2  # a few windows are drawn as bars, not as wide blocks
+    ax.set_xlim(-0.6 - pad, len(x) - 0.4 + pad)
     ax.spines[["top", "right"]].set_visible(False)
     ax.yaxis.get_major_locator().set_params(integer=True)
 
