@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import threading
 import time
 from functools import partial
@@ -18,8 +20,8 @@ from stream.config import CameraSpec, SourceOptions
 from stream.pipeline import Pipeline, classify_batch
 from stream.sinks import Sink
 from stream.sources import LiveSource, open_source
-from tests.conftest import shared_file
-from tests.support.cli_util import error_line, run_cli
+from tests.conftest import REPO, shared_file
+from tests.support.cli_util import child_env, cli_command, error_line, probe_video, read_events, run_cli
 
 FAST = {"open_timeout_s": 2.0, "read_timeout_s": 0.3, "reconnect_initial_s": 0.05, "reconnect_max_s": 0.1}
 
@@ -283,3 +285,41 @@ def test_frames_between_detections_are_not_converted_when_no_output_shows_them(
     # 25 fps: detection on every other frame (detector.interval auto); the frames between need no picture.
     assert any(empty) != shows_image and not all(empty)
     assert all(shape == (512, 512, 3) for shape, e in zip(shapes, empty) if not e)
+
+
+def test_ctrl_c_with_several_cameras_finalizes_every_output(tmp_path):
+    long_clip = shared_file("videos", "expressive_woman_480.mp4")  # 1008 frames: far from its end
+    config = tmp_path / "cameras.yaml"
+    config.write_text(f"""
+sources:
+  - name: lobby
+    url: {long_clip}
+    outputs: {{output: {tmp_path / 'lobby.mp4'}}}
+  - name: door
+    url: {shared_file('videos', 'talking_man_512.mp4')}
+""")
+    events, summary = tmp_path / "events.jsonl", tmp_path / "summary.json"
+    process = subprocess.Popen(cli_command("--config", str(config), "--events", str(events), "--summary",
+                                           str(summary)),
+                               cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while (events.read_bytes().count(b'"camera":"lobby"') if events.exists() else 0) < 20:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "no 20 events of the lobby camera within 120 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
+    records = read_events(events)  # every line complete
+    lobby = [r for r in records if r["camera"] == "lobby"]
+    assert 20 <= len(lobby) < 1008
+    assert probe_video(tmp_path / "lobby.mp4")[0] == len(lobby)  # playable, every frame the events list
+    report = json.loads(summary.read_text())
+    assert report["cameras"]["lobby"]["frames"] == len(lobby)
+    assert report["cameras"]["door"]["frames"] == sum(r["camera"] == "door" for r in records)
