@@ -168,8 +168,14 @@ def test_one_batch_per_tick_over_the_cameras(config, default_detector, default_c
                 live=False, max_frames=20)
         for name, path in (("a", shared_file("videos", "talking_man_512.mp4")),
                            ("b", shared_file("videos", "woman_1280x720.mp4")),
-                           ("c", shared_file("videos", "multiface.jpg")))
+                           ("c", shared_file("videos", "multiface.jpg")),
+                           ("d", shared_file("videos", "multiface.jpg")))
     ]
+    # Every camera has its first frame decoded before the loop starts, so the first tick serves all four.
+    deadline = time.monotonic() + 30
+    while not all(camera._feeder is not None and camera._feeder.slot.full() for camera in cameras):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     batches: list[int] = []  # frames (cameras) per classifier batch
     calls: list[int] = []  # chips per model call
 
@@ -186,11 +192,12 @@ def test_one_batch_per_tick_over_the_cameras(config, default_detector, default_c
     finally:
         for camera in cameras:
             camera.close()
-    assert {name: r.frames for name, r in result.cameras.items()} == {"a": 20, "b": 20, "c": 1}
+    assert {name: r.frames for name, r in result.cameras.items()} == {"a": 20, "b": 20, "c": 1, "d": 1}
     assert len(batches) == result.batches and len(calls) == result.batches * len(default_classifiers)
-    assert max(batches) >= 2  # faces of several cameras went into one call per model
+    # The two stills' twelve faces (and any video faces due then) went in one call per model.
+    assert batches[0] >= 2 and calls[0] >= 12
     assert result.batched_faces == sum(calls) // len(default_classifiers)
-    assert result.cameras["c"].totals["tracks"] == 6  # a still's faces are counted
+    assert result.cameras["c"].totals["tracks"] == result.cameras["d"].totals["tracks"] == 6
 
 
 def test_cli_many_sources_name_their_camera_in_every_event_and_summary_entry(tmp_path):
@@ -272,7 +279,7 @@ def test_frames_between_detections_are_not_converted_when_no_output_shows_them(
     frames = _frames(shared_file("videos", "talking_man_512.mp4"), 12)
     camera = _camera("door", "rtsp://camera/door", config, default_detector, default_classifiers,
                      partial(LiveSource, "rtsp://camera/door", "door", "stream",
-                             OneShotFactory(ScriptedCamera(frames, 25.0, die_after=12)),
+                             OneShotFactory(ScriptedCamera(frames, 25.0, die_after=24)),
                              SourceOptions(**FAST, give_up_after_s=0.2)),
                      live=True, sinks=[StatusSink(shows_image)])
     shapes: list[tuple[int, ...]] = []
@@ -280,7 +287,7 @@ def test_frames_between_detections_are_not_converted_when_no_output_shows_them(
         run_cameras([camera], [], on_result=lambda cam, frame, faces, _t: shapes.append(frame.image.shape))
     finally:
         camera.close()
-    assert len(shapes) >= 4
+    assert len(shapes) >= 2  # (a busy machine may drop some: the loop takes the newest frame)
     empty = [shape == (0, 0, 3) for shape in shapes]
     # 25 fps: detection on every other frame (detector.interval auto); the frames between need no picture.
     assert any(empty) != shows_image and not all(empty)
