@@ -6,6 +6,7 @@
 ``python -m bench.detectors``      detector comparison: speed, recall by face size, false positives
 ``python -m bench.runtime``        onnxruntime thread count and spinning on the full pipeline
 ``python -m bench.latency``        capture-to-output latency and reconnect times on a stamped RTSP camera
+``python -m bench.streams``        many live 1080p25 cameras in one process: streams in real time, latency
 ``python -m bench.evaluate_video`` labelled generated videos: IDF1, MOTA, label accuracy, flicker
 =================================  =============================================================================
 

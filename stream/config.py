@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -347,6 +348,8 @@ class SinkOptions(Section):
         rtsp_timeout_s: A connection that takes no frame for this long (a server that accepts and never
             answers) is dropped and retried; the analysis never waits for it.
         window_name: Title of the ``--show`` window.
+        counts_window_s: People are counted per window of this many seconds (``--counts``, the summary's
+            ``counts``; 60, 900 and 3600 are the usual 1 min, 15 min and 1 h), see :mod:`stream.counts`.
     """
 
     section: ClassVar[str] = "output"
@@ -360,6 +363,7 @@ class SinkOptions(Section):
     rtsp_timeout_s: float = setting(5.0, low=0.0, low_open=True, high=3600.0)
     rtsp_transport: str = setting("tcp", choices=RTSP_TRANSPORTS)
     window_name: str = setting("faces")
+    counts_window_s: float = setting(60.0, low=1.0, high=86400.0)
 
     @classmethod
     def coerce(cls, options: SinkOptions | Mapping[str, Any] | Any) -> SinkOptions:
@@ -378,6 +382,222 @@ class SinkOptions(Section):
         return cls(**values)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Cameras: the ``sources:`` list (many streams in one process, stream.cameras)
+# ---------------------------------------------------------------------------------------------------------
+
+#: Sections a camera may set for itself: how its source is read, its tracker, scheduler, track book, overlay
+#: and output options. The models (detector, classifiers, runtime) are one set shared by every camera, so
+#: their keys are the same for all; only how often a camera runs the detector is its own.
+PER_CAMERA_SECTIONS: tuple[str, ...] = ("source", "tracker", "scheduler", "trackbook", "annotate", "output")
+PER_CAMERA_KEYS: dict[str, tuple[str, ...]] = {"detector": ("interval",)}
+#: A camera's own outputs (the command line's flags of the same names).
+CAMERA_OUTPUTS: tuple[str, ...] = ("output", "events", "summary", "counts")
+CAMERA_KEYS: tuple[str, ...] = ("name", "url", "overrides", "outputs")
+MAX_CAMERAS = 256
+# A camera's name is an MQTT topic level and part of file names: no '/', '+', '#', spaces or NUL.
+_CAMERA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def camera_name(source: str) -> str:
+    """A short, topic-safe camera name from a source spec: a file's stem, a URL's last path part or host.
+
+    ``videos/door.mp4`` → ``door``; ``rtsp://***@10.0.0.5:554/stream1`` → ``stream1``; ``0`` → ``webcam0``.
+    """
+    text = str(source).strip()
+    if text.isdigit():
+        return f"webcam{text}"
+    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)", text)
+    if match:
+        host = re.sub(r":\d*$", "", match[1].rpartition("@")[2])
+        parts = [p for p in match[2].split("/") if p]
+        base = PurePath(parts[-1]).stem if parts else host
+    else:
+        base = PurePath(text).stem or text
+    name = _UNSAFE_NAME.sub("_", base).strip("_.")[:64]
+    return name or "camera"
+
+
+def check_camera_name(name: Any, where: str = "camera name") -> str:
+    """``name`` if it can be a topic level and a file name, else ConfigError saying what is allowed."""
+    if not isinstance(name, str) or not _CAMERA_NAME.match(name) or name in (".", ".."):
+        raise ConfigError(f"{where} {name!r} may only hold letters, digits, '_', '.' and '-' (1 to 64 of them)")
+    return name
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """One camera of the ``sources:`` list (or of the command line's repeated ``--source``).
+
+    Attributes:
+        name: The camera's name: in every event, summary entry, count and broker topic.
+        url: What ``--source`` takes: a webcam index, an rtsp:// or http(s):// URL, a video file, image or folder.
+        overrides: ``(section, key, value)`` settings of this camera only (see :data:`PER_CAMERA_SECTIONS`).
+        output, events, summary, counts: This camera's own outputs (as the flags of the same names), or None.
+    """
+
+    name: str
+    url: str
+    overrides: tuple[tuple[str, str, Any], ...] = ()
+    output: str | None = None
+    events: str | None = None
+    summary: str | None = None
+    counts: str | None = None
+
+    def __post_init__(self) -> None:
+        check_camera_name(self.name)
+        if not isinstance(self.url, str) or not self.url.strip():
+            raise ConfigError(f"camera {self.name!r}: url must be a non-empty string (a webcam index, URL or path)")
+        for section, key, _ in self.overrides:
+            _check_per_camera_key(self.name, section, key)
+        for flag in CAMERA_OUTPUTS:
+            value = getattr(self, flag)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"camera {self.name!r}: outputs.{flag} must be a path or URL, got {value!r}")
+
+    def config(self, base: Config) -> Config:
+        """``base`` with this camera's overrides applied (checked as any setting is).
+
+        Raises:
+            ConfigError: An override's value is out of range or of the wrong type (the message names the camera).
+        """
+        changes: dict[str, dict[str, Any]] = {}
+        for section, key, value in self.overrides:
+            changes.setdefault(section, {})[key] = value
+        config = base
+        for section, values in changes.items():
+            try:
+                config = replace(config, section, **values)
+            except ConfigError as error:
+                raise ConfigError(f"camera {self.name!r}: {error}") from None
+        return dataclasses.replace(config, sources=())
+
+    def with_overrides(self, extra: list[tuple[str, str, Any]]) -> CameraSpec:
+        return dataclasses.replace(self, overrides=self.overrides + tuple(extra))
+
+
+def _check_per_camera_key(camera: str, section: str, key: str) -> None:
+    if section in PER_CAMERA_SECTIONS:
+        keys = SECTIONS[section].keys()
+        if key not in keys:
+            raise ConfigError(f"camera {camera!r}: unknown key {section}.{key}; valid keys in {section}: "
+                              f"{', '.join(sorted(keys))}")
+        return
+    if key in PER_CAMERA_KEYS.get(section, ()):
+        return
+    if section not in SECTIONS:
+        raise ConfigError(f"camera {camera!r}: unknown config section {section!r}; valid sections: "
+                          f"{', '.join(SECTIONS)}")
+    allowed = [*PER_CAMERA_SECTIONS, *(f"{s}.{k}" for s, ks in PER_CAMERA_KEYS.items() for k in ks)]
+    raise ConfigError(f"camera {camera!r}: {section}.{key} cannot differ between cameras (one set of models serves "
+                      f"them all); a camera may set: {', '.join(allowed)}")
+
+
+def _camera_from_yaml(index: int, item: Any) -> CameraSpec:
+    where = f"sources[{index}]"
+    if isinstance(item, str):
+        item = {"url": item}
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where} must be a mapping with name and url (or just a url), got {item!r}")
+    unknown = sorted(set(item) - set(CAMERA_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key {where}.{unknown[0]}; valid keys of a camera: {', '.join(CAMERA_KEYS)}")
+    url = item.get("url")
+    if isinstance(url, int) and not isinstance(url, bool):
+        url = str(url)  # a webcam index
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where}.url must be a webcam index, URL or path, got {url!r}")
+    name = item.get("name", camera_name(url))
+    check_camera_name(name, f"{where}.name")
+    overrides: list[tuple[str, str, Any]] = []
+    raw_overrides = item.get("overrides") or {}
+    if not isinstance(raw_overrides, dict):
+        raise ConfigError(f"{where}.overrides must be a mapping of sections, "
+                          "e.g. {tracker: {lost_track_buffer: 60}}")
+    for section, values in raw_overrides.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}.overrides.{section} must be a mapping of keys, got {values!r}")
+        overrides.extend((str(section), str(key), value) for key, value in values.items())
+    outputs = item.get("outputs") or {}
+    if not isinstance(outputs, dict):
+        raise ConfigError(f"{where}.outputs must be a mapping with any of {', '.join(CAMERA_OUTPUTS)}")
+    bad = sorted(set(outputs) - set(CAMERA_OUTPUTS))
+    if bad:
+        raise ConfigError(f"unknown key {where}.outputs.{bad[0]}; valid outputs: {', '.join(CAMERA_OUTPUTS)}")
+    return CameraSpec(name, url, tuple(overrides), **outputs)
+
+
+def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[CameraSpec, ...]:
+    """The cameras, checked as a set: no name and no source twice, at most :data:`MAX_CAMERAS`.
+
+    Raises:
+        ConfigError: A duplicate (the message names both entries and what to do).
+    """
+    if len(cameras) > MAX_CAMERAS:
+        raise ConfigError(f"{len(cameras)} cameras; one process serves at most {MAX_CAMERAS} (run several workers)")
+    names: dict[str, CameraSpec] = {}
+    urls: dict[str, CameraSpec] = {}
+    for camera in cameras:
+        key = camera.url.strip()
+        if key in urls:
+            raise ConfigError(f"source {key!r} is listed twice (cameras {urls[key].name!r} and {camera.name!r}); "
+                              "each camera once, or its people are counted twice")
+        if camera.name in names:
+            raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
+                              f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
+        names[camera.name] = urls[key] = camera
+    return tuple(cameras)
+
+
+def camera_from_cli(value: str) -> CameraSpec:
+    """A ``--source`` value: ``SOURCE`` (named after it, see :func:`camera_name`) or ``NAME=SOURCE``."""
+    name, sep, rest = value.partition("=")
+    if sep and _CAMERA_NAME.match(name) and rest.strip() and not Path(value).expanduser().exists():
+        return CameraSpec(name, rest)
+    if not value.strip():
+        raise ConfigError("--source must not be empty (give a webcam index, URL or path)")
+    return CameraSpec(camera_name(value), value)
+
+
+def split_camera_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[list[str], dict[str, list[str]]]:
+    """``--set`` items split into those for every camera and those for one (``CAMERA:section.key=value``)."""
+    common: list[str] = []
+    per_camera: dict[str, list[str]] = {}
+    for item in overrides:
+        key = item.partition("=")[0]
+        camera, colon, rest = key.partition(":")
+        if colon and rest:
+            per_camera.setdefault(camera.strip(), []).append(item.partition(":")[2])
+        else:
+            common.append(item)
+    return common, per_camera
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    key, sep, value = item.partition("=")
+    section, dot, name = key.strip().partition(".")
+    if not sep or not dot or not name:
+        raise ConfigError(f"--set expects section.key=value (or CAMERA:section.key=value), got {item!r}")
+    return section, name, _parse_scalar(value.strip())
+
+
+def apply_camera_overrides(cameras: tuple[CameraSpec, ...],
+                           per_camera: dict[str, list[str]]) -> tuple[CameraSpec, ...]:
+    """``--set CAMERA:section.key=value`` items added to their camera's overrides.
+
+    Raises:
+        ConfigError: An unknown camera name (the message lists the cameras), or a key a camera may not set.
+    """
+    by_name = {camera.name: camera for camera in cameras}
+    for name, items in per_camera.items():
+        if name not in by_name:
+            known = ", ".join(by_name) or "none (give --source or a sources: list)"
+            raise ConfigError(f"--set {name}:...: unknown camera {name!r}; cameras: {known}")
+        by_name[name] = by_name[name].with_overrides([_parse_override(item) for item in items])
+    return tuple(by_name[camera.name] for camera in cameras)
+
+
 @dataclass(frozen=True)
 class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -390,9 +610,12 @@ class Config:
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     output: SinkOptions = field(default_factory=SinkOptions)
+    #: The cameras of a many-camera run (empty: the command line's one ``--source``).
+    sources: tuple[CameraSpec, ...] = ()
 
 
-SECTIONS: dict[str, type[Section]] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}
+SECTIONS: dict[str, type[Section]] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)
+                                      if f.name != "sources"}
 
 
 def _build_section(name: str, values: dict[str, Any]) -> Section:
@@ -466,33 +689,59 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             loaded = {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {config_path} must be a mapping of sections")
-        raw = {k: dict(v or {}) if isinstance(v, dict) or v is None else v for k, v in loaded.items()}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise ConfigError(f"--set expects section.key=value, got {item!r}")
+        raw = {k: dict(v or {}) if isinstance(v, dict) or (v is None and k != "sources") else v
+               for k, v in loaded.items()}
+    common, per_camera = split_camera_overrides(overrides)
+    for item in common:
+        section, name, value = _parse_override(item)
+        if section == "sources":
+            raise ConfigError(f"--set cannot change the sources list; give --source, or CAMERA:section.key=value "
+                              f"for one camera, got {item!r}")
         raw.setdefault(section, {})
         if isinstance(raw[section], dict):
-            raw[section][name] = _parse_scalar(value.strip())
-    sections = {}
+            raw[section][name] = value
+    cameras: tuple[CameraSpec, ...] = ()
+    if "sources" in raw:
+        listed = raw.pop("sources")
+        if listed is not None and not isinstance(listed, list):
+            raise ConfigError(f"config file {config_path}: sources must be a list of cameras, got {listed!r}")
+        cameras = check_cameras([_camera_from_yaml(i, item) for i, item in enumerate(listed or [])])
+    cameras = apply_camera_overrides(cameras, per_camera)
+    sections: dict[str, Any] = {}
     for name, values in raw.items():
         if name not in SECTIONS:
             raise ConfigError(f"unknown config section {name!r}; valid sections: {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"config section {name!r} must be a mapping of keys, got {values!r}")
         sections[name] = _build_section(name, values)
-    return Config(**sections)  # type: ignore[arg-type]
+    return _checked(Config(**sections, sources=cameras))
+
+
+def _checked(config: Config) -> Config:
+    """``config`` once every camera's overrides are known to give a valid configuration."""
+    for camera in config.sources:
+        camera.config(config)
+    return config
 
 
 def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *, detector: str | None = None,
-                    device: str | None = None) -> Config:
-    """:func:`load_config` plus the command lines' ``--detector`` and ``--device`` shortcuts.
+                    device: str | None = None, sources: list[str] | tuple[str, ...] = ()) -> Config:
+    """:func:`load_config` plus the command lines' ``--detector`` and ``--device`` shortcuts and ``--source``s.
+
+    Args:
+        sources: ``--source`` values (``SOURCE`` or ``NAME=SOURCE``); when given they replace the config's
+            ``sources:`` list, and ``--set CAMERA:...`` names one of them.
 
     Raises:
-        ConfigError: As :func:`load_config`, or a bad shortcut value.
+        ConfigError: As :func:`load_config`, or a bad shortcut value, duplicate sources or an unknown camera.
     """
-    config = load_config(path, overrides)
+    if sources:
+        common, per_camera = split_camera_overrides(overrides)
+        config = load_config(path, common)
+        cameras = check_cameras([camera_from_cli(value) for value in sources])
+        config = _checked(dataclasses.replace(config, sources=apply_camera_overrides(cameras, per_camera)))
+    else:
+        config = load_config(path, overrides)
     if detector:
         config = replace(config, "detector", name=detector)
     if device:

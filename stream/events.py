@@ -27,48 +27,21 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Any
 
+# The camera-name rule has one home, the config (camera names are settings); re-exported for the outlets.
+from stream.config import camera_name as camera_name
+from stream.config import check_camera_name
 from stream.labels import FEMALE, MALE, ShownLabel, face_labels
 from stream.types import AGE_GROUPS, Faces, Frame
 
 PERSON_TYPES = ("new", "update", "end")
 STATUSES = ("live", "reconnecting", "offline")
-# What an MQTT topic level (and a file name) may hold: no '/', '+', '#', spaces or NUL.
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 # Frame times are k / fps: 12/25 - 7/25 is 0.19999..., which must count as the 0.2 s it is.
 _EPS_S = 1e-6
-
-
-def camera_name(source: str) -> str:
-    """A short, topic-safe camera name from a source spec: a file's stem, a URL's last path part or host.
-
-    ``videos/door.mp4`` → ``door``; ``rtsp://***@10.0.0.5:554/stream1`` → ``stream1``; ``0`` → ``webcam0``.
-    """
-    text = str(source).strip()
-    if text.isdigit():
-        return f"webcam{text}"
-    match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)", text)
-    if match:
-        host = re.sub(r":\d*$", "", match[1].rpartition("@")[2])
-        parts = [p for p in match[2].split("/") if p]
-        base = PurePath(parts[-1]).stem if parts else host
-    else:
-        base = PurePath(text).stem or text
-    name = _UNSAFE.sub("_", base).strip("_.")
-    return name or "camera"
-
-
-def check_camera_name(name: str) -> str:
-    """``name`` if it can be a topic level and a file name, else ValueError saying what is allowed."""
-    if not name or _UNSAFE.search(name) or name in (".", ".."):
-        raise ValueError(f"camera name {name!r} may only hold letters, digits, '_', '.' and '-'")
-    return name
 
 
 @dataclass

@@ -7,6 +7,7 @@ CLI, the tests and the benchmarks.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import defaultdict
@@ -50,13 +51,63 @@ class StageTimer:
         return {stage: round(self.seconds.get(stage, 0.0) * 1000 / frames, 3) for stage in STAGES}
 
 
+@dataclass
+class PendingFrame:
+    """A frame between :meth:`Pipeline.prepare` and :meth:`Pipeline.complete`.
+
+    Attributes:
+        frame: The frame.
+        faces: Its tracked (or, for stills, numbered) faces.
+        picked: The faces to classify now (``faces[chosen]``; empty on frames between detections).
+        coasted: A frame between detections: nothing to classify or fuse.
+        chosen: For stills, the ``(n,)`` bool mask of the picked faces.
+    """
+
+    frame: Frame
+    faces: Faces
+    picked: Faces
+    coasted: bool = False
+    chosen: np.ndarray | None = None
+
+
+def classify_batch(classifiers: list[OnnxClassifier],
+                   items: list[tuple[np.ndarray, Faces]]) -> tuple[list[dict[str, np.ndarray]], float]:
+    """Classify the faces of several images (frames of one or many streams) in one call per model.
+
+    Args:
+        classifiers: The classifiers (their chips are aligned for each one's template and size).
+        items: ``(image, faces)`` pairs: ``(H, W, 3)`` uint8 BGR images and the faces to classify on each.
+
+    Returns:
+        One dict of estimates per item (arrays with that item's rows, keyed by ``stream.types`` names), and the
+        seconds spent aligning chips (the rest of the call is inference).
+    """
+    start = time.perf_counter()
+    inputs = [(c.template, c.chip_size) for c in classifiers]
+    per_item = [align_for(image, faces.landmarks, inputs) if len(faces) else None for image, faces in items]
+    counts = [len(faces) for _, faces in items]
+    stacked = []
+    for k, classifier in enumerate(classifiers):
+        side = classifier.chip_size
+        parts = [chips[k] for chips in per_item if chips is not None]
+        stacked.append(np.concatenate(parts) if parts else np.zeros((0, side, side, 3), np.uint8))
+    align_s = time.perf_counter() - start
+    merged: dict[str, np.ndarray] = {}
+    for classifier, chips in zip(classifiers, stacked):
+        merged.update(classifier.predict(chips))
+    bounds = np.cumsum([0, *counts])
+    results = [{key: values[bounds[i]:bounds[i + 1]] for key, values in merged.items()} for i in range(len(items))]
+    return results, align_s
+
+
 class Pipeline:
     """All per-stream state: tracker ids, the track book, stage timings.
 
     Args:
         config: Validated configuration.
-        detector: Use this detector instead of building one from the config.
-        classifiers: Use these classifiers instead of building them from the config.
+        detector: Use this detector instead of building one from the config (several streams share one).
+        classifiers: Use these classifiers instead of building them from the config (several streams share them).
+        camera: The camera's name, carried by every track summary (empty: none).
     """
 
     def __init__(
@@ -65,8 +116,10 @@ class Pipeline:
         *,
         detector: Detector | None = None,
         classifiers: list[OnnxClassifier] | None = None,
+        camera: str = "",
     ) -> None:
         self.config = config
+        self.camera = camera
         self.detector = detector or build_detector(config.detector, config.models, config.runtime)
         self.classifiers = (
             classifiers if classifiers is not None
@@ -91,6 +144,11 @@ class Pipeline:
             self.detection_interval = detection_interval(self.config.detector.interval, float(fps))
             self._since_detection = self.detection_interval
 
+    @property
+    def next_frame_coasts(self) -> bool:
+        """Whether the next :meth:`prepare` is a frame between detections (it reads no pixels)."""
+        return self._since_detection < self.detection_interval
+
     def active_models(self) -> list[str]:
         return [self.detector.name, *(c.name for c in self.classifiers)]
 
@@ -100,14 +158,10 @@ class Pipeline:
         return (faces.score * size_term).astype(np.float32)
 
     def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
-        estimates: dict[str, np.ndarray] = {}
         start = time.perf_counter()
-        chip_sets = align_for(frame.image, faces.landmarks, [(c.template, c.chip_size) for c in self.classifiers])
-        mid = time.perf_counter()
-        for classifier, chips in zip(self.classifiers, chip_sets):
-            estimates.update(classifier.predict(chips))
-        self.timer.add("align", mid - start)
-        self.timer.add("classify", time.perf_counter() - mid)
+        (estimates,), align_s = classify_batch(self.classifiers, [(frame.image, faces)])
+        self.timer.add("align", align_s)
+        self.timer.add("classify", time.perf_counter() - start - align_s)
         self.timer.classified_faces += len(faces)
         return estimates
 
@@ -116,6 +170,16 @@ class Pipeline:
 
         Returns:
             The tracked faces with fused labels, and summaries of the tracks that ended on this frame.
+        """
+        pending = self.prepare(frame)
+        estimates = self._classify(frame, pending.picked) if len(pending.picked) else {}
+        return self.complete(pending, estimates)
+
+    def prepare(self, frame: Frame) -> PendingFrame:
+        """The first half of :meth:`process`: detect, track and choose the faces to classify.
+
+        Split from :meth:`complete` so that a caller serving several streams (:mod:`stream.cameras`) can
+        classify the chosen faces of all of them in one batch between the two halves.
         """
         timer = self.timer
         book = self.book
@@ -126,10 +190,8 @@ class Pipeline:
             faces = self._last_faces = self.tracker.coast(self._last_faces)
             self._since_detection += 1
             book.observe_presence(faces, frame.index)
-            labelled = book.annotate(faces)
             timer.add("track", time.perf_counter() - start)
-            timer.frames += 1
-            return labelled, []
+            return PendingFrame(frame, faces, Faces.empty(), coasted=True)
         self._since_detection = 0
         start = time.perf_counter()
         detections = self.detector.detect(frame.image)
@@ -138,24 +200,65 @@ class Pipeline:
         t2 = time.perf_counter()
         timer.add("detect", t1 - start)
         timer.add("track", t2 - t1)
-
         book.observe_presence(faces, frame.index)
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
-        if chosen.any():
-            picked = faces[chosen]
-            estimates = self._classify(frame, picked)
-            t3 = time.perf_counter()
-            book.add(picked, estimates, frame.index, self._quality(picked))
-        else:
-            t3 = time.perf_counter()
+        return PendingFrame(frame, faces, faces[chosen])
+
+    def complete(self, pending: PendingFrame, estimates: dict[str, np.ndarray]) -> tuple[Faces, list[dict[str, Any]]]:
+        """The second half of :meth:`process`: fuse ``estimates`` (for ``pending.picked``) into the track book.
+
+        Returns:
+            As :meth:`process`.
+        """
+        start = time.perf_counter()
+        book = self.book
+        frame = pending.frame
+        self.timer.frames += 1
+        if pending.coasted:
+            labelled = book.annotate(pending.faces)
+            self.timer.add("track", time.perf_counter() - start)
+            return labelled, []
+        if len(pending.picked):
+            book.add(pending.picked, estimates, frame.index, self._quality(pending.picked))
         ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in ended]
+        records = [self._record(tid, est) for tid, est in ended]
         for record in records:
             self.totals.add(record)
-        labelled = book.annotate(faces)
-        timer.add("fuse", time.perf_counter() - t3)
-        timer.frames += 1
+        labelled = book.annotate(pending.faces)
+        self.timer.add("fuse", time.perf_counter() - start)
         return labelled, records
+
+    def _record(self, track_id: int, estimate: Any) -> dict[str, Any]:
+        record = track_record(track_id, estimate, self.fps_hint or 30.0)
+        if self.camera:
+            record["camera"] = self.camera
+        return record
+
+    def prepare_still(self, frame: Frame) -> PendingFrame:
+        """The first half of :meth:`process_still`: detect, number the faces, choose the eligible ones."""
+        start = time.perf_counter()
+        faces = self.detector.detect(frame.image)
+        self.timer.add("detect", time.perf_counter() - start)
+        n = len(faces)
+        faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, n + 1, dtype=np.int64), faces.data)
+        chosen = self.scheduler.eligible(faces)
+        return PendingFrame(frame, faces, faces[chosen], chosen=chosen)
+
+    def complete_still(self, pending: PendingFrame, estimates: dict[str, np.ndarray]) -> Faces:
+        """The second half of :meth:`process_still`: the estimates of ``pending.picked`` shown at once."""
+        faces, chosen = pending.faces, pending.chosen
+        n = len(faces)
+        probs = np.full((n, len(AGE_GROUPS)), np.nan, np.float32)
+        ages = np.full(n, np.nan, np.float32)
+        p_female = np.full(n, np.nan, np.float32)
+        if chosen is not None and chosen.any():
+            for key, values in ((AGE_GROUP_PROBS, probs), (AGE_YEARS, ages), (P_FEMALE, p_female)):
+                if key in estimates:
+                    values[chosen] = estimates[key]
+        self.timer.frames += 1
+        ready = (chosen if chosen is not None else np.zeros(n, bool)) & np.isfinite(probs).all(axis=1)
+        return faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
+                                  N_OBS: ready.astype(np.int32), LABEL_READY: ready})
 
     def process_still(self, frame: Frame) -> Faces:
         """One still image: every eligible face classified once, its label shown at once.
@@ -163,24 +266,9 @@ class Pipeline:
         Stills have no time axis, so there is no tracker and no fusion: faces get ids 1..n in score order and
         each label rests on its one observation.
         """
-        start = time.perf_counter()
-        faces = self.detector.detect(frame.image)
-        self.timer.add("detect", time.perf_counter() - start)
-        n = len(faces)
-        faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, n + 1, dtype=np.int64), faces.data)
-        probs = np.full((n, len(AGE_GROUPS)), np.nan, np.float32)
-        ages = np.full(n, np.nan, np.float32)
-        p_female = np.full(n, np.nan, np.float32)
-        chosen = self.scheduler.eligible(faces)
-        if chosen.any():
-            estimates = self._classify(frame, faces[chosen])
-            for key, values in ((AGE_GROUP_PROBS, probs), (AGE_YEARS, ages), (P_FEMALE, p_female)):
-                if key in estimates:
-                    values[chosen] = estimates[key]
-        self.timer.frames += 1
-        ready = chosen & np.isfinite(probs).all(axis=1)
-        return faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
-                                  N_OBS: ready.astype(np.int32), LABEL_READY: ready})
+        pending = self.prepare_still(frame)
+        estimates = self._classify(frame, pending.picked) if len(pending.picked) else {}
+        return self.complete_still(pending, estimates)
 
     def still_records(self, frame: Frame, faces: Faces) -> list[dict[str, Any]]:
         """One summary per face of a still image (counted into the totals): a still's faces are its people."""
@@ -188,6 +276,8 @@ class Pipeline:
         for face_id, label in zip(faces.track_id.tolist(), face_labels(faces)):
             record = {"track_id": int(face_id), "first_frame": frame.index, "last_frame": frame.index,
                       "duration_s": None, **label.as_record()}
+            if self.camera:
+                record["camera"] = self.camera
             if frame.name:
                 record["image"] = frame.name
             self.totals.add(record)
@@ -197,7 +287,7 @@ class Pipeline:
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
         open_tracks = self.book.forget(list(self.book.tracks))
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in open_tracks]
+        records = [self._record(tid, est) for tid, est in open_tracks]
         for record in records:
             self.totals.add(record)
         return records
@@ -253,6 +343,8 @@ def run(
         if frame is None:
             break
         timer.add("decode", time.perf_counter() - t0)
+        if pipeline.camera and not frame.camera:
+            frame = dataclasses.replace(frame, camera=pipeline.camera)
         ended: list[dict[str, Any]] = []
         if still_images:
             faces = pipeline.process_still(frame)
@@ -268,7 +360,7 @@ def run(
         t_draw = now
         if draw:
             drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True)
-            annotated = Frame(frame.index, frame.timestamp, drawn, frame.source, frame.name)
+            annotated = dataclasses.replace(frame, image=drawn)
             t_draw = time.perf_counter()
             timer.add("draw", t_draw - now)
         for sink in sinks:

@@ -66,6 +66,7 @@ class Frame:
         image: ``(H, W, 3)`` uint8 BGR image.
         source: Display name of the source (credentials redacted).
         name: File name for still images (used to name annotated outputs), else "".
+        camera: Name of the camera it came from (``stream.config.CameraSpec.name``), else "".
     """
 
     index: int
@@ -73,6 +74,7 @@ class Frame:
     image: np.ndarray
     source: str = ""
     name: str = ""
+    camera: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.image, np.ndarray) or self.image.dtype != np.uint8:

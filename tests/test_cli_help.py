@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COMMANDS = ["stream", "bench", "bench.detectors", "bench.runtime", "bench.latency",
+COMMANDS = ["stream", "stream.report", "stream.aggregate",
+            "bench", "bench.streams", "bench.detectors", "bench.runtime", "bench.latency",
             "bench.evaluate_video", "models", "models.training.evaluate", "models.training.train", "export.mtcnn",
             "export.blazeface", "export.siglip"]
 

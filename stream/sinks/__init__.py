@@ -31,6 +31,7 @@ from typing import Any
 
 from stream.config import SinkOptions
 from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
+from stream.sinks.counts import CountsSink
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
 from stream.sinks.locks import OutputLock
@@ -48,6 +49,7 @@ __all__ = [
     "SINKS",
     "SOURCE_KINDS",
     "VIDEO_EXTENSIONS",
+    "CountsSink",
     "EventsSink",
     "ImageFileSink",
     "ImageFolderSink",
@@ -156,6 +158,8 @@ def open_sinks(
     source_path: str | os.PathLike[str] | None = None,
     summary: str | None = None,
     source_name: str = "",
+    camera: str = "",
+    counts: str | None = None,
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -177,10 +181,12 @@ def open_sinks(
         source_path: The source's local path (a file or a folder), so that no output overwrites it.
         summary: ``--summary``: a JSON file written when the run ends, or None.
         source_name: The source's display name (the summary records it; an MQTT sink names its camera after it
-            unless its URL gives one).
+            unless its URL gives one or ``camera`` is given).
+        camera: The camera's name ("" for outputs that several cameras share).
+        counts: ``--counts``: a .csv or .parquet file of people per time window, or None.
 
     Returns:
-        The opened sinks, in the order output, events, summary, window.
+        The opened sinks, in the order output, events, summary, counts, window.
 
     Raises:
         SinkError: An output cannot be written, does not fit the source, names the input or another output,
@@ -200,11 +206,13 @@ def open_sinks(
         requests.append(("--events", events_kind(events), events))
     if summary is not None:
         requests.append(("--summary", "summary", summary))
+    if counts is not None:
+        requests.append(("--counts", "counts", counts))
     if show:
         requests.append(("--show", "window", ""))
     local = Path(source_path) if source_path is not None else None
     check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
-    context = SinkContext(source_kind, fps, options, local, source_name)
+    context = SinkContext(source_kind, fps, options, local, source_name, camera)
     sinks: list[Sink] = []
     locks: list[OutputLock] = []
     try:

@@ -41,6 +41,7 @@ class SinkContext:
         options: The ``output:`` section.
         source_path: The source's local path (file or folder), or None for cameras and URLs.
         source_name: The source's display name (credentials redacted).
+        camera: The camera's name (``stream.config.CameraSpec.name``); "" for outputs shared by several cameras.
     """
 
     source_kind: str
@@ -48,6 +49,7 @@ class SinkContext:
     options: SinkOptions = field(default_factory=SinkOptions)
     source_path: Path | None = None
     source_name: str = ""
+    camera: str = ""
 
 
 #: Name → class registry of the sinks, filled by subclassing: ``class VideoSink(Sink, kind="video")``.
@@ -243,7 +245,7 @@ def prepare_output_file(path: str | os.PathLike[str], what: str) -> Path:
     return target
 
 
-def write_atomically(path: Path, text: str, what: str) -> None:
+def write_atomically(path: Path, text: str | bytes, what: str) -> None:
     """Replace ``path`` with ``text`` in one step: readers (and a run killed mid-write) see the old file or the
     whole new one, never a partial one.
 
@@ -252,8 +254,8 @@ def write_atomically(path: Path, text: str, what: str) -> None:
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

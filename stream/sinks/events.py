@@ -2,13 +2,15 @@
 
 A line looks like (wrapped here)::
 
-    {"frame": 12, "t": 0.48, "source": "clip.mp4", "faces": [{"track_id": 3,
-     "box_xyxy": [10.0, 20.5, 110.0, 140.0], "score": 0.97, "age_group": "31-40",
+    {"frame": 12, "t": 0.48, "time": 1764756000.48, "source": "clip.mp4", "camera": "clip",
+     "faces": [{"track_id": 3, "box_xyxy": [10.0, 20.5, 110.0, 140.0], "score": 0.97, "age_group": "31-40",
      "age_group_probs": [0.0, 0.01, 0.08, 0.7, 0.2, 0.01, 0.0, 0.0], "age": 34.2,
      "gender": "female", "p_female": 0.93, "n_obs": 6}]}
 
-Label fields are what the overlay shows (one rule: :mod:`stream.labels`), ``null`` until the face's
-track has a label, when the stage that computes them did not run, or when a value is not finite.
+``time`` is Unix time (for files: the run's start plus ``t``, see :class:`stream.counts.FrameClock`), so
+``python -m stream.report`` can lay the events out in time windows. Label fields are what the overlay shows
+(one rule: :mod:`stream.labels`), ``null`` until the face's track has a label, when the stage that computes them
+did not run, or when a value is not finite.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.config import SinkOptions
+from stream.counts import FrameClock
 from stream.labels import face_labels
 from stream.sinks.base import Sink, SinkError, prepare_output_file
 from stream.types import NO_TRACK, Faces, Frame
@@ -62,12 +65,14 @@ def face_records(faces: Faces) -> list[dict[str, Any]]:
     return records
 
 
-def frame_record(frame: Frame, faces: Faces) -> dict[str, Any]:
-    """The event object of one frame: ``frame``, ``t``, ``source``, ``image`` (stills only), ``faces``.
+def frame_record(frame: Frame, faces: Faces, when: float | None = None) -> dict[str, Any]:
+    """The event object of one frame: ``frame``, ``t``, ``time``, ``source``, ``camera``, ``image`` (stills only),
+    ``faces``.
 
     Args:
         frame: The processed frame.
         faces: Its faces (see :func:`face_records`).
+        when: The frame's Unix time (:class:`stream.counts.FrameClock`), or None to leave ``time`` out.
 
     Returns:
         A JSON-ready dict.
@@ -75,8 +80,12 @@ def frame_record(frame: Frame, faces: Faces) -> dict[str, Any]:
     record: dict[str, Any] = {
         "frame": int(frame.index),
         "t": _number(frame.timestamp, 3),
-        "source": frame.source,
     }
+    if when is not None:
+        record["time"] = round(when, 3)
+    record["source"] = frame.source
+    if frame.camera:
+        record["camera"] = frame.camera
     if frame.name:
         record["image"] = frame.name
     record["faces"] = face_records(faces)
@@ -122,6 +131,7 @@ class EventsSink(Sink, kind="events"):
                     f"cannot write events output {str(path)!r} ({err.strerror or err}); choose another path"
                 ) from err
         self._frames = 0
+        self._clock = FrameClock()
 
     @property
     def frames_written(self) -> int:
@@ -139,7 +149,7 @@ class EventsSink(Sink, kind="events"):
             SinkError: Writing failed (e.g. disk full); the file still ends on a complete line.
         """
         self._check_open()
-        record = frame_record(frame, faces)
+        record = frame_record(frame, faces, self._clock.time(frame))
         # allow_nan=False: a NaN that slipped through is a bug to surface, not invalid JSON to write.
         line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
         if self._fd is None:

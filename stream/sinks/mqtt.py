@@ -331,6 +331,7 @@ class MqttSink(Sink, kind="mqtt"):
         url: ``mqtt[s]://[user[:password]@]host[:port]/PREFIX[?options]`` (options: :class:`MqttSettings`).
         options: Accepted for a uniform constructor (the URL carries the MQTT options).
         camera: The source's name; the camera is ``?camera=`` if given, else a short name made from this.
+        named: ``camera`` is already the camera's name (``stream.config.CameraSpec.name``): used as it is.
 
     Raises:
         SinkError: A malformed URL, a broker that cannot be reached or refuses the credentials, a TLS
@@ -339,12 +340,16 @@ class MqttSink(Sink, kind="mqtt"):
 
     @classmethod
     def open(cls, target: str, context: SinkContext) -> MqttSink:
-        return cls(target, context.options, camera=context.source_name or None)
+        # A camera named by the run (stream.cameras) keeps its name; else one is made from the source.
+        return cls(target, context.options, camera=context.camera or context.source_name or None,
+                   named=bool(context.camera))
 
-    def __init__(self, url: str, options: SinkOptions | None = None, *, camera: str | None = None) -> None:
+    def __init__(self, url: str, options: SinkOptions | None = None, *, camera: str | None = None,
+                 named: bool = False) -> None:
         super().__init__()
         self.settings = settings = parse_mqtt_url(url)
-        self.camera = settings.camera or (camera_name(camera) if camera else "camera")
+        given = check_camera_name(camera) if named and camera else camera_name(camera) if camera else "camera"
+        self.camera = settings.camera or given
         self.model = PersonEvents(self.camera, heartbeat_s=settings.heartbeat_s, counts_every_s=settings.counts_s)
         base = f"{settings.prefix}/{self.camera}"
         self.topics = {"events": f"{base}/events", "counts": f"{base}/counts", "status": f"{base}/status"}

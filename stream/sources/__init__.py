@@ -66,6 +66,7 @@ __all__ = [
     "local_source_path",
     "open_source",
     "redact_url",
+    "source_kind",
 ]
 
 logger = logging.getLogger("stream.sources")
@@ -154,6 +155,16 @@ def _remote_file(url: str, options: SourceOptions) -> VideoFileSource | None:
         return VideoFileSource(path, options, name=redact_url(url))
     finally:
         path.unlink(missing_ok=True)  # the open file stays readable (POSIX); nothing is left behind
+
+
+def source_kind(spec: int | str | os.PathLike[str]) -> str:
+    """What ``spec`` names, without opening it: one of :data:`KINDS`.
+
+    Raises:
+        SourceError: A path that does not exist.
+        TypeError, ValueError: As :func:`open_source`.
+    """
+    return _classify(spec)[0]
 
 
 def local_source_path(spec: int | str | os.PathLike[str]) -> Path | None:

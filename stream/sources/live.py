@@ -18,6 +18,7 @@ from typing import Any
 
 import av.error
 import cv2
+import numpy as np
 
 from stream.config import SourceOptions
 from stream.redact import scrub as _scrub
@@ -83,7 +84,8 @@ class _Grabber:
 
     def _read(self, capture: Any) -> Any:
         """One frame's payload (av.VideoFrame or ndarray), or None on failure."""
-        if isinstance(capture, _PyAVStreamCapture):
+        # Captures with read_frame() (PyAV's) hand over undecoded-to-BGR frames: only delivered ones are converted.
+        if isinstance(capture, _PyAVStreamCapture) or callable(getattr(capture, "read_frame", None)):
             return capture.read_frame()
         try:
             ok, image = capture.read()
@@ -210,6 +212,11 @@ class _Grabber:
             logger.debug("release() of a capture failed", exc_info=True)
 
 
+#: The image of a frame read with ``pixels=False``: no rows, no columns (a valid, empty BGR image).
+NO_PIXELS = np.empty((0, 0, 3), np.uint8)
+NO_PIXELS.flags.writeable = False
+
+
 class LiveSource(Source):
     """A webcam or network stream read by a grabber thread that keeps only the newest frame.
 
@@ -267,8 +274,14 @@ class LiveSource(Source):
         """Number of times the source was lost after it had started."""
         return self._grabber.outages
 
-    def read(self, timeout_s: float | None = None) -> Frame | None:
+    def read(self, timeout_s: float | None = None, *, pixels: bool = True) -> Frame | None:
         """The newest frame not returned yet, waiting at most ``timeout_s`` (None: until one comes).
+
+        Args:
+            timeout_s: Longest wait.
+            pixels: False: the frame's picture is not converted and ``image`` is :data:`NO_PIXELS`
+                (``(0, 0, 3)``): for a consumer that needs only its index and time (a frame between
+                detections with no output that shows images). Converting a 1080p frame costs ~3 ms.
 
         Returns:
             A :class:`Frame`, or None when ``timeout_s`` passed without a new frame or the source is
@@ -307,7 +320,8 @@ class LiveSource(Source):
             index, timestamp, payload = grabber.latest
             grabber.latest = None
         # Converted outside the lock and only for frames that are delivered.
-        return Frame(index=index, timestamp=timestamp, image=_to_bgr(payload), source=self.name)
+        return Frame(index=index, timestamp=timestamp, image=_to_bgr(payload) if pixels else NO_PIXELS,
+                     source=self.name)
 
     def _next_frame(self) -> Frame:
         frame = self.read(None)

@@ -21,8 +21,8 @@ import pytest
 from stream.sinks import SinkError, open_sinks
 from stream.sinks.mqtt import MqttSink, Spool, parse_mqtt_url
 from tests.conftest import REPO, shared_file
-from tests.support.cli_util import child_env, cli_command, error_line, run_cli
 from tests.stream.test_sources_rtsp import RtspServer, rtsp_ready  # noqa: F401 (rtsp_ready is a fixture)
+from tests.support.cli_util import child_env, cli_command, error_line, run_cli
 from tests.support.mosquitto import Mosquitto, Subscriber, free_port, make_tls_files, mosquitto_binary
 
 CLIP = ("videos", "talking_man_512.mp4")  # one man, 78 frames at 25 fps
@@ -296,7 +296,7 @@ def test_open_sinks_picks_mqtt_and_names_the_camera_from_the_source(
 ) -> None:
     url = f"mqtt://127.0.0.1:{broker.port}/faces?spool={tmp_path}"
     sinks = open_sinks(None, url, False, source_kind="video", fps=25.0, options={},
-                       camera="/videos/front door.mp4")
+                       source_name="/videos/front door.mp4")
     with sinks[0] as sink:
         assert isinstance(sink, MqttSink) and sink.camera == "front_door"
         assert sink.topics["events"] == "faces/front_door/events"

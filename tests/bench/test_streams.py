@@ -1,0 +1,40 @@
+"""``python -m bench.streams`` on two short runs: every figure present and consistent (never speed)."""
+
+from __future__ import annotations
+
+import json
+
+import av
+
+from bench import streams
+from tests.conftest import shared_file
+
+
+def test_report_has_every_figure_per_run_and_per_stream(tmp_path):
+    clip = shared_file("videos", "crowd_1080p.mp4")
+    out = tmp_path / "streams.json"
+    code = streams.main(["--source", str(clip), "--streams", "1,2", "--seconds", "2", "--warmup-s", "1",
+                         "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [run["streams"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        assert len(run["per_stream"]) == run["streams"]
+        assert run["real_time_streams"] == sum(row["real_time"] for row in run["per_stream"])
+        assert run["frames_processed"] > 0 and run["frames_decoded"] >= run["frames_processed"]
+        assert run["cpu_ms_per_frame"] > 0 and run["loadavg_before"]
+        for row in run["per_stream"]:
+            assert row["status"] == "live" and row["fps"] > 0
+            assert row["latency_p50_ms"] is not None and row["latency_p99_ms"] >= row["latency_p50_ms"]
+
+
+def test_paced_capture_hands_frames_over_no_earlier_than_their_time():
+    capture = streams.PacedFileCapture(shared_file("videos", "crowd_1080p.mp4"), offset_frames=3)
+    try:
+        assert capture.fps == 25.0
+        frames = [capture.read_frame() for _ in range(110)]  # past the clip's 105 frames: it loops
+        assert all(isinstance(f, av.VideoFrame) for f in frames)
+        steps = [b - a for a, b in zip(capture.due, capture.due[1:])]
+        assert all(abs(step - 0.04) < 1e-9 for step in steps)
+    finally:
+        capture.release()
