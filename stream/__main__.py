@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     # Before anything can print: no log line or error shows a password given on the command line.
-    for url in (args.source, args.output, args.events):
+    for url in (*args.sources, args.output, args.events):
         if url:
             SecretFilter.add_url(url)
     SecretFilter.install()

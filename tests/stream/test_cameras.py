@@ -261,7 +261,7 @@ sources:
         (["--source", "a={man}", "--source", "b={woman}", "--events", "mqtt://127.0.0.1:1/shop?camera=door"],
          r"error: --events: camera= in the broker URL names one camera"),
         (["--source", "a={man}", "--source", "b=ftp://camera/live"],
-         r"error: camera b: unsupported URL scheme 'ftp' in spec"),
+         r"error: camera b: unsupported URL scheme 'ftp' in the source"),
         (["--source", "a={man}", "--source", "b=/nonexistent/clip.mp4"],
          r"error: camera b: source '/nonexistent/clip.mp4' not found"),
     ],

@@ -118,8 +118,8 @@ def _models_dir_is_a_file(tmp: Path) -> tuple[list[str], dict[str, str]]:
 
 
 CASES: list[tuple[str, Case, str]] = [
-    ("empty source", _src(""), r"the source must not be empty"),
-    ("whitespace source", _src("   "), r"the source must not be empty"),
+    ("empty source", _src(""), r"source must not be empty"),
+    ("whitespace source", _src("   "), r"source must not be empty"),
     ("ftp scheme", _src("ftp://host/x.mp4"), r"unsupported URL scheme 'ftp'"),
     ("file scheme", _src("file:///tmp/x.mp4"), r"unsupported URL scheme 'file'"),
     ("udp scheme", _src("udp://239.0.0.1:5000"), r"unsupported URL scheme 'udp'"),
