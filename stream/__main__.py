@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--events", help="JSONL file: one JSON object per processed frame")
     parser.add_argument("--summary", help="JSON file with per-track summaries and totals, written at the end")
     parser.add_argument("--show", action="store_true", help="show a live window (needs a display; q/Esc quits)")
+    parser.add_argument("--serve", metavar="HOST:PORT",
+                        help="also serve the web page (live view, dashboard, uploads) while the run lasts")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key, e.g. --set detector.score_threshold=0.4 (repeatable)")
@@ -129,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
     except ConfigError as error:
         return _fail(str(error))
+    if args.serve is not None:
+        from stream.serve import parse_address
+
+        try:
+            parse_address(args.serve)
+        except ValueError as error:
+            return _fail(str(error))
 
     # Heavy imports only after the arguments are known to be good: --help and config errors stay instant.
     from models.fetch import ModelError
@@ -197,6 +206,16 @@ def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
                            options=config.output, source_path=args.source if source.kind == "folder" else None)
         for sink in sinks:
             stack.enter_context(sink)
+        web = None
+        if args.serve is not None:
+            from stream.serve.server import serve_beside  # the web page: one more sink beside the others
+            from stream.sinks import SinkError
+
+            try:
+                web = stack.enter_context(serve_beside(args.serve, config, source))
+            except OSError as error:
+                raise SinkError(f"cannot serve the web page on {args.serve}: {error.strerror or error}") from None
+            sinks.append(web)
         pipeline = Pipeline(config)
         pipeline.set_frame_rate(source.fps)
         for line in describe_models(pipeline):
@@ -204,9 +223,15 @@ def _run(args: argparse.Namespace, config: Any, stop: _StopSignals) -> int:
             if "NON-COMMERCIAL" in line:
                 logger.warning("a non-commercial model is active: not licensed for commercial use")
         ended: list[dict[str, Any]] = []
+
+        def on_ended(records: list[dict[str, Any]]) -> None:
+            ended.extend(records)
+            if web is not None:
+                web.add_ended(records)
+
         stop.graceful = True
         try:
-            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=ended.extend,
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=on_ended,
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from stream.config import PRIVACY_MODES
+from stream.privacy import obscure_faces
 from stream.types import (
     AGE_GROUP_PROBS,
     AGE_GROUPS,
@@ -57,14 +59,20 @@ class Annotator:
         draw_landmarks: Draw the 5 landmarks as dots.
         font_scale: Label text scale; 0 picks one from the frame height.
         show_stats: Draw fps and face count in the top-left corner.
+        privacy: ``"blur"`` or ``"pixelate"`` obscures every face before drawing (stream/privacy.py); ``"none"``.
     """
 
-    def __init__(self, *, draw_landmarks: bool = True, font_scale: float = 0.0, show_stats: bool = True) -> None:
+    def __init__(
+        self, *, draw_landmarks: bool = True, font_scale: float = 0.0, show_stats: bool = True, privacy: str = "none"
+    ) -> None:
         if font_scale < 0:
             raise ValueError(f"font_scale must be >= 0, got {font_scale}")
         self.draw_landmarks = draw_landmarks
         self.font_scale = font_scale
         self.show_stats = show_stats
+        if privacy not in PRIVACY_MODES:
+            raise ValueError(f"privacy must be one of {', '.join(PRIVACY_MODES)}, got {privacy!r}")
+        self.privacy = privacy
 
     def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None, *, in_place: bool = False) -> np.ndarray:
         """Draw the overlay.
@@ -80,6 +88,9 @@ class Annotator:
             ``(H, W, 3)`` uint8 BGR annotated image.
         """
         out = image if in_place else image.copy()
+        # Privacy first, so boxes and labels stay readable; landmarks would show where the eyes are.
+        obscure_faces(out, faces.xyxy, self.privacy)
+        draw_landmarks = self.draw_landmarks and self.privacy == "none"
         h = out.shape[0]
         scale = self.font_scale or max(0.4, h / 1400)
         thick = max(1, round(scale * 2))
@@ -89,7 +100,7 @@ class Annotator:
             # Axis-aligned lines and 1-3 px dots gain nothing from anti-aliasing (only text keeps it): ~12% of
             # the overlay's cost with 32 faces.
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
-            if self.draw_landmarks and np.isfinite(faces.landmarks[i]).all():
+            if draw_landmarks and np.isfinite(faces.landmarks[i]).all():
                 for x, y in faces.landmarks[i]:
                     cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), color, -1)
             (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)

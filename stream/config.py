@@ -260,14 +260,46 @@ class TrackBookConfig:
         _check_range("trackbook", "forget_after_frames", self.forget_after_frames, 1, 10**7)
 
 
+#: ``annotate.privacy``: how faces are obscured in every video output (stream/privacy.py).
+PRIVACY_MODES: tuple[str, ...] = ("none", "blur", "pixelate")
+
+
 @dataclass(frozen=True)
 class AnnotateConfig:
     draw_landmarks: bool = True
     font_scale: float = 0.0
     show_stats: bool = True
+    privacy: str = "none"
 
     def validate(self) -> None:
         _check_range("annotate", "font_scale", self.font_scale, 0.0, 10.0)
+        _check_choice("annotate", "privacy", self.privacy, PRIVACY_MODES)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """The web application (``python -m stream.serve``, ``python -m stream --serve``): stream/serve/."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str = ""
+    max_upload_mb: float = 20.0
+    max_clip_s: float = 30.0
+    workers: int = 2
+    jpeg_quality: int = 80
+    mjpeg_fps: float = 15.0
+    history_tracks: int = 100000
+
+    def validate(self) -> None:
+        if not self.host.strip():
+            raise ConfigError("serve.host must not be empty (127.0.0.1 for this machine only, 0.0.0.0 for all)")
+        _check_range("serve", "port", self.port, 0, 65535)
+        _check_range("serve", "max_upload_mb", self.max_upload_mb, 0.01, 4096.0)
+        _check_range("serve", "max_clip_s", self.max_clip_s, 0.1, 3600.0)
+        _check_range("serve", "workers", self.workers, 1, 64)
+        _check_range("serve", "jpeg_quality", self.jpeg_quality, 1, 100)
+        _check_range("serve", "mjpeg_fps", self.mjpeg_fps, 0.1, 120.0)
+        _check_range("serve", "history_tracks", self.history_tracks, 1, 10**7)
 
 
 def _output_int(name: str, value: object, low: int, high: int) -> int:
@@ -382,6 +414,7 @@ class Config:
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     output: SinkOptions = field(default_factory=SinkOptions)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: typing.get_type_hints(Config)[f.name] for f in fields(Config)}

@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import av.error
@@ -154,10 +154,11 @@ class _QueuedFileSource(Source):
         self._thread.join(timeout=2.0)
 
 
-def _open_video_container(path: Path) -> tuple[Any, Any]:
-    """Open a video file with PyAV; return ``(container, video stream)``."""
+def _open_video_container(path: Path | BinaryIO) -> tuple[Any, Any]:
+    """Open a video file (or a file object holding one: the web page's uploads) with PyAV; return
+    ``(container, video stream)``."""
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(path if hasattr(path, "read") else str(path), mode="r")
     except av.error.FileNotFoundError as exc:
         raise SourceError(f"source '{path}' not found (check the path)") from exc
     except av.error.PermissionError as exc:
@@ -239,7 +240,7 @@ class VideoFileSource(_QueuedFileSource):
 
     kind = "video"
 
-    def __init__(self, path: Path, options: SourceOptions) -> None:
+    def __init__(self, path: Path | BinaryIO, options: SourceOptions, *, name: str | None = None) -> None:
         container, stream = _open_video_container(path)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
@@ -247,7 +248,7 @@ class VideoFileSource(_QueuedFileSource):
         if frame_count is None and fps and container.duration:
             # Some containers (mkv, webm) store no frame count: estimate it from the duration.
             frame_count = round(container.duration / av.time_base * fps)
-        super().__init__(str(path), fps=fps, frame_count=frame_count)
+        super().__init__(name or str(path), fps=fps, frame_count=frame_count)
         # Read before the reader thread owns the stream.
         context = stream.codec_context
         described = f"{context.width}x{context.height} {context.name}"
