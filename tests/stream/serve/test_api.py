@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -224,7 +225,7 @@ def test_listens_on_loopback_by_default(live_server):
 
     assert load_config().serve.host == "127.0.0.1"
     listening = []
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         local, state = line.split()[1], line.split()[3]
         address, port = local.split(":")
         if int(port, 16) == live_server.port and state == "0A":  # LISTEN
