@@ -20,8 +20,21 @@ function faceCard(face) {
     el("dt", {}, "Gender"), el("dd", {}, face.gender || "–"),
     el("dt", {}, "P(female)"), el("dd", {}, fmt(face.p_female, 2)),
     el("dt", {}, "Box"), el("dd", {}, face.box.map((v) => Math.round(v)).join(", ")));
+  const thumb = el("canvas", {class: "thumb " + genderClass(face.gender), width: "72", height: "72"});
   return el("div", {class: "face-card", "data-face": face.id},
-            el("div", {}, chip(face.text, face.gender), facts), chart);
+            thumb, el("div", {}, chip(face.text, face.gender), facts), chart);
+}
+
+// Each face's crop from the annotated picture, so a card is easy to match with its face.
+function drawThumbs(image, faces) {
+  faces.forEach((face) => {
+    const canvas = document.querySelector('.face-card[data-face="' + face.id + '"] canvas');
+    if (!canvas) return;
+    const [x1, y1, x2, y2] = face.box;
+    const side = Math.max(x2 - x1, y2 - y1) * 1.3;
+    const cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
+    canvas.getContext("2d").drawImage(image, cx - side / 2, cy - side / 2, side, side, 0, 0, 72, 72);
+  });
 }
 
 function trackRow(track) {
@@ -36,7 +49,10 @@ function trackRow(track) {
 function show(answer) {
   document.getElementById("result").hidden = false;
   const image = document.getElementById("annotated");
-  if (answer.annotated_jpeg) image.src = "data:image/jpeg;base64," + answer.annotated_jpeg;
+  if (answer.annotated_jpeg) {
+    image.onload = () => { if (answer.kind === "image") drawThumbs(image, answer.faces); };
+    image.src = "data:image/jpeg;base64," + answer.annotated_jpeg;
+  }
   const faces = document.getElementById("faces");
   faces.textContent = "";
   const summary = document.getElementById("summary");
