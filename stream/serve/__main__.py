@@ -1,6 +1,6 @@
 """``python -m stream.serve``: the web page (photo and clip upload, JSON API), optionally with a live camera.
 
-Exit codes: 0 stopped with Ctrl-C/SIGTERM, 2 bad input (one-line error).
+Exit codes: 2 bad input (one-line error), 130 stopped with Ctrl-C, 143 stopped with SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import NoReturn
 from stream.config import ConfigError, load_cli_config, replace
 
 logger = logging.getLogger("stream.serve")
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
+EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
 TOKEN_ENV = "FACE_STREAM_TOKEN"
 
 
@@ -83,6 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"cannot serve on {config.serve.host}:{config.serve.port}: {error.strerror or error}")
+    except KeyboardInterrupt:
+        # uvicorn has shut the server down and re-raised the Ctrl-C it caught. (SIGTERM it re-raises too, and
+        # its default action ends the process: exit status 143.)
+        logger.info("stopped (Ctrl-C)")
+        return EXIT_INTERRUPTED
     finally:
         if runner is not None:
             runner.stop()
