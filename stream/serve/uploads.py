@@ -18,6 +18,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 #: Bytes a multipart envelope may add around the file (boundaries, part headers, small fields).
 _MULTIPART_SLACK = 64 * 1024
 ACCEPTED = "JPEG, PNG, WebP or BMP images, MP4/MOV clips"
+#: Largest image decoded: a few MB of PNG can declare a picture of gigabytes (a decompression bomb).
+MAX_PIXELS = 100_000_000
 
 
 class UploadError(Exception):
@@ -86,7 +88,50 @@ async def read_upload(content_type: str, content_length: str | None, body: Async
     kind = sniff(data)
     if kind is None:
         raise UploadError(415, f"unsupported file type; send {ACCEPTED}")
+    size = image_size(data) if kind[0] == "image" else None
+    if size is not None and size[0] * size[1] > MAX_PIXELS:
+        raise UploadError(413, f"image of {size[0]}x{size[1]} pixels is larger than {MAX_PIXELS // 10**6} "
+                               "megapixels; send a smaller one")
     return Upload(data, *kind)
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` an image's header declares, read without decoding it; None when not found."""
+    if data.startswith(b"\x89PNG") and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"BM") and len(data) >= 26:
+        return abs(int.from_bytes(data[18:22], "little", signed=True)), abs(
+            int.from_bytes(data[22:26], "little", signed=True))
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        chunk = data[12:16]
+        if chunk == b"VP8X" and len(data) >= 30:
+            return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+        if chunk == b"VP8L" and len(data) >= 25:
+            bits = int.from_bytes(data[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if chunk == b"VP8 " and len(data) >= 30:
+            return int.from_bytes(data[26:28], "little") & 0x3FFF, int.from_bytes(data[28:30], "little") & 0x3FFF
+        return None
+    if data.startswith(b"\xff\xd8"):
+        return _jpeg_size(data)
+    return None
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG's start-of-frame marker (any SOFn)."""
+    at = 2
+    while at + 9 < len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2:at + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(data[at + 7:at + 9], "big"), int.from_bytes(data[at + 5:at + 7], "big")
+        at += 2 + length
+    return None
 
 
 class _FormCollector:
