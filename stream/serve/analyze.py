@@ -21,7 +21,7 @@ import numpy as np
 
 from models.registry import get_spec
 from stream.config import Config
-from stream.labels import face_labels, label_text
+from stream.labels import ShownLabel, face_labels, label_text
 from stream.pipeline import Pipeline, run
 from stream.serve.uploads import Upload, UploadError
 from stream.sinks.base import Sink
@@ -54,6 +54,16 @@ def face_records(faces: Faces, classified: np.ndarray | None = None) -> list[dic
             **label.as_record(),
         })
     return records
+
+
+def track_text(record: dict[str, Any]) -> str:
+    """The overlay's text for an ended track's record (:func:`stream.analytics.track_record`)."""
+    group, probs = record["age_group"], record["age_group_probs"]
+    label = ShownLabel(ready=group is not None, n_obs=record["n_obs"], age_group=group,
+                       age_group_probs=None if probs is None else tuple(probs),
+                       confidence=None if group is None else probs[AGE_GROUPS.index(group)],
+                       age=record["age"], gender=record["gender"], p_female=record["p_female"])
+    return label_text(label, record["track_id"])
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -172,7 +182,8 @@ class Analyzer:
             "fps": round(fps, 3),
             "duration_s": round(result.frames / fps, 3),
             "age_groups": list(AGE_GROUPS),
-            "tracks": sorted(tracks, key=lambda record: record["track_id"]),
+            "tracks": [{**record, "text": track_text(record)}
+                       for record in sorted(tracks, key=lambda record: record["track_id"])],
             "totals": result.totals,
             "models": self.models,
         }

@@ -94,6 +94,7 @@ class ImageAnalysis(BaseModel):
 
 class TrackResult(BaseModel):
     track_id: int
+    text: str = Field(description="the overlay's label text (the label the person ended with)")
     first_frame: int
     last_frame: int
     duration_s: float | None
@@ -298,6 +299,9 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
     return TokenGate(app, settings.token)
 
 
+_BARS = 12
+
+
 def _span(seconds: int) -> str:
     return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
 
@@ -308,7 +312,9 @@ def _series(cameras: list[CameraView], bucket_s: int) -> tuple[int, list[dict[st
     start = min([c.started_at for c in cameras] + [now])
     width = bucket_s or nice_bucket(now - start)
     first = int(start // width) * width
-    starts = range(first, int(now // width) * width + 1, width)
+    last = int(now // width) * width
+    # A fixed number of bars ending now (empty ones included), so one bucket of data is not one huge bar.
+    starts = range(min(first, last - (_BARS - 1) * width), last + 1, width)
     buckets: list[dict[str, Any]] = [{"start": float(t), "ages": {}, "genders": {}} for t in starts][-200:]
     origin = float(buckets[0]["start"]) if buckets else now
     for camera_view in cameras:

@@ -41,16 +41,33 @@ function render(data) {
     el("td", {class: "num"}, fmt(p.in_view_s, 0, " s")))));
 }
 
+function updateFilter(cameras) {
+  const select = document.getElementById("camera-filter");
+  cameras.forEach((camera) => {
+    if (!select.querySelector('option[value="' + camera.id + '"]')) {
+      select.append(el("option", {value: camera.id}, camera.name));
+    }
+  });
+}
+
+function drawCharts() {
+  const camera = encodeURIComponent(document.getElementById("camera-filter").value);
+  const query = "?camera=" + camera + "&t=" + Date.now();
+  document.getElementById("chart-ages").src = "/api/charts/ages.svg" + query;
+  document.getElementById("chart-genders").src = "/api/charts/genders.svg" + query;
+}
+
 async function refresh() {
   const response = await fetch("/api/dashboard");
   if (!response.ok) return;
-  render(await response.json());
-  const stamp = Date.now();
-  document.getElementById("chart-ages").src = "/api/charts/ages.svg?t=" + stamp;
-  document.getElementById("chart-genders").src = "/api/charts/genders.svg?t=" + stamp;
+  const data = await response.json();
+  render(data);
+  updateFilter(data.cameras);
+  drawCharts();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("camera-filter").addEventListener("change", drawCharts);
   loadInfo();
   refresh();
   setInterval(refresh, 3000);

@@ -38,9 +38,7 @@ function drawThumbs(image, faces) {
 }
 
 function trackRow(track) {
-  const label = track.age_group ? [track.gender ? (track.gender === "female" ? "F" : "M") : "", track.age_group,
-                                   track.age !== null ? Math.round(track.age) + "y" : ""].filter(Boolean).join(" ")
-                                : "no label (seen too briefly)";
+  const label = track.age_group ? track.text : track.text + " (seen too briefly for a label)";
   return el("tr", {}, el("td", {class: "num"}, "#" + track.track_id), el("td", {}, chip(label, track.gender)),
             el("td", {class: "num"}, fmt(track.duration_s, 1, " s")), el("td", {class: "num"}, track.n_obs),
             el("td", {class: "num"}, fmt(track.p_female, 2)));

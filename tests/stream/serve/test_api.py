@@ -131,6 +131,8 @@ def test_clip_upload_gives_per_person_labels(live_server):
     assert answer["kind"] == "video" and answer["frames"] == 78 and answer["fps"] == 25.0
     labelled = [t for t in answer["tracks"] if t["age_group"] is not None]
     assert labelled and {t["gender"] for t in labelled} == {"male"}
+    for track in labelled:  # the overlay's text, from stream.labels
+        assert track["text"].startswith(f"#{track['track_id']} M {track['age_group']} {track['age']:.0f}y ")
     assert answer["totals"]["tracks"] == len(answer["tracks"])
 
 

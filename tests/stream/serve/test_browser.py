@@ -135,7 +135,25 @@ def test_dashboard_shows_counts_charts_and_the_people_table(live_server: Client,
     wait_for(lambda: driver.find_elements(*_by("#people tbody .chip")), 30)
     link = driver.find_element(*_by("#csv"))
     assert link.get_attribute("href").endswith("/api/people.csv")
-    screenshot(driver, screens, "dashboard.png", height=1250)
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(*_by("#camera-filter"))).select_by_value("cam0")  # one camera's counts
+    wait_for(lambda: "camera=cam0" in driver.find_element(*_by("#chart-ages")).get_attribute("src"), 10)
+    wait_for(lambda: driver.execute_script("return document.getElementById('chart-ages').naturalWidth"), 30)
+    screenshot(driver, screens, "dashboard.png", height=1300)
+
+
+def test_upload_a_clip_lists_its_people(live_server: Client, browser, screens):
+    from tests.stream.serve.conftest import CLIP
+
+    driver = browser
+    driver.get(live_server.base + "/")
+    driver.find_element(*_by("#file")).send_keys(str(CLIP))
+    rows = wait_for(lambda: driver.find_elements(*_by("#tracks tbody tr")), 120)
+    assert any(row.text.split()[1] == "#1" and " M " in row.text for row in rows), [row.text for row in rows]
+    assert "78 frames at 25 fps" in driver.find_element(*_by("#summary")).text
+    wait_for(lambda: driver.execute_script("return document.getElementById('annotated').naturalWidth") == 512, 30)
+    screenshot(driver, screens, "upload-clip.png")
 
 
 def test_privacy_mode_in_the_browser(browser, screens):
