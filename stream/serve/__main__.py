@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.source is not None:
             view = hub.add(redact_url(args.source), **camera_options(config))
             runner = CameraRunner(args.source, config, view, loop=args.loop)
-        server = Server(app, config.serve.host, config.serve.port)
         if runner is not None:
-            runner.start()
+            runner.start()  # a source that cannot be opened is a one-line error, before the server starts
+        server = Server(app, config.serve.host, config.serve.port)
         # The URL, never the token: the token is not logged.
         logger.info("serving on %s%s", server.url, " (access token required)" if config.serve.token else "")
         server.run()

@@ -178,7 +178,7 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
         return Response(status_code=303, headers={"location": "/"})  # the gate signs in; no token set: go home
 
     @app.post("/api/analyze", summary="Faces, age groups and gender in a photo, or per person in a short clip",
-              response_model=ImageAnalysis | ClipAnalysis, response_model_exclude_none=True,
+              response_model=ImageAnalysis | ClipAnalysis, response_model_exclude_unset=True,
               responses=_ERRORS, openapi_extra={"requestBody": _UPLOAD_BODY})
     async def analyze(request: Request,
                       annotated: bool = Query(False, description="include the annotated image as base64 JPEG"),

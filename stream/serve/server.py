@@ -131,30 +131,46 @@ class CameraRunner:
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
 
     def start(self) -> None:
+        """Load the models and open the source here (their errors reach the command line), then run.
+
+        Raises:
+            SourceError: The source cannot be opened. ModelError, RuntimeUnavailable: as the CLI.
+        """
+        from stream.pipeline import Pipeline, describe_models
+        from stream.sources import open_source
+
+        self._models = Pipeline(self.config)
+        for line in describe_models(self._models):
+            logger.info("%s", line)
+        self._first = open_source(self.spec, options=self.config.source)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=10.0)
+        if self._thread.is_alive():
+            self._thread.join(timeout=10.0)
 
     def _run(self) -> None:
-        from stream.pipeline import Pipeline, describe_models, run
+        from stream.pipeline import Pipeline, run
         from stream.sources import SourceError, open_source
 
+        source = self._first
         try:
-            models = Pipeline(self.config)
-            for line in describe_models(models):
-                logger.info("%s", line)
-            while not self._stop.is_set():
-                with open_source(self.spec, options=self.config.source) as source:
+            while True:
+                with source:
                     # A fresh tracker and track book for each pass of a looped file; the same model sessions.
+                    models = self._models
                     pipeline = Pipeline(self.config, detector=models.detector, classifiers=models.classifiers)
                     self.view.follow(source_status(source))
                     pipeline.set_frame_rate(source.fps)
-                    frames = _paced(source, source.fps) if self.realtime and not source.is_live else source
-                    run(pipeline, frames, [self.view], on_ended=self.view.add_ended, should_stop=self._stop.is_set)
-                if not self.loop or source.is_live:
+                    still = source.kind in ("image", "folder")
+                    paced = self.realtime and not source.is_live and not still
+                    frames = _paced(source, source.fps) if paced else source
+                    run(pipeline, frames, [self.view], still_images=still, on_ended=self.view.add_ended,
+                        should_stop=self._stop.is_set)
+                if not self.loop or source.is_live or still or self._stop.is_set():
                     break
+                source = open_source(self.spec, options=self.config.source)
         except SourceError as error:
             self.error = str(error)
             logger.error("camera %s: %s", self.view.name, error)

@@ -233,3 +233,15 @@ def test_listens_on_loopback_by_default(live_server):
         if int(port, 16) == live_server.port and state == "0A":  # LISTEN
             listening.append(address)
     assert listening == ["0100007F"]  # 127.0.0.1, not 0.0.0.0
+
+
+def test_faces_too_small_to_classify_are_listed_without_a_label(live_server):
+    photo = cv2.imread(str(PHOTO))
+    small = cv2.resize(photo, None, fx=0.3, fy=0.3, interpolation=cv2.INTER_AREA)  # faces of ~25 px
+    ok, jpeg = cv2.imencode(".jpg", small)
+    answer = live_server.request("POST", "/api/analyze", jpeg.tobytes(), {"Content-Type": "image/jpeg"}).json()
+    unclassified = [face for face in answer["faces"] if not face["classified"]]
+    assert unclassified, answer["faces"]
+    for face in unclassified:  # every key present, the label's values null (JSON has no NaN)
+        assert face["age_group"] is None and face["age_group_probs"] is None and face["p_female"] is None
+        assert face["text"] == f"#{face['id']} estimating..."

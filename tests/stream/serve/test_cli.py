@@ -32,6 +32,12 @@ def test_bad_settings_are_one_line(args, message):
     assert message in error_line(result.stderr)
 
 
+def test_missing_source_is_one_line(tmp_path):
+    result = run_serve("--source", str(tmp_path / "missing.mp4"), "--set", "serve.workers=1")
+    assert result.returncode == 2
+    assert "missing.mp4" in error_line(result.stderr)
+
+
 def test_port_in_use_is_one_line():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
