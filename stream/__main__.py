@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="people per time window (output.counts_window_s) by camera, age group and gender, "
                         "with dwell times: a table pandas reads, rewritten every window and at the end")
     parser.add_argument("--show", action="store_true", help="show a live window (needs a display; q/Esc quits)")
+    parser.add_argument("--serve", metavar="HOST:PORT",
+                        help="also serve the web page (live view, dashboard, uploads) while the run lasts")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config key, e.g. --set detector.score_threshold=0.4, or one camera's: "
@@ -93,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                      "sources: [{name, url, outputs: {output: ...}}] in the config")
     if many and args.show:
         return _fail("--show shows one camera; with several cameras give each an output (sources[].outputs.output)")
+    if args.serve is not None:
+        from stream.serve import parse_address
+
+        try:
+            parse_address(args.serve)
+        except ValueError as error:
+            return _fail(str(error))
 
     # Heavy imports only after the arguments are known to be good: --help and config errors stay instant.
     from models.fetch import ModelError
@@ -176,12 +185,23 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
                            counts=args.counts)
         for sink in sinks:
             stack.enter_context(sink)
+        web = None
+        if args.serve is not None:
+            from stream.serve.server import serve_beside  # the web page: one more sink beside the others
+            from stream.sinks import SinkError
+
+            try:
+                web = stack.enter_context(serve_beside(args.serve, config, source))
+            except OSError as error:
+                raise SinkError(f"cannot serve the web page on {args.serve}: {error.strerror or error}") from None
+            sinks.append(web)
         pipeline = Pipeline(config, camera=camera.name)
         pipeline.set_frame_rate(source.fps)
         _log_models(pipeline)
+        on_ended = web.add_ended if web is not None else None
         stop.graceful = True
         try:
-            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames,
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=on_ended,
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()

@@ -9,6 +9,7 @@ import numpy as np
 
 from stream.config import AnnotateConfig, settings
 from stream.labels import FEMALE, ShownLabel, face_labels, label_text
+from stream.privacy import obscure_faces
 from stream.types import Faces
 
 _FEMALE = (180, 90, 235)  # BGR
@@ -33,6 +34,7 @@ class Annotator:
         draw_landmarks: Draw the 5 landmarks as dots.
         font_scale: Label text scale; 0 picks one from the frame height.
         show_stats: Draw fps and face count in the top-left corner.
+        privacy: ``"blur"`` or ``"pixelate"`` obscures every face before drawing (stream/privacy.py); ``"none"``.
     """
 
     def __init__(self, config: AnnotateConfig | None = None, /, **overrides: Any) -> None:
@@ -40,8 +42,10 @@ class Annotator:
         self.draw_landmarks = settings_.draw_landmarks
         self.font_scale = settings_.font_scale
         self.show_stats = settings_.show_stats
+        self.privacy = settings_.privacy
 
-    def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None, *, in_place: bool = False) -> np.ndarray:
+    def draw(self, image: np.ndarray, faces: Faces, fps: float | None = None, *, in_place: bool = False,
+             obscure: np.ndarray | None = None) -> np.ndarray:
         """Draw the overlay.
 
         Args:
@@ -50,11 +54,17 @@ class Annotator:
             fps: Processing rate to show, if known.
             in_place: Draw on ``image`` itself (the pipeline does: a 1080p copy costs about as much as the
                 drawing, and nothing needs the clean frame afterwards); otherwise on a copy.
+            obscure: ``(m, 4)`` more boxes for privacy mode to obscure besides the faces' (detections the tracker
+                has not confirmed yet).
 
         Returns:
             ``(H, W, 3)`` uint8 BGR annotated image.
         """
         out = image if in_place else image.copy()
+        # Privacy first, so boxes and labels stay readable; landmarks would show where the eyes are.
+        if self.privacy != "none":
+            obscure_faces(out, faces.xyxy if obscure is None else np.concatenate([faces.xyxy, obscure]), self.privacy)
+        draw_landmarks = self.draw_landmarks and self.privacy == "none"
         h = out.shape[0]
         scale = self.font_scale or max(0.4, h / 1400)
         thick = max(1, round(scale * 2))
@@ -64,7 +74,7 @@ class Annotator:
             # Axis-aligned lines and 1-3 px dots gain nothing from anti-aliasing (only text keeps it): ~12% of
             # the overlay's cost with 32 faces.
             cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
-            if self.draw_landmarks and np.isfinite(faces.landmarks[i]).all():
+            if draw_landmarks and np.isfinite(faces.landmarks[i]).all():
                 for x, y in faces.landmarks[i]:
                     cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), color, -1)
             (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)

@@ -44,6 +44,7 @@ def setting(
     low_open: bool = False,
     choices: tuple[str, ...] | None = None,
     allow_inf: bool = False,
+    allow_empty: bool = False,
 ) -> Any:
     """A section field with its default and allowed values, checked by :class:`Section`.
 
@@ -53,7 +54,8 @@ def setting(
         choices: Allowed strings (for ``int | str`` fields, the allowed non-numeric words).
         allow_inf: ``inf`` is meaningful here (e.g. "never give up"); NaN never is.
     """
-    metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "allow_inf": allow_inf}
+    metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "allow_inf": allow_inf,
+                "allow_empty": allow_empty}
     return field(default=default, metadata=metadata)
 
 
@@ -95,7 +97,7 @@ def _check_value(where: str, value: Any, annotation: Any, meta: Mapping[str, Any
             raise ConfigTypeError(f"{where} must be a string, got {value!r}")
         if choices is not None and value not in choices:
             raise ConfigError(f"{where} must be one of {', '.join(choices)}; got {value!r}")
-        if choices is None and not value.strip():
+        if choices is None and not value.strip() and not meta.get("allow_empty"):
             raise ConfigError(f"{where} must be a non-empty string, got {value!r}")
         return value
     if typing.get_origin(annotation) is tuple:
@@ -322,6 +324,10 @@ class TrackBookConfig(Section):
                               f"got {self.max_observations}")
 
 
+#: ``annotate.privacy``: how faces are obscured in every video output (stream/privacy.py).
+PRIVACY_MODES: tuple[str, ...] = ("none", "blur", "pixelate")
+
+
 @dataclass(frozen=True)
 class AnnotateConfig(Section):
     """Settings of :class:`stream.annotate.Annotator` (each key is documented there)."""
@@ -330,6 +336,23 @@ class AnnotateConfig(Section):
     draw_landmarks: bool = setting(True)
     font_scale: float = setting(0.0, low=0.0, high=10.0)
     show_stats: bool = setting(True)
+    privacy: str = setting("none", choices=PRIVACY_MODES)
+
+
+@dataclass(frozen=True)
+class ServeConfig(Section):
+    """The web application (``python -m stream.serve``, ``python -m stream --serve``): stream/serve/."""
+
+    section: ClassVar[str] = "serve"
+    host: str = setting("127.0.0.1")
+    port: int = setting(8080, low=0, high=65535)
+    token: str = setting("", allow_empty=True)
+    max_upload_mb: float = setting(20.0, low=0.01, high=4096.0)
+    max_clip_s: float = setting(30.0, low=0.1, high=3600.0)
+    workers: int = setting(2, low=1, high=64)
+    jpeg_quality: int = setting(80, low=1, high=100)
+    mjpeg_fps: float = setting(15.0, low=0.1, high=120.0)
+    history_tracks: int = setting(100000, low=1, high=10**7)
 
 
 @dataclass(frozen=True)
@@ -610,6 +633,7 @@ class Config:
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     output: SinkOptions = field(default_factory=SinkOptions)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     #: The cameras of a many-camera run (empty: the command line's one ``--source``).
     sources: tuple[CameraSpec, ...] = ()
 

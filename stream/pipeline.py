@@ -133,6 +133,9 @@ class Pipeline:
         self.totals = Totals()
         self.fps_hint = 0.0
         self._last_faces = Faces.empty()
+        # The detector's own output on the latest detection frame, tracked or not: privacy mode obscures these
+        # too, so a face is hidden from its first frame, before the tracker confirms it.
+        self.last_detections = Faces.empty()
         self.detection_interval = detection_interval(config.detector.interval, None)
         self._since_detection = self.detection_interval  # so the first frame is a detection frame
 
@@ -194,7 +197,7 @@ class Pipeline:
             return PendingFrame(frame, faces, Faces.empty(), coasted=True)
         self._since_detection = 0
         start = time.perf_counter()
-        detections = self.detector.detect(frame.image)
+        detections = self.last_detections = self.detector.detect(frame.image)
         t1 = time.perf_counter()
         faces = self._last_faces = self.tracker.update(detections)
         t2 = time.perf_counter()
@@ -359,7 +362,8 @@ def run(
         annotated = frame
         t_draw = now
         if draw:
-            drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True)
+            drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True,
+                                            obscure=None if still_images else pipeline.last_detections.xyxy)
             annotated = dataclasses.replace(frame, image=drawn)
             t_draw = time.perf_counter()
             timer.add("draw", t_draw - now)

@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 import av.error
@@ -155,11 +155,13 @@ class _QueuedFileSource(Source):
         self._thread.join(timeout=2.0)
 
 
-def _open_video_container(path: Path) -> tuple[Any, Any]:
-    """Open a video file with PyAV; return ``(container, video stream)``."""
+def _open_video_container(path: Path | BinaryIO) -> tuple[Any, Any]:
+    """Open a video file (or a file object holding one: the web page's uploads) with PyAV; return
+    ``(container, video stream)``."""
     try:
-        # Absolute: FFmpeg reads 'name:rest' as a protocol ('clip:1.mp4' is no file to it).
-        container = av.open(str(path.absolute()), mode="r")
+        # A file object (an upload read from memory) is read as it is; a path is made absolute, since FFmpeg
+        # reads 'name:rest' as a protocol ('clip:1.mp4' is no file to it).
+        container = av.open(path if hasattr(path, "read") else str(path.absolute()), mode="r")
     except av.error.FileNotFoundError as exc:
         raise SourceError(f"source '{path}' not found (check the path)") from exc
     except av.error.PermissionError as exc:
@@ -246,15 +248,17 @@ class VideoFileSource(_QueuedFileSource):
 
     kind = "video"
 
-    def __init__(self, path: Path | str, options: SourceOptions, *, container: Any = None, name: str = "") -> None:
+    def __init__(self, path: Path | str | BinaryIO, options: SourceOptions, *, container: Any = None,
+                 name: str = "") -> None:
         # ``container``: an already opened PyAV container (an http(s) file, see stream.sources.open_source),
         # read like a local file; a connection lost for good then ends the run with an error, not a warning.
+        # ``path`` may also be a file object (an upload held in memory by the web page).
         if container is None:
-            container, stream = _open_video_container(Path(path))
+            container, stream = _open_video_container(Path(path) if isinstance(path, str) else path)
         else:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-        network = not isinstance(path, Path)
+        network = isinstance(path, str)
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else None
         frame_count: int | None = int(stream.frames) if stream.frames else None

@@ -274,6 +274,17 @@ class LiveSource(Source):
         """Number of times the source was lost after it had started."""
         return self._grabber.outages
 
+    @property
+    def status(self) -> str:
+        """``live``, ``reconnecting`` (no frame for ``read_timeout_s``: lost or stalled, being retried) or
+        ``offline`` (closed, or gave up)."""
+        grabber = self._grabber
+        if self._closed or grabber.error is not None:
+            return "offline"
+        if time.monotonic() - grabber.last_frame_at > self._options.read_timeout_s:
+            return "reconnecting"
+        return "live"
+
     def read(self, timeout_s: float | None = None, *, pixels: bool = True) -> Frame | None:
         """The newest frame not returned yet, waiting at most ``timeout_s`` (None: until one comes).
 

@@ -1,0 +1,74 @@
+// Dashboard: totals, counts over time (server-rendered SVG charts), per-camera counts, people in view + CSV.
+"use strict";
+
+const AGE_GROUPS_SHORT = (groups) => groups.map((g) => el("th", {class: "num"}, g));
+
+function kpi(value, label, id) { return el("div", {class: "kpi", id: id}, el("div", {class: "v"}, value),
+                                             el("div", {class: "k"}, label)); }
+
+function render(data) {
+  const total = data.total;
+  const inView = data.people.length;
+  const kpis = document.getElementById("kpis");
+  kpis.textContent = "";
+  kpis.append(kpi(total.tracks, "people counted", "kpi-total"), kpi(inView, "in view now", "kpi-in-view"),
+              kpi(total.by_gender.female, "female", "kpi-female"), kpi(total.by_gender.male, "male", "kpi-male"),
+              kpi(data.cameras.filter((c) => c.status === "live").length + " / " + data.cameras.length,
+                  "cameras live", "kpi-cameras"));
+  const groups = Object.keys(total.by_age_group);
+  const camTable = document.getElementById("per-camera");
+  camTable.tHead.textContent = "";
+  camTable.tHead.append(el("tr", {}, el("th", {}, "Camera"), el("th", {}, "Status"), el("th", {class: "num"}, "People"),
+    el("th", {class: "num"}, "F"), el("th", {class: "num"}, "M"), ...AGE_GROUPS_SHORT(groups)));
+  const camBody = camTable.tBodies[0];
+  camBody.textContent = "";
+  const rows = data.cameras.map((c) => [c.name, el("span", {class: "status " + c.status}, c.status), c.totals]);
+  rows.push(["All cameras", "", total]);
+  rows.forEach(([name, status, totals]) => camBody.append(el("tr", {}, el("td", {}, name), el("td", {}, status),
+    el("td", {class: "num"}, totals.tracks), el("td", {class: "num"}, totals.by_gender.female),
+    el("td", {class: "num"}, totals.by_gender.male),
+    ...groups.map((g) => el("td", {class: "num"}, totals.by_age_group[g])))));
+  const people = document.getElementById("people");
+  people.tHead.textContent = "";
+  people.tHead.append(el("tr", {}, ...["Camera", "Person", "Label", "Age group", "Age", "Gender", "P(female)",
+                                         "In view"].map((h) => el("th", {}, h))));
+  const body = people.tBodies[0];
+  body.textContent = "";
+  if (!data.people.length) body.append(el("tr", {}, el("td", {colspan: "8", class: "empty"}, "nobody in view")));
+  data.people.forEach((p) => body.append(el("tr", {}, el("td", {}, p.camera), el("td", {class: "num"}, "#" + p.track_id),
+    el("td", {}, chip(p.label, p.gender)), el("td", {}, p.age_group || "–"), el("td", {class: "num"}, fmt(p.age, 0)),
+    el("td", {}, p.gender || "–"), el("td", {class: "num"}, fmt(p.p_female, 2)),
+    el("td", {class: "num"}, fmt(p.in_view_s, 0, " s")))));
+}
+
+function updateFilter(cameras) {
+  const select = document.getElementById("camera-filter");
+  cameras.forEach((camera) => {
+    if (!select.querySelector('option[value="' + camera.id + '"]')) {
+      select.append(el("option", {value: camera.id}, camera.name));
+    }
+  });
+}
+
+function drawCharts() {
+  const camera = encodeURIComponent(document.getElementById("camera-filter").value);
+  const query = "?camera=" + camera + "&t=" + Date.now();
+  document.getElementById("chart-ages").src = "/api/charts/ages.svg" + query;
+  document.getElementById("chart-genders").src = "/api/charts/genders.svg" + query;
+}
+
+async function refresh() {
+  const response = await fetch("/api/dashboard");
+  if (!response.ok) return;
+  const data = await response.json();
+  render(data);
+  updateFilter(data.cameras);
+  drawCharts();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("camera-filter").addEventListener("change", drawCharts);
+  loadInfo();
+  refresh();
+  setInterval(refresh, 3000);
+});

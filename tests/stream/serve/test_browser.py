@@ -1,0 +1,175 @@
+"""The pages in a real browser: Debian's headless Chromium driven by Selenium, against real servers.
+
+Screenshots are saved in the test's temporary folder, and copied to ``$SERVE_SCREENSHOTS_DIR`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.stream.serve.conftest import PHOTO, Client, serve, wait_for
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+# The MJPEG image's current frame, as the browser shows it, reduced to a short fingerprint.
+FRAME_FINGERPRINT = """
+const image = document.getElementById(arguments[0]);
+if (!image || !image.naturalWidth) return null;
+const canvas = document.createElement("canvas");
+canvas.width = 64; canvas.height = 64;
+const context = canvas.getContext("2d");
+context.drawImage(image, 0, 0, 64, 64);
+const data = context.getImageData(0, 0, 64, 64).data;
+let sum = 0;
+for (let i = 0; i < data.length; i += 1) sum = (sum * 31 + data[i]) % 1000000007;
+return sum;
+"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                     "--disable-gpu"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("screens")
+
+
+def screenshot(driver: object, folder: Path, name: str, height: int | None = None) -> Path:
+    """Save the page (``height``: resize the window to show that much of it first)."""
+    if height:
+        driver.set_window_size(1400, height)  # type: ignore[attr-defined]
+    path = folder / name
+    assert driver.save_screenshot(str(path))  # type: ignore[attr-defined]
+    copy_to = os.environ.get("SERVE_SCREENSHOTS_DIR")
+    if copy_to:
+        Path(copy_to).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(copy_to) / name)
+    driver.set_window_size(1400, 1000)  # type: ignore[attr-defined]
+    return path
+
+
+def _by(css: str) -> tuple[str, str]:
+    from selenium.webdriver.common.by import By
+
+    return By.CSS_SELECTOR, css
+
+
+def test_upload_a_photo_shows_every_face_with_its_chart(live_server: Client, browser, screens):
+    driver = browser
+    driver.get(live_server.base + "/")
+    assert driver.title.startswith("Face stream")
+    driver.find_element(*_by("#file")).send_keys(str(PHOTO))
+    cards = wait_for(lambda: len(found := driver.find_elements(*_by(".face-card"))) == 6 and found, 60)
+    for card in cards:
+        label = card.find_element(*_by(".chip")).text
+        assert label.startswith("#") and (" F " in label or " M " in label)
+        chart = card.find_element(*_by("svg.chart"))
+        assert chart.size["width"] > 200 and chart.size["height"] > 80  # drawn, not just present
+        bars = chart.find_elements(*_by("rect.bar"))
+        assert len(bars) == 8 and max(float(bar.get_attribute("height")) for bar in bars) > 20
+    image = driver.find_element(*_by("#annotated"))
+    assert driver.execute_script("return arguments[0].naturalWidth", image) == 1200
+    models = driver.find_element(*_by("#model-info")).text
+    info = live_server.get("/api/info").json()
+    assert info["models"]["detector"]["name"] in models and info["models"]["detector"]["licence"] in models
+    assert driver.find_element(*_by("#faces-title")).text == "6 faces"
+    screenshot(driver, screens, "upload.png", height=1500)
+
+
+def test_upload_of_a_wrong_file_says_why(live_server: Client, browser, tmp_path):
+    driver = browser
+    driver.get(live_server.base + "/")
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a picture")
+    driver.find_element(*_by("#file")).send_keys(str(text_file))
+    status = wait_for(lambda: "unsupported file type" in (t := driver.find_element(*_by("#status")).text) and t, 30)
+    assert "notes.txt" in status
+
+
+def test_live_view_shows_moving_frames(live_server: Client, browser, screens):
+    driver = browser
+    driver.get(live_server.base + "/live")
+    first = wait_for(lambda: driver.execute_script(FRAME_FINGERPRINT, "stream-cam0"), 30)
+    wait_for(lambda: driver.execute_script(FRAME_FINGERPRINT, "stream-cam0") not in (None, first), 30)
+    status = driver.find_element(*_by("#cam-cam0 .status"))
+    wait_for(lambda: status.text == "live", 30)
+    wait_for(lambda: "fps" in (t := driver.find_element(*_by("#cam-cam0 .stats")).text) and "–" not in t, 30)
+    # Wait for a labelled person in the table, so the picture shows what a person would see.
+    wait_for(lambda: any(" M " in chip.text for chip in driver.find_elements(*_by("#cam-cam0 .chip"))), 60)
+    screenshot(driver, screens, "live.png")
+
+
+def test_dashboard_shows_counts_charts_and_the_people_table(live_server: Client, browser, screens):
+    driver = browser
+    wait_for(lambda: live_server.get("/api/dashboard").json()["total"]["tracks"] >= 1, 60)
+    driver.get(live_server.base + "/dashboard")
+    total = wait_for(lambda: driver.find_elements(*_by("#kpi-total .v")), 30)[0]
+    assert int(total.text) >= 1
+    for chart in ("chart-ages", "chart-genders"):
+        wait_for(lambda chart=chart: driver.execute_script(
+            f"return document.getElementById('{chart}').naturalWidth"), 30)
+    rows = driver.find_elements(*_by("#per-camera tbody tr"))
+    assert rows[-1].text.startswith("All cameras") and "talking_man_512.mp4" in rows[0].text
+    wait_for(lambda: driver.find_elements(*_by("#people tbody .chip")), 30)
+    link = driver.find_element(*_by("#csv"))
+    assert link.get_attribute("href").endswith("/api/people.csv")
+    from selenium.webdriver.support.ui import Select
+
+    Select(driver.find_element(*_by("#camera-filter"))).select_by_value("cam0")  # one camera's counts
+    wait_for(lambda: "camera=cam0" in driver.find_element(*_by("#chart-ages")).get_attribute("src"), 10)
+    wait_for(lambda: driver.execute_script("return document.getElementById('chart-ages').naturalWidth"), 30)
+    screenshot(driver, screens, "dashboard.png", height=1300)
+
+
+def test_upload_a_clip_lists_its_people(live_server: Client, browser, screens):
+    from tests.stream.serve.conftest import CLIP
+
+    driver = browser
+    driver.get(live_server.base + "/")
+    driver.find_element(*_by("#file")).send_keys(str(CLIP))
+    rows = wait_for(lambda: driver.find_elements(*_by("#tracks tbody tr")), 120)
+    assert any(row.text.split()[1] == "#1" and " M " in row.text for row in rows), [row.text for row in rows]
+    assert "78 frames at 25 fps" in driver.find_element(*_by("#summary")).text
+    wait_for(lambda: driver.execute_script("return document.getElementById('annotated').naturalWidth") == 512, 30)
+    screenshot(driver, screens, "upload-clip.png")
+
+
+def test_privacy_mode_in_the_browser(browser, screens):
+    """The live view and an upload of a server with annotate.privacy=pixelate, as a person sees them."""
+    from tests.stream.serve.conftest import CLIP
+
+    driver = browser
+    with serve("--source", str(CLIP), "--loop", "--set", "annotate.privacy=pixelate",
+               "--set", "serve.workers=1") as client:
+        driver.get(client.base + "/live")
+        wait_for(lambda: driver.execute_script(FRAME_FINGERPRINT, "stream-cam0"), 30)
+        badge = wait_for(lambda: driver.find_elements(*_by("#privacy-badge")), 30)[0]
+        assert "pixelated" in badge.text
+        wait_for(lambda: any(" M " in chip.text for chip in driver.find_elements(*_by("#cam-cam0 .chip"))), 60)
+        screenshot(driver, screens, "live-privacy.png")
+        driver.get(client.base + "/")
+        driver.find_element(*_by("#file")).send_keys(str(PHOTO))
+        wait_for(lambda: len(driver.find_elements(*_by(".face-card"))) == 6, 60)
+        screenshot(driver, screens, "upload-privacy.png")
