@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, VIDEOS
-from tests.stream.cli_util import child_env, free_port
+from tests.support.cli_util import child_env, free_port
 
 CLIP = VIDEOS / "talking_man_512.mp4"
 PHOTO = VIDEOS / "multiface.jpg"

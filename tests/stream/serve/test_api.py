@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.stream.cli_util import run_cli
+from tests.support.cli_util import run_cli
 from tests.stream.serve.conftest import CLIP, PHOTO, wait_for
 
 AGE_GROUP_COUNT = 8

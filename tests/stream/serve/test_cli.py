@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.stream.cli_util import child_env, error_line, free_port, run_cli
+from tests.support.cli_util import child_env, error_line, free_port, run_cli
 from tests.stream.serve.conftest import Client, wait_for
 
 

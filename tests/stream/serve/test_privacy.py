@@ -15,7 +15,7 @@ import pytest
 
 from stream.config import ConfigError, load_config
 from tests.conftest import REPO, shared_file
-from tests.stream.cli_util import child_env, cli_command, free_port, run_cli
+from tests.support.cli_util import child_env, cli_command, free_port, run_cli
 from tests.stream.serve.conftest import Client, wait_for
 
 
