@@ -47,6 +47,10 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "reads the product's config file through its one loader; the catalogue's library modules (registry, cache, "
         "fetch) import nothing from stream"
     ),
+    ("export.dlib_face", "models.training.dlib_resnet"): (
+        "the one reader of dlib's DNN file format lives with training, its first user; the export of the tracker's "
+        "face embedding builds its graph with it and checks the ONNX file against it (parity)"
+    ),
 }
 
 
