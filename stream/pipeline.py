@@ -27,11 +27,14 @@ from stream.labels import face_labels
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
 from stream.tracking import ByteTracker
+from stream.tracking.identity import Embedder, Identities
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, Faces, Frame
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "track", "align", "classify", "fuse", "draw", "encode")
+STAGES = ("decode", "detect", "track", "align", "classify", "identify", "fuse", "draw", "encode")
+#: ``Pipeline(embedder=...)`` not given: build the embedding model the config names.
+_FROM_CONFIG: Any = object()
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Pipeline:
         config: Validated configuration.
         detector: Use this detector instead of building one from the config.
         classifiers: Use these classifiers instead of building them from the config.
+        embedder: Use this face-embedding model (None: no appearance) instead of building ``identity.embedding_model``.
     """
 
     def __init__(
@@ -65,6 +69,7 @@ class Pipeline:
         *,
         detector: Detector | None = None,
         classifiers: list[OnnxClassifier] | None = None,
+        embedder: Embedder | None = _FROM_CONFIG,
     ) -> None:
         self.config = config
         self.detector = detector or build_detector(config.detector, config.models, config.runtime)
@@ -73,6 +78,8 @@ class Pipeline:
             else build_classifiers(config.classifier, config.models, config.runtime)
         )
         self.tracker = ByteTracker(config.tracker)
+        self.identities = Identities(config.identity,
+                                     embedder=_build_embedder(config) if embedder is _FROM_CONFIG else embedder)
         self.scheduler = Scheduler(config.scheduler)
         self.book = TrackBook(config.trackbook)
         self.annotator = Annotator(config.annotate)
@@ -92,24 +99,36 @@ class Pipeline:
             self._since_detection = self.detection_interval
 
     def active_models(self) -> list[str]:
-        return [self.detector.name, *(c.name for c in self.classifiers)]
+        embedder = self.identities.embedder
+        named: list[str] = [embedder.name] if isinstance(embedder, OnnxClassifier) else []
+        return [self.detector.name, *(c.name for c in self.classifiers), *named]
 
     def _quality(self, faces: Faces) -> np.ndarray:
         """Observation weight: sure, large faces count more (small chips are upsampled noise)."""
         size_term = np.clip(faces.size / 80.0, 0.25, 1.0)
         return (faces.score * size_term).astype(np.float32)
 
-    def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
+    def _classify(self, frame: Frame, faces: Faces, *, embed: bool = False) -> tuple[dict[str, np.ndarray],
+                                                                                   np.ndarray | None]:
+        """Classifier estimates for ``faces``, and their embeddings when ``embed`` and there is an embedder (the
+        embedding model's chips come out of the same alignment pass)."""
         estimates: dict[str, np.ndarray] = {}
         start = time.perf_counter()
-        chip_sets = align_for(frame.image, faces.landmarks, [(c.template, c.chip_size) for c in self.classifiers])
+        inputs = [(c.template, c.chip_size) for c in self.classifiers]
+        chip_input = self.identities.chip_input if embed else None
+        chip_sets = align_for(frame.image, faces.landmarks, inputs + ([chip_input] if chip_input else []))
         mid = time.perf_counter()
         for classifier, chips in zip(self.classifiers, chip_sets):
             estimates.update(classifier.predict(chips))
+        end = time.perf_counter()
+        embeddings = None
+        if chip_input and self.identities.embedder is not None:
+            embeddings = self.identities.embedder.embed(chip_sets[-1])
+            self.timer.add("identify", time.perf_counter() - end)
         self.timer.add("align", mid - start)
-        self.timer.add("classify", time.perf_counter() - mid)
+        self.timer.add("classify", end - mid)
         self.timer.classified_faces += len(faces)
-        return estimates
+        return estimates, embeddings
 
     def process(self, frame: Frame) -> tuple[Faces, list[dict[str, Any]]]:
         """Run one video frame through detection, tracking, classification and fusion.
@@ -119,43 +138,70 @@ class Pipeline:
         """
         timer = self.timer
         book = self.book
+        start = time.perf_counter()
+        if self.identities.is_cut(frame.image):
+            # A new shot: every track ends (none may run on into it by position), and this frame is detected even
+            # if it was due to be skipped.
+            self.tracker.cut()
+            self._since_detection = self.detection_interval
+        timer.add("identify", time.perf_counter() - start)
         if self._since_detection < self.detection_interval:
             # A frame between detections (detector.interval): faces move with the tracker's motion
             # model and keep their labels; chips from predicted landmarks are not worth classifying.
             start = time.perf_counter()
-            faces = self._last_faces = self.tracker.coast(self._last_faces)
+            faces = self._last_faces = self.identities.label(self.tracker.coast(self._last_faces), frame.timestamp)
             self._since_detection += 1
             book.observe_presence(faces, frame.index)
             labelled = book.annotate(faces)
             timer.add("track", time.perf_counter() - start)
             timer.frames += 1
-            return labelled, []
+            return labelled, self._end_tracks(frame, [])
         self._since_detection = 0
         start = time.perf_counter()
         detections = self.detector.detect(frame.image)
         t1 = time.perf_counter()
-        faces = self._last_faces = self.tracker.update(detections)
+        faces = self._last_faces = self.identities.label(self.tracker.update(detections), frame.timestamp)
         t2 = time.perf_counter()
         timer.add("detect", t1 - start)
         timer.add("track", t2 - t1)
 
         book.observe_presence(faces, frame.index)
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
+        swallowed: list[tuple[int, Any]] = []
         if chosen.any():
+            estimates, embeddings = self._classify(frame, faces[chosen], embed=True)
+            if embeddings is not None:
+                # Appearance may restart a track (another person on its box) or re-identify a person: the
+                # classifications then go to the new track id.
+                t_id = time.perf_counter()
+                faces, swallowed = self.identities.observe(faces, np.flatnonzero(chosen), embeddings, frame.timestamp,
+                                                           self.tracker, book)
+                self._last_faces = faces
+                book.observe_presence(faces, frame.index)
+                timer.add("identify", time.perf_counter() - t_id)
             picked = faces[chosen]
-            estimates = self._classify(frame, picked)
             t3 = time.perf_counter()
             book.add(picked, estimates, frame.index, self._quality(picked))
         else:
             t3 = time.perf_counter()
-        ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in ended]
-        for record in records:
-            self.totals.add(record)
+        records = self._end_tracks(frame, swallowed)
         labelled = book.annotate(faces)
         timer.add("fuse", time.perf_counter() - t3)
         timer.frames += 1
         return labelled, records
+
+    def _end_tracks(self, frame: Frame, swallowed: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+        """Summaries of the tracks that ended on this frame (tracker, book, or merged into a re-identified person),
+        counted into the totals; their evidence stays with their person for a later re-identification."""
+        fps = self.fps_hint or 30.0
+        records = [track_record(tid, est, fps, person_id=self.identities.person_of(tid)) for tid, est in swallowed]
+        ended = self.book.forget(self.tracker.ended_track_ids) + self.book.prune(frame.index)
+        persons = self.identities.end_tracks(
+            [*ended, *((int(t), None) for t in self.tracker.ended_track_ids)], frame.timestamp)
+        records += [track_record(tid, est, fps, person_id=persons.get(tid)) for tid, est in ended]
+        for record in records:
+            self.totals.add(record)
+        return records
 
     def process_still(self, frame: Frame) -> Faces:
         """One still image: every eligible face classified once, its label shown at once.
@@ -173,7 +219,7 @@ class Pipeline:
         p_female = np.full(n, np.nan, np.float32)
         chosen = self.scheduler.eligible(faces)
         if chosen.any():
-            estimates = self._classify(frame, faces[chosen])
+            estimates, _ = self._classify(frame, faces[chosen])
             for key, values in ((AGE_GROUP_PROBS, probs), (AGE_YEARS, ages), (P_FEMALE, p_female)):
                 if key in estimates:
                     values[chosen] = estimates[key]
@@ -197,7 +243,8 @@ class Pipeline:
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
         open_tracks = self.book.forget(list(self.book.tracks))
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in open_tracks]
+        records = [track_record(tid, est, self.fps_hint or 30.0, person_id=self.identities.person_of(tid))
+                   for tid, est in open_tracks]
         for record in records:
             self.totals.add(record)
         return records
@@ -290,6 +337,19 @@ def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],
         sink.end_tracks(records)
     if on_ended is not None:
         on_ended(records)
+
+
+def _build_embedder(config: Config) -> Embedder | None:
+    """The face-embedding model ``identity.embedding_model`` names, or None (with a warning) when its file has not
+    been made: cut detection and person ids still run, re-identification and refusal by appearance do not."""
+    from models.fetch import ModelError
+    from stream.tracking.appearance import build_embedder
+
+    try:
+        return build_embedder(config.identity.embedding_model, config.models, config.runtime)
+    except ModelError as error:
+        logger.warning("identity: appearance is off (%s); set identity.embedding_model: none to run without it", error)
+        return None
 
 
 def describe_models(pipeline: Pipeline) -> list[str]:

@@ -115,10 +115,13 @@ class ByteTracker:
         self._frame = 0
         self._next_id = 1
         self._ended = np.empty(0, np.int64)
+        # Ids ended by a cut before an update: reported with that update's.
+        self._ended_early: list[int] = []
 
     @property
     def ended_track_ids(self) -> np.ndarray:
-        """``(k,)`` int64 ids, ascending, of confirmed tracks removed during the latest update."""
+        """``(k,)`` int64 ids, ascending, of confirmed tracks removed during the latest update (a cut before it,
+        :meth:`end` and :meth:`restart` after it included)."""
         return self._ended.copy()
 
     @property
@@ -208,7 +211,8 @@ class ByteTracker:
                 continue
             kept.append(track)
         self._tracks = kept
-        self._ended = np.sort(np.asarray(ended, dtype=np.int64))
+        self._ended = np.sort(np.asarray(ended + self._ended_early, dtype=np.int64))
+        self._ended_early = []
 
         # Input order makes the output deterministic and easy to line up with the detections.
         order = np.argsort(np.asarray(out_rows, dtype=np.int64), kind="stable")
@@ -242,7 +246,8 @@ class ByteTracker:
             raise TypeError(f"previous must be a Faces, got {type(previous).__name__}")
         self._frame += 1
         self._predict()
-        self._ended = np.empty(0, dtype=np.int64)
+        self._ended = np.asarray(sorted(self._ended_early), dtype=np.int64)
+        self._ended_early = []
         tracked = {t.track_id: t for t in self._tracks if t.state is _State.TRACKED}
         for track in tracked.values():
             track.last_frame = self._frame
@@ -256,6 +261,41 @@ class ByteTracker:
         scale = (new_xyxy[:, 2:] - new_xyxy[:, :2]) / np.maximum(faces.xyxy[:, 2:] - faces.xyxy[:, :2], 1e-3)
         landmarks = (faces.landmarks - old_centre[:, None]) * scale[:, None] + new_centre[:, None]
         return Faces(xyxy=new_xyxy, score=faces.score, landmarks=landmarks, track_id=faces.track_id, data=faces.data)
+
+    def cut(self) -> None:
+        """The picture was replaced (a hard cut, :mod:`stream.tracking.cuts`): every track ends now.
+
+        Boxes on either side of a cut belong to different shots, so no track may continue across it by position;
+        a person seen in both shots is re-identified by appearance (:mod:`stream.tracking.identity`). The ended
+        ids are reported by the next :meth:`update` or :meth:`coast` (``ended_track_ids``). Ids keep counting.
+        """
+        self._ended_early.extend(t.track_id for t in self._tracks if t.state is not _State.TENTATIVE)
+        self._tracks = []
+
+    def end(self, track_id: int) -> None:
+        """End one confirmed track now (e.g. its person was re-identified on another track); unknown ids are
+        ignored. Called after an update, the id is added to that update's ``ended_track_ids``."""
+        kept = [t for t in self._tracks if t.track_id != track_id or t.state is _State.TENTATIVE]
+        if len(kept) != len(self._tracks):
+            self._ended = np.sort(np.append(self._ended, np.int64(track_id)))
+            self._tracks = kept
+
+    def restart(self, track_id: int) -> int:
+        """Give a confirmed track a new id: its box moved on to another person (appearance disagrees).
+
+        The motion state stays (the box is where the detector sees the face); the old id ends, added to the latest
+        update's ``ended_track_ids`` as for :meth:`end`.
+
+        Returns:
+            The new id, or ``track_id`` itself when no confirmed track has it.
+        """
+        for track in self._tracks:
+            if track.track_id == track_id and track.state is not _State.TENTATIVE:
+                self._ended = np.sort(np.append(self._ended, np.int64(track_id)))
+                track.track_id = self._next_id
+                self._next_id += 1
+                return track.track_id
+        return int(track_id)
 
     def _predict(self) -> None:
         """Move every track one frame forward."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 
-
 def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of xyxy boxes: the tracker's association cost, and the benchmarks' matching rule.
 
