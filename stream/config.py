@@ -291,6 +291,7 @@ class IdentityConfig(Section):
     reid_distance: float = setting(0.55, low=0.0)
     reid_horizon_s: float = setting(30.0, low=0.0, allow_inf=True)
     reid_attempts: int = setting(3, low=1, high=1000)
+    min_face_size: int = setting(64, low=0, high=10000)
 
     def check(self) -> None:
         if self.reid_distance > self.reject_distance:
@@ -306,6 +307,7 @@ class SchedulerConfig(Section):
     max_faces_per_frame: int = setting(4, low=0, high=1024)
     min_face_size: int = setting(32, low=0, high=10000)
     min_score: float = setting(0.5, low=0.0, high=1.0)
+    check_faces: bool = setting(True)
     warmup_interval_frames: int = setting(2, low=1, high=100000)
     refresh_interval_frames: int = setting(15, low=1, high=100000)
     settled_observations: int = setting(10, low=1, high=100000)

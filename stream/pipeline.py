@@ -108,22 +108,22 @@ class Pipeline:
         size_term = np.clip(faces.size / 80.0, 0.25, 1.0)
         return (faces.score * size_term).astype(np.float32)
 
-    def _classify(self, frame: Frame, faces: Faces, *, embed: bool = False) -> tuple[dict[str, np.ndarray],
-                                                                                   np.ndarray | None]:
-        """Classifier estimates for ``faces``, and their embeddings when ``embed`` and there is an embedder (the
-        embedding model's chips come out of the same alignment pass)."""
+    def _classify(self, frame: Frame, faces: Faces, embed: np.ndarray | None = None) -> tuple[
+            dict[str, np.ndarray], np.ndarray | None]:
+        """Classifier estimates for ``faces``, and the embeddings of the faces ``embed`` selects (``(n,)`` bool), when
+        there is an embedder (the embedding model's chips come out of the same alignment pass)."""
         estimates: dict[str, np.ndarray] = {}
         start = time.perf_counter()
         inputs = [(c.template, c.chip_size) for c in self.classifiers]
-        chip_input = self.identities.chip_input if embed else None
+        chip_input = self.identities.chip_input if embed is not None and embed.any() else None
         chip_sets = align_for(frame.image, faces.landmarks, inputs + ([chip_input] if chip_input else []))
         mid = time.perf_counter()
         for classifier, chips in zip(self.classifiers, chip_sets):
             estimates.update(classifier.predict(chips))
         end = time.perf_counter()
         embeddings = None
-        if chip_input and self.identities.embedder is not None:
-            embeddings = self.identities.embedder.embed(chip_sets[-1])
+        if chip_input and embed is not None and self.identities.embedder is not None:
+            embeddings = self.identities.embedder.embed(chip_sets[-1][embed])
             self.timer.add("identify", time.perf_counter() - end)
         self.timer.add("align", mid - start)
         self.timer.add("classify", end - mid)
@@ -158,7 +158,7 @@ class Pipeline:
             return labelled, self._end_tracks(frame, [])
         self._since_detection = 0
         start = time.perf_counter()
-        detections = self.detector.detect(frame.image)
+        detections = self.scheduler.mark(self.detector.detect(frame.image))
         t1 = time.perf_counter()
         faces = self._last_faces = self.identities.label(self.tracker.update(detections), frame.timestamp)
         t2 = time.perf_counter()
@@ -169,12 +169,14 @@ class Pipeline:
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
         swallowed: list[tuple[int, Any]] = []
         if chosen.any():
-            estimates, embeddings = self._classify(frame, faces[chosen], embed=True)
+            rows = np.flatnonzero(chosen)
+            embed = self.identities.wants_embedding(faces[chosen])
+            estimates, embeddings = self._classify(frame, faces[chosen], embed)
             if embeddings is not None:
                 # Appearance may restart a track (another person on its box) or re-identify a person: the
                 # classifications then go to the new track id.
                 t_id = time.perf_counter()
-                faces, swallowed = self.identities.observe(faces, np.flatnonzero(chosen), embeddings, frame.timestamp,
+                faces, swallowed = self.identities.observe(faces, rows[embed], embeddings, frame.timestamp,
                                                            self.tracker, book)
                 self._last_faces = faces
                 book.observe_presence(faces, frame.index)
@@ -210,7 +212,7 @@ class Pipeline:
         each label rests on its one observation.
         """
         start = time.perf_counter()
-        faces = self.detector.detect(frame.image)
+        faces = self.scheduler.mark(self.detector.detect(frame.image))
         self.timer.add("detect", time.perf_counter() - start)
         n = len(faces)
         faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, n + 1, dtype=np.int64), faces.data)

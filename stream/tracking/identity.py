@@ -26,6 +26,7 @@ by the mean of its most recent embeddings, which is steadier than any single chi
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,11 +37,27 @@ import numpy as np
 from stream.config import IdentityConfig, settings
 from stream.trackbook import TrackBook, TrackEstimate
 from stream.tracking.cuts import CutDetector
+from stream.tracking.matching import iou_xyxy
 from stream.types import PERSON_ID, Faces
+
+logger = logging.getLogger(__name__)
 
 #: Embeddings kept per track (the refusal test) and per person (re-identification): the most recent ones.
 TRACK_EMBEDDINGS = 16
 PERSON_EMBEDDINGS = 32
+#: A person is re-identified within ``SPREAD_FACTOR`` times their own embeddings' mean distance from their centre
+#: (never beyond ``reid_distance``, never below ``MIN_RADIUS``). One fixed threshold cannot serve everybody: on the
+#: shared clips one person's faces lie up to 0.41 from her centre while two different men's centres are 0.41 apart
+#: (dlib's descriptors place some people close together), and the people with tight clusters are the ones others
+#: fall near. Measured per person it separates both (``python -m bench.identity``).
+SPREAD_FACTOR = 2.0
+MIN_RADIUS = 0.3
+MIN_SPREAD_SAMPLES = 3
+#: A face that reappears in the same shot, where a person was lost (IoU >= ``SAME_PLACE_IOU`` with their last box)
+#: within ``SAME_PLACE_S`` seconds, is taken for them up to ``reid_distance``: a person covered for a moment comes
+#: back where they were, often turned (2 s behind a patch on talking_woman_512: 0.48 from her centre).
+SAME_PLACE_IOU = 0.3
+SAME_PLACE_S = 5.0
 
 
 class Embedder(Protocol):
@@ -64,6 +81,8 @@ class TrackControl(Protocol):
 class _Person:
     person_id: int
     last_seen_s: float
+    shot: int = 0  # the shot (count of cuts) they were last seen in
+    last_box: np.ndarray | None = None  # (4,) xyxy where they were last seen
     embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=PERSON_EMBEDDINGS))
     tracks: set[int] = field(default_factory=set)  # live tracks (at most one outside a merge)
     evidence: TrackEstimate | None = None  # the fused evidence of its latest ended track, for a merge
@@ -71,10 +90,22 @@ class _Person:
     def centre(self) -> np.ndarray:
         return np.mean(np.stack(self.embeddings), axis=0)
 
+    def radius(self, limit: float) -> float:
+        """How far a face of this person may be from their centre to be taken for them: ``SPREAD_FACTOR`` times the
+        mean distance of their own embeddings from it, within ``[MIN_RADIUS, limit]`` (``MIN_RADIUS`` while they
+        have fewer than ``MIN_SPREAD_SAMPLES`` embeddings)."""
+        if len(self.embeddings) < MIN_SPREAD_SAMPLES:
+            return min(MIN_RADIUS, limit)
+        stacked = np.stack(self.embeddings)
+        spread = float(np.linalg.norm(stacked - stacked.mean(axis=0), axis=1).mean())
+        return min(max(SPREAD_FACTOR * spread, MIN_RADIUS), limit)
+
 
 @dataclass
 class _Track:
     person_id: int
+    shot: int = 0  # the shot it started in
+    first_box: np.ndarray | None = None  # (4,) xyxy where it started
     embeddings: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=TRACK_EMBEDDINGS))
     observed: int = 0  # embeddings computed so far
     reid_open: bool = True  # its person is new: it may still turn out to be someone seen before
@@ -114,6 +145,9 @@ class Identities:
         reid_distance: A new track within this distance of a person not in view is that person.
         reid_horizon_s: How long (seconds of stream time) a person who left can be re-identified.
         reid_attempts: Classifications of a new track during which it may still be re-identified.
+        min_face_size: Faces smaller than this (pixels, shorter box side) get no embedding: upsampled to the model's
+            150-pixel chip they look alike (on crowd_1080p.mp4, 40-110 px faces of two people came closer than two
+            views of one).
     """
 
     def __init__(self, config: IdentityConfig | None = None, /, *, embedder: Embedder | None = None,
@@ -126,6 +160,7 @@ class Identities:
         self.reid_distance = settings_.reid_distance
         self.reid_horizon_s = settings_.reid_horizon_s
         self.reid_attempts = settings_.reid_attempts
+        self.min_face_size = settings_.min_face_size
         self.embedder = embedder
         self.cuts = CutDetector(self.cut_histogram_threshold, self.cut_difference_threshold)
         self.reset()
@@ -158,14 +193,25 @@ class Identities:
         """``faces`` with :data:`~stream.types.PERSON_ID` (int64) filled in; a track seen for the first time starts
         a new person. ``now_s`` (stream time) marks the people seen."""
         ids = np.empty(len(faces), np.int64)
+        shot = self.stats.cuts
         for i, track_id in enumerate(faces.track_id.tolist()):
             track = self._tracks.get(int(track_id))
             if track is None:
-                track = self._tracks[int(track_id)] = _Track(self._new_person(int(track_id), now_s or 0.0))
+                track = self._tracks[int(track_id)] = _Track(self._new_person(int(track_id), now_s or 0.0), shot,
+                                                             faces.xyxy[i].copy())
             ids[i] = track.person_id
+            person = self._people[track.person_id]
+            person.shot, person.last_box = shot, faces.xyxy[i].copy()
             if now_s is not None:
-                self._people[track.person_id].last_seen_s = now_s
+                person.last_seen_s = now_s
         return faces.with_data(**{PERSON_ID: ids})
+
+    def wants_embedding(self, faces: Faces) -> np.ndarray:
+        """``(n,)`` bool: faces big enough for their embedding to mean something (``min_face_size``), when there is
+        an embedding model."""
+        if self.embedder is None:
+            return np.zeros(len(faces), bool)
+        return faces.size >= self.min_face_size
 
     def observe(self, faces: Faces, rows: np.ndarray, embeddings: np.ndarray, now_s: float, tracker: TrackControl,
                 book: TrackBook) -> tuple[Faces, list[tuple[int, TrackEstimate]]]:
@@ -194,7 +240,9 @@ class Identities:
             track = self._tracks.get(track_id)
             if track is None:  # not labelled: treat as a new track
                 track = self._tracks[track_id] = _Track(self._new_person(track_id, now_s))
-            if track.embeddings and _distance(embedding, track.centre()) > self.reject_distance:
+            distance = _distance(embedding, track.centre()) if track.embeddings else 0.0
+            if distance > self.reject_distance:
+                logger.debug("t=%.2f track %d: face %.3f from its track: another person", now_s, track_id, distance)
                 track_id, track = self._refuse(track_id, tracker, now_s)
                 track_ids[row] = track_id
             track.embeddings.append(embedding)
@@ -250,14 +298,19 @@ class Identities:
                     book: TrackBook) -> list[tuple[int, TrackEstimate]]:
         """Give ``track`` the id of the nearest person out of view, if near enough; merge that person's evidence."""
         centre = track.centre()
-        best, best_distance = None, self.reid_distance
+        best, best_distance, nearest = None, np.inf, np.inf
         for person in self._people.values():
             if (person.person_id == track.person_id or person.person_id in visible or not person.embeddings
                     or now_s - person.last_seen_s > self.reid_horizon_s):
                 continue
             distance = _distance(centre, person.centre())
-            if distance <= best_distance:
+            nearest = min(nearest, distance)
+            if distance <= self._radius(person, track, now_s) and distance < best_distance:
                 best, best_distance = person, distance
+        logger.debug("t=%.2f track %d (person %d, %d embeddings): nearest person out of view %s", now_s, track_id,
+                     track.person_id, track.observed,
+                     f"none (nearest {nearest:.3f})" if best is None else f"{best.person_id} at {best_distance:.3f} "
+                     f"(radius {self._radius(best, track, now_s):.3f})")
         if best is None:
             track.reid_open = track.observed < self.reid_attempts
             return []
@@ -278,6 +331,15 @@ class Identities:
             book.merge(best.evidence, track_id)
             best.evidence = None
         return swallowed
+
+    def _radius(self, person: _Person, track: _Track, now_s: float) -> float:
+        """How close ``track`` must come to ``person`` to be them: ``reid_distance`` where they were lost a moment
+        ago in the same shot, else the person's own radius."""
+        if (person.shot == track.shot and now_s - person.last_seen_s <= SAME_PLACE_S and person.last_box is not None
+                and track.first_box is not None
+                and iou_xyxy(person.last_box[None], track.first_box[None])[0, 0] >= SAME_PLACE_IOU):
+            return self.reid_distance
+        return person.radius(self.reid_distance)
 
     def _forget_people(self, now_s: float) -> None:
         """Drop people out of view for longer than the horizon (they can no longer be re-identified)."""
