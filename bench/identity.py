@@ -27,6 +27,16 @@ every frame at 25 fps; reported:
   classified), ms per frame and per embedded face; cut detection alone on a 1080p frame.
 
 ``--short`` runs a 0.4x script (1 s occlusions), as the test in ``tests/bench/test_identity.py`` does.
+
+``--false-positives [--montage DIR]`` instead counts the tracks that get a label without being a face, on the real
+clips as they are (every frame, the clip's own rate):
+
+* single-person clips: labelled tracks whose box stays off the clip's face (IoU < 0.3 with the frame's most
+  confident detection on most of their frames);
+* ``crowd_1080p.mp4`` (no ground truth): labelled tracks whose box sits on top of another face, or whose landmarks
+  are out of a face's order, on most of their frames (the checks of :mod:`stream.plausible`, measured on every
+  track whatever ``scheduler.check_faces`` says); ``--montage`` writes each track's first, middle and last box to
+  ``DIR/<clip>.png`` so the count can be checked by eye.
 """
 
 from __future__ import annotations
@@ -219,7 +229,7 @@ def evaluate(config: Any, *, scale: float = 1.0, folder: Path | None = None) -> 
         "tracks_spanning_two_people": sum(len(p) > 1 for p in track_people.values()),
         "person_ids_spanning_two_people": sum(len(p) > 1 for p in person_people.values()),
         "returns": returns,
-        "reidentification_rate": (sum(r["same_person_id"] for r in returns) / len(returns)) if returns else None,
+        "reidentification_rate": (sum(bool(r["same_person_id"]) for r in returns) / len(returns)) if returns else None,
         "faces_where_nobody_is": false_faces,
         "cuts_seen": pipeline.identities.stats.cuts,
         "cuts_true": cuts_true,
@@ -271,6 +281,77 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+FP_CLIPS = (*CLIPS, "crowd_1080p.mp4")
+
+
+def false_positive_tracks(config: Any, *, folder: Path | None = None, montage: Path | None = None) -> dict[str, Any]:
+    """Per clip: tracks, labelled tracks, and labelled tracks that are not a face (see the module docstring)."""
+    from bench import synth
+    from stream.pipeline import Pipeline
+    from stream.plausible import landmarks_in_face_order, stacked_on_a_face
+    from stream.sources import open_source
+    from stream.tracking import iou_xyxy
+    from stream.types import SHOWN_GROUP
+
+    folder = folder or synth.shared_dir() / "videos"
+    report: dict[str, Any] = {}
+    detector = None
+    for name in FP_CLIPS:
+        pipeline = Pipeline(config, detector=detector)
+        detector = pipeline.detector
+        single = name != "crowd_1080p.mp4"
+        life: dict[int, dict[str, Any]] = defaultdict(lambda: {"frames": 0, "off": 0, "boxes": []})
+        labelled: set[int] = set()
+        images: list[np.ndarray] = []
+        with open_source(str(folder / name)) as source:
+            pipeline.set_frame_rate(source.fps)
+            for frame in source:
+                faces, _ = pipeline.process(frame)
+                if montage is not None:
+                    images.append(frame.image.copy())
+                if not len(faces):
+                    continue
+                if single:
+                    best = faces.xyxy[int(np.argmax(faces.score))][None]
+                    off = iou_xyxy(faces.xyxy, best)[:, 0] < 0.3
+                else:
+                    # The checks on this frame's tracked faces (the top of a head and its face are both tracked).
+                    off = stacked_on_a_face(faces) | ~landmarks_in_face_order(faces)
+                for i, track_id in enumerate(faces.track_id.tolist()):
+                    entry = life[int(track_id)]
+                    entry["frames"] += 1
+                    entry["off"] += bool(off[i])
+                    entry["boxes"].append((frame.index, faces.xyxy[i].copy()))
+                    if faces.data[SHOWN_GROUP][i] >= 0:
+                        labelled.add(int(track_id))
+        not_faces = sorted(t for t in labelled if life[t]["off"] * 2 > life[t]["frames"])
+        report[name] = {"tracks": len(life), "labelled_tracks": len(labelled),
+                        "labelled_not_faces": len(not_faces), "labelled_not_face_ids": not_faces}
+        if montage is not None:
+            montage.mkdir(parents=True, exist_ok=True)
+            _write_montage(montage / f"{Path(name).stem}.png", images, life, labelled)
+    return report
+
+
+def _write_montage(path: Path, images: list[np.ndarray], life: dict[int, dict[str, Any]], labelled: set[int]) -> None:
+    """Each track's first, middle and last box (96 px tiles), id and whether it was labelled, one row per track."""
+    rows = []
+    for track_id in sorted(life):
+        boxes = life[track_id]["boxes"]
+        tiles = []
+        for index, (x1, y1, x2, y2) in (boxes[0], boxes[len(boxes) // 2], boxes[-1]):
+            w, h = x2 - x1, y2 - y1
+            image = images[index]
+            crop = image[max(int(y1 - h / 3), 0):int(y2 + h / 3), max(int(x1 - w / 3), 0):int(x2 + w / 3)]
+            tile = cv2.resize(crop, (96, 96)) if crop.size else np.zeros((96, 96, 3), np.uint8)
+            text = f"{track_id}{'L' if track_id in labelled else ''}:{index}"
+            cv2.putText(tile, text, (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 255, 0), 1)
+            tiles.append(tile)
+        rows.append(np.hstack(tiles))
+    if rows:
+        cv2.imwrite(str(path), np.vstack(rows))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stream.config import ConfigError, load_cli_config
 
@@ -278,16 +359,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--short", action="store_true", help="a 0.4x script (1 s occlusions), as the test runs")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument("--false-positives", action="store_true",
+                        help="count labelled tracks that are not faces on the real clips instead")
+    parser.add_argument("--montage", type=Path, metavar="DIR", help="with --false-positives: write track montages")
     parser.add_argument("--json", metavar="OUT", help="also write the report as JSON")
     args = parser.parse_args(argv)
     try:
         config = load_cli_config(args.config, args.overrides)
-        report = evaluate(config, scale=0.4 if args.short else 1.0)
+        if args.false_positives:
+            report = false_positive_tracks(config, montage=args.montage)
+        else:
+            report = evaluate(config, scale=0.4 if args.short else 1.0)
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report["command"] = "python -m bench.identity " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(format_report(report))
+    if args.false_positives:
+        for name, row in report.items():
+            if name != "command":
+                print(f"{name:<26} tracks {row['tracks']:>3}  labelled {row['labelled_tracks']:>3}  labelled but not a "
+                      f"face {row['labelled_not_faces']} {row['labelled_not_face_ids'] or ''}")
+    else:
+        print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -287,7 +287,7 @@ class IdentityConfig(Section):
     embedding_model: str = setting("dlib_face_embedding")
     cut_histogram_threshold: float = setting(0.3, low=0.0, high=1.0)
     cut_difference_threshold: float = setting(0.15, low=0.0, high=1.0)
-    reject_distance: float = setting(0.75, low=0.0, low_open=True, allow_inf=True)
+    reject_distance: float = setting(0.6, low=0.0, low_open=True, allow_inf=True)
     reid_distance: float = setting(0.55, low=0.0)
     reid_horizon_s: float = setting(30.0, low=0.0, allow_inf=True)
     reid_attempts: int = setting(3, low=1, high=1000)

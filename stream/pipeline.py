@@ -198,6 +198,7 @@ class Pipeline:
         fps = self.fps_hint or 30.0
         records = [track_record(tid, est, fps, person_id=self.identities.person_of(tid)) for tid, est in swallowed]
         ended = self.book.forget(self.tracker.ended_track_ids) + self.book.prune(frame.index)
+        self.scheduler.forget([*self.tracker.ended_track_ids.tolist(), *(tid for tid, _ in ended)])
         persons = self.identities.end_tracks(
             [*ended, *((int(t), None) for t in self.tracker.ended_track_ids)], frame.timestamp)
         records += [track_record(tid, est, fps, person_id=persons.get(tid)) for tid, est in ended]

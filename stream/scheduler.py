@@ -48,6 +48,8 @@ class Scheduler:
         self.refresh_interval_frames = settings_.refresh_interval_frames
         self.settled_observations = settings_.settled_observations
         self.settled_interval_frames = settings_.settled_interval_frames
+        # Per track: detection frames seen, and how many of them failed the face checks (see select()).
+        self._checked: dict[int, list[int]] = {}
 
     def mark(self, detections: Faces) -> Faces:
         """``detections`` (all of one frame's, before tracking: the checks compare boxes with each other) with
@@ -55,6 +57,29 @@ class Scheduler:
         if not self.check_faces:
             return detections
         return detections.with_data(**{PLAUSIBLE: plausible_faces(detections)})
+
+    def _mostly_plausible(self, faces: Faces) -> np.ndarray:
+        """``(n,)`` bool: tracks that passed the face checks on most of their detection frames so far.
+
+        The top of a bowed head is stacked on its face on most frames, but not on the frames where the face itself
+        is missed; judged frame by frame it would still be classified there (and labelled). Judged over its life it
+        never is.
+        """
+        plausible = faces.data.get(PLAUSIBLE)
+        if plausible is None or not self.check_faces:
+            return np.ones(len(faces), bool)
+        out = np.empty(len(faces), bool)
+        for i, (track_id, passed) in enumerate(zip(faces.track_id.tolist(), plausible.tolist())):
+            counts = self._checked.setdefault(int(track_id), [0, 0])
+            counts[0] += 1
+            counts[1] += not passed
+            out[i] = counts[1] * 2 < counts[0]
+        return out
+
+    def forget(self, track_ids: np.ndarray | list[int]) -> None:
+        """Drop the per-track state of tracks that ended."""
+        for track_id in list(track_ids):
+            self._checked.pop(int(track_id), None)
 
     def eligible(self, faces: Faces) -> np.ndarray:
         """``(n,)`` bool: faces big and sure enough to classify, with usable landmarks, and plausible when
@@ -80,7 +105,7 @@ class Scheduler:
         chosen = np.zeros(n, bool)
         if n == 0:
             return chosen
-        ok = self.eligible(faces)
+        ok = self.eligible(faces) & self._mostly_plausible(faces)
         n_obs = np.zeros(n, np.int64)
         since = np.full(n, np.inf)
         for i, track_id in enumerate(faces.track_id.tolist()):
