@@ -244,16 +244,19 @@ def evaluate(config: Any, *, scale: float = 1.0, folder: Path | None = None) -> 
     }
 
 
-def _cut_cost(detector: Any, repeats: int = 200) -> float:
+def _cut_cost(detector: Any, repeats: int = 50) -> float:
     """ms per call of cut detection on 1080p frames (two alternating real-looking frames)."""
     rng = np.random.default_rng(0)
     base = cv2.resize(rng.integers(0, 256, (54, 96, 3), dtype=np.uint8), (1920, 1080), interpolation=cv2.INTER_CUBIC)
     frames = [base, np.ascontiguousarray(base[:, ::-1])]
     detector.is_cut(frames[0])
-    start = time.perf_counter()
-    for i in range(repeats):
-        detector.is_cut(frames[i % 2])
-    return round((time.perf_counter() - start) * 1000 / repeats, 4)
+    best = np.inf
+    for _ in range(5):  # the best of 5 batches: other processes' load only ever adds time
+        start = time.perf_counter()
+        for i in range(repeats):
+            detector.is_cut(frames[i % 2])
+        best = min(best, (time.perf_counter() - start) * 1000 / repeats)
+    return round(float(best), 4)
 
 
 def format_report(report: dict[str, Any]) -> str:
