@@ -520,6 +520,7 @@ def test_face_records_values_rounding_and_nulls():
     ready, not_ready, nan_face = face_records(make_labelled_faces())
     assert ready == {
         "track_id": 3,
+        "person_id": None,  # no identity stage ran on these faces
         "box_xyxy": [10.0, 20.1, 50.0, 60.0],
         "score": 0.9712,
         "age_group": "31-40",
