@@ -170,7 +170,7 @@ class Pipeline:
         swallowed: list[tuple[int, Any]] = []
         if chosen.any():
             rows = np.flatnonzero(chosen)
-            embed = self.identities.wants_embedding(faces[chosen])
+            embed = self.identities.wants_embedding(faces, frame.image.shape)[chosen]
             estimates, embeddings = self._classify(frame, faces[chosen], embed)
             if embeddings is not None:
                 # Appearance may restart a track (another person on its box) or re-identify a person: the

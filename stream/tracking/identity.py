@@ -206,12 +206,27 @@ class Identities:
                 person.last_seen_s = now_s
         return faces.with_data(**{PERSON_ID: ids})
 
-    def wants_embedding(self, faces: Faces) -> np.ndarray:
-        """``(n,)`` bool: faces big enough for their embedding to mean something (``min_face_size``), when there is
-        an embedding model."""
-        if self.embedder is None:
+    def wants_embedding(self, faces: Faces, image_shape: tuple[int, ...]) -> np.ndarray:
+        """``(n,)`` bool: faces whose embedding can be trusted to say who they are, when there is an embedding model.
+
+        Such a face is big enough (``min_face_size``), wholly inside the frame, and overlaps no other face of the
+        frame: a face cut by the frame's edge or partly covered by another one gives an embedding of part of a face
+        (on the generated videos, where faces slide in over the edge and pass behind each other, these were
+        0.65 from their own track's and restarted it).
+
+        Args:
+            faces: All the tracked faces of the frame.
+            image_shape: The frame's ``(H, W, ...)``.
+        """
+        if self.embedder is None or not len(faces):
             return np.zeros(len(faces), bool)
-        return faces.size >= self.min_face_size
+        xyxy = faces.xyxy.astype(np.float64)
+        height, width = image_shape[:2]
+        # A box on the frame's edge (detectors may clip boxes to the frame) is cut by it: a pixel of margin.
+        inside = (xyxy[:, 0] >= 1) & (xyxy[:, 1] >= 1) & (xyxy[:, 2] <= width - 1) & (xyxy[:, 3] <= height - 1)
+        overlap = iou_xyxy(xyxy, xyxy)
+        np.fill_diagonal(overlap, 0.0)
+        return (faces.size >= self.min_face_size) & inside & ~(overlap > 0).any(axis=1)
 
     def observe(self, faces: Faces, rows: np.ndarray, embeddings: np.ndarray, now_s: float, tracker: TrackControl,
                 book: TrackBook) -> tuple[Faces, list[tuple[int, TrackEstimate]]]:
