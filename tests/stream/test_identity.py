@@ -347,3 +347,27 @@ def test_scheduler_never_classifies_a_track_that_is_mostly_implausible():
     assert plausible_faces(faces_at(head_top, scores=(0.5,))).tolist() == [True]  # alone it would pass
     off = Scheduler(min_face_size=0, check_faces=False)
     assert PLAUSIBLE not in off.mark(faces_at(face, head_top, scores=(0.9, 0.5))).data
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+
+
+def test_without_the_embedding_file_the_pipeline_warns_and_runs_on_cuts_alone(
+        config, default_detector, default_classifiers, tmp_path, monkeypatch, caplog):
+    from stream.pipeline import Pipeline
+    from stream.types import Frame
+
+    monkeypatch.setenv("STREAM_MODELS_DIR", str(tmp_path))  # an empty cache: the export was never made
+    with caplog.at_level("WARNING", logger="stream.pipeline"):
+        pipeline = Pipeline(config, detector=default_detector, classifiers=default_classifiers)
+    assert pipeline.identities.embedder is None
+    assert "appearance is off" in caplog.text and "python -m export.dlib_face" in caplog.text
+    woman, = _frames("woman_1280x720.mp4", (0,))
+    man, = _frames("talking_man_512.mp4", (0,))
+    tracks = []
+    for index, image in enumerate([woman, woman, woman, man, man, man]):
+        faces, _ = pipeline.process(Frame(index, index / 25, image))
+        assert PERSON_ID in faces.data
+        tracks.append(faces.track_id.tolist())
+    assert tracks[2] == [1] and tracks[-1] == [2]  # the cut ended the woman's track; the man is another one
+    assert pipeline.identities.stats.cuts == 1
