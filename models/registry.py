@@ -488,8 +488,9 @@ _MODELS: tuple[ModelSpec, ...] = (
         licence="CC0-1.0 (weights, Davis King / dlib-models)",
         commercial_use=True,
         provenance="dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat from the "
-        "face_recognition_models 0.3.0 source archive on PyPI), batch norms folded, exported to ONNX at 150x150 "
-        "by export.dlib_face with a parity check against models.training.dlib_resnet",
+        "face_recognition_models 0.3.0 source archive on PyPI), batch norms folded, its ONNX graph written at "
+        "150x150 from dlib's layers by export.dlib_face (numpy + onnx), checked against the torch reader "
+        "models.training.dlib_resnet where torch is installed",
         citation="King, dlib-models dlib_face_recognition_resnet_model_v1; face_recognition_models 0.3.0 on PyPI",
     ),
     ModelSpec(

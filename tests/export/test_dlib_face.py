@@ -38,7 +38,9 @@ def test_onnxruntime_matches_the_torch_reader(report, export_cache):
     # Independent inputs, against the unfolded reader of the original file (checked against its sha256).
     x = (np.random.default_rng(7).random((2, 3, 150, 150), dtype=np.float32) - 0.5) * 0.8
     with torch.no_grad():
-        expected = dlib_face.load_descriptor()(torch.from_numpy(x))
+        from models.training.dlib_resnet import DlibFaceDescriptor
+
+        expected = DlibFaceDescriptor(dlib_face.original_layers())(torch.from_numpy(x))
     actual = session(export_cache / "dlib_face_embedding.onnx").run(None, {"input": x})[0]
     np.testing.assert_allclose(actual, expected.numpy(), atol=dlib_face.TOLERANCE, rtol=0)
 
