@@ -12,9 +12,14 @@ The tracker follows boxes; this stage says whose face a box is. It owns three de
   end there and the new face starts its own.
 * **Re-identification**: a track whose person is new is compared, on each of its first ``reid_attempts``
   embeddings, with the people not visible on this frame and seen within ``reid_horizon_s``; the nearest one within
-  ``reid_distance`` is the same person. The track takes that ``person_id``, the person's earlier evidence is merged
-  into it (:meth:`~stream.trackbook.TrackBook.merge`: the label carries on), and a lost track of that person still
-  held by the tracker ends.
+  that person's own radius (:data:`SPREAD_FACTOR` times the spread of their embeddings, at most ``reid_distance``;
+  ``reid_distance`` itself where they were lost a moment ago at the same place of the same shot) is the same
+  person. The track takes that ``person_id``, the person's earlier evidence is merged into it
+  (:meth:`~stream.trackbook.TrackBook.merge`: the label carries on), and a lost track of that person still held by
+  the tracker ends.
+
+Only faces whose embedding can say who they are get one (:meth:`Identities.wants_embedding`): at least
+``min_face_size`` pixels, wholly inside the frame, overlapping no other face.
 
 Every face carries a ``person_id`` (:data:`stream.types.PERSON_ID`) beside its ``track_id``: a new track starts as a
 new person, and may take an earlier person's id during its first classifications. Person ids are never reused; a
