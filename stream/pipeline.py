@@ -28,11 +28,14 @@ from stream.labels import face_labels
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
 from stream.tracking import ByteTracker
+from stream.tracking.identity import Embedder, Identities
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, Faces, Frame
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "track", "align", "classify", "fuse", "draw", "encode")
+STAGES = ("decode", "detect", "track", "align", "classify", "identify", "fuse", "draw", "encode")
+#: ``Pipeline(embedder=...)`` not given: build the embedding model the config names.
+_FROM_CONFIG: Any = object()
 
 
 @dataclass
@@ -108,6 +111,7 @@ class Pipeline:
         detector: Use this detector instead of building one from the config (several streams share one).
         classifiers: Use these classifiers instead of building them from the config (several streams share them).
         camera: The camera's name, carried by every track summary (empty: none).
+        embedder: Use this face-embedding model (None: no appearance) instead of building ``identity.embedding_model``.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Pipeline:
         detector: Detector | None = None,
         classifiers: list[OnnxClassifier] | None = None,
         camera: str = "",
+        embedder: Embedder | None = _FROM_CONFIG,
     ) -> None:
         self.config = config
         self.camera = camera
@@ -126,6 +131,8 @@ class Pipeline:
             else build_classifiers(config.classifier, config.models, config.runtime)
         )
         self.tracker = ByteTracker(config.tracker)
+        self.identities = Identities(config.identity,
+                                     embedder=_build_embedder(config) if embedder is _FROM_CONFIG else embedder)
         self.scheduler = Scheduler(config.scheduler)
         self.book = TrackBook(config.trackbook)
         self.annotator = Annotator(config.annotate)
@@ -153,7 +160,9 @@ class Pipeline:
         return self._since_detection < self.detection_interval
 
     def active_models(self) -> list[str]:
-        return [self.detector.name, *(c.name for c in self.classifiers)]
+        embedder = self.identities.embedder
+        named: list[str] = [embedder.name] if isinstance(embedder, OnnxClassifier) else []
+        return [self.detector.name, *(c.name for c in self.classifiers), *named]
 
     def _quality(self, faces: Faces) -> np.ndarray:
         """Observation weight: sure, large faces count more (small chips are upsampled noise)."""
@@ -186,29 +195,37 @@ class Pipeline:
         """
         timer = self.timer
         book = self.book
+        start = time.perf_counter()
+        if self.identities.is_cut(frame.image):
+            # A new shot: every track ends (none may run on into it by position), and this frame is detected even
+            # if it was due to be skipped.
+            self.tracker.cut()
+            self._since_detection = self.detection_interval
+        timer.add("identify", time.perf_counter() - start)
         if self._since_detection < self.detection_interval:
             # A frame between detections (detector.interval): faces move with the tracker's motion
             # model and keep their labels; chips from predicted landmarks are not worth classifying.
             start = time.perf_counter()
-            faces = self._last_faces = self.tracker.coast(self._last_faces)
+            faces = self._last_faces = self.identities.label(self.tracker.coast(self._last_faces), frame.timestamp)
             self._since_detection += 1
             book.observe_presence(faces, frame.index)
             timer.add("track", time.perf_counter() - start)
             return PendingFrame(frame, faces, Faces.empty(), coasted=True)
         self._since_detection = 0
         start = time.perf_counter()
-        detections = self.last_detections = self.detector.detect(frame.image)
+        detections = self.last_detections = self.scheduler.mark(self.detector.detect(frame.image))
         t1 = time.perf_counter()
-        faces = self._last_faces = self.tracker.update(detections)
+        faces = self._last_faces = self.identities.label(self.tracker.update(detections), frame.timestamp)
         t2 = time.perf_counter()
         timer.add("detect", t1 - start)
         timer.add("track", t2 - t1)
         book.observe_presence(faces, frame.index)
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
-        return PendingFrame(frame, faces, faces[chosen])
+        return PendingFrame(frame, faces, faces[chosen], chosen=chosen)
 
     def complete(self, pending: PendingFrame, estimates: dict[str, np.ndarray]) -> tuple[Faces, list[dict[str, Any]]]:
-        """The second half of :meth:`process`: fuse ``estimates`` (for ``pending.picked``) into the track book.
+        """The second half of :meth:`process`: fuse ``estimates`` (for ``pending.picked``) into the track book;
+        the picked faces' appearance (when there is an embedder) may restart a track or re-identify a person.
 
         Returns:
             As :meth:`process`.
@@ -220,19 +237,56 @@ class Pipeline:
         if pending.coasted:
             labelled = book.annotate(pending.faces)
             self.timer.add("track", time.perf_counter() - start)
-            return labelled, []
-        if len(pending.picked):
-            book.add(pending.picked, estimates, frame.index, self._quality(pending.picked))
-        ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)
-        records = [self._record(tid, est) for tid, est in ended]
-        for record in records:
-            self.totals.add(record)
-        labelled = book.annotate(pending.faces)
+            return labelled, self._end_tracks(frame, [])
+        faces, chosen = pending.faces, pending.chosen
+        swallowed: list[tuple[int, Any]] = []
+        if chosen is not None and chosen.any():
+            embeddings, embed = self._embed(frame, faces, chosen)
+            if embeddings is not None:
+                # Appearance may restart a track (another person on its box) or re-identify a person: the
+                # classifications then go to the new track id.
+                t_id = time.perf_counter()
+                faces, swallowed = self.identities.observe(faces, np.flatnonzero(chosen)[embed], embeddings,
+                                                           frame.timestamp, self.tracker, book)
+                self._last_faces = faces
+                book.observe_presence(faces, frame.index)
+                self.timer.add("identify", time.perf_counter() - t_id)
+            picked = faces[chosen]
+            book.add(picked, estimates, frame.index, self._quality(picked))
+        records = self._end_tracks(frame, swallowed)
+        labelled = book.annotate(faces)
         self.timer.add("fuse", time.perf_counter() - start)
         return labelled, records
 
-    def _record(self, track_id: int, estimate: Any) -> dict[str, Any]:
-        record = track_record(track_id, estimate, self.fps_hint or 30.0)
+    def _embed(self, frame: Frame, faces: Faces, chosen: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+        """Embeddings of the chosen faces that are worth one (whole, unoccluded, big enough), and which those are
+        (a ``(k,)`` bool mask over the chosen rows); None when there is no embedder or no such face."""
+        embed = self.identities.wants_embedding(faces, frame.image.shape)[chosen]
+        if self.identities.embedder is None or not embed.any():
+            return None, embed
+        start = time.perf_counter()
+        chip_input = self.identities.chip_input
+        assert chip_input is not None  # an embedder comes with its chip size
+        chips = align_for(frame.image, faces[chosen].landmarks[embed], [chip_input])[0]
+        embeddings = self.identities.embedder.embed(chips)
+        self.timer.add("identify", time.perf_counter() - start)
+        return embeddings, embed
+
+    def _end_tracks(self, frame: Frame, swallowed: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+        """Summaries of the tracks that ended on this frame (tracker, book, or merged into a re-identified person),
+        counted into the totals; their evidence stays with their person for a later re-identification."""
+        records = [self._record(tid, est, self.identities.person_of(tid)) for tid, est in swallowed]
+        ended = self.book.forget(self.tracker.ended_track_ids) + self.book.prune(frame.index)
+        self.scheduler.forget([*self.tracker.ended_track_ids.tolist(), *(tid for tid, _ in ended)])
+        persons = self.identities.end_tracks(
+            [*ended, *((int(t), None) for t in self.tracker.ended_track_ids)], frame.timestamp)
+        records += [self._record(tid, est, persons.get(tid)) for tid, est in ended]
+        for record in records:
+            self.totals.add(record)
+        return records
+
+    def _record(self, track_id: int, estimate: Any, person_id: int | None = None) -> dict[str, Any]:
+        record = track_record(track_id, estimate, self.fps_hint or 30.0, person_id=person_id)
         if self.camera:
             record["camera"] = self.camera
         return record
@@ -240,7 +294,7 @@ class Pipeline:
     def prepare_still(self, frame: Frame) -> PendingFrame:
         """The first half of :meth:`process_still`: detect, number the faces, choose the eligible ones."""
         start = time.perf_counter()
-        faces = self.detector.detect(frame.image)
+        faces = self.scheduler.mark(self.detector.detect(frame.image))
         self.timer.add("detect", time.perf_counter() - start)
         n = len(faces)
         faces = Faces(faces.xyxy, faces.score, faces.landmarks, np.arange(1, n + 1, dtype=np.int64), faces.data)
@@ -290,7 +344,7 @@ class Pipeline:
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
         open_tracks = self.book.forget(list(self.book.tracks))
-        records = [self._record(tid, est) for tid, est in open_tracks]
+        records = [self._record(tid, est, self.identities.person_of(tid)) for tid, est in open_tracks]
         for record in records:
             self.totals.add(record)
         return records
@@ -391,6 +445,19 @@ def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],
         hook = getattr(sink, "end_tracks", None)
         if hook is not None:
             hook(records)
+
+
+def _build_embedder(config: Config) -> Embedder | None:
+    """The face-embedding model ``identity.embedding_model`` names, or None (with a warning) when its file has not
+    been made: cut detection and person ids still run, re-identification and refusal by appearance do not."""
+    from models.fetch import ModelError
+    from stream.tracking.appearance import build_embedder
+
+    try:
+        return build_embedder(config.identity.embedding_model, config.models, config.runtime)
+    except ModelError as error:
+        logger.warning("identity: appearance is off (%s); set identity.embedding_model: none to run without it", error)
+        return None
 
 
 def describe_models(pipeline: Pipeline) -> list[str]:

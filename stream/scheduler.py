@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from stream.config import SchedulerConfig, settings
+from stream.plausible import plausible_faces
 from stream.trackbook import TrackBook
-from stream.types import Faces
+from stream.types import PLAUSIBLE, Faces
 
 
 class Scheduler:
@@ -29,6 +30,8 @@ class Scheduler:
         max_faces_per_frame: Most faces classified on one frame (0 = no limit).
         min_face_size: Faces whose shorter box side is below this many pixels are not classified.
         min_score: Faces with a lower detector score are not classified.
+        check_faces: Detections that fail :mod:`stream.plausible`'s checks (the top of a head stacked on a face,
+            landmarks out of a face's order) are tracked but never classified (:meth:`mark`).
         warmup_interval_frames: Frames between classifications of a track until it has a label.
         refresh_interval_frames: Frames between classifications of a labelled track.
         settled_observations: After this many observations a track is settled...
@@ -40,15 +43,51 @@ class Scheduler:
         self.max_faces_per_frame = settings_.max_faces_per_frame
         self.min_face_size = settings_.min_face_size
         self.min_score = settings_.min_score
+        self.check_faces = settings_.check_faces
         self.warmup_interval_frames = settings_.warmup_interval_frames
         self.refresh_interval_frames = settings_.refresh_interval_frames
         self.settled_observations = settings_.settled_observations
         self.settled_interval_frames = settings_.settled_interval_frames
+        # Per track: detection frames seen, and how many of them failed the face checks (see select()).
+        self._checked: dict[int, list[int]] = {}
+
+    def mark(self, detections: Faces) -> Faces:
+        """``detections`` (all of one frame's, before tracking: the checks compare boxes with each other) with
+        :data:`~stream.types.PLAUSIBLE` set, when ``check_faces`` is on; unchanged otherwise."""
+        if not self.check_faces:
+            return detections
+        return detections.with_data(**{PLAUSIBLE: plausible_faces(detections)})
+
+    def _mostly_plausible(self, faces: Faces) -> np.ndarray:
+        """``(n,)`` bool: tracks that passed the face checks on most of their detection frames so far.
+
+        The top of a bowed head is stacked on its face on most frames, but not on the frames where the face itself
+        is missed; judged frame by frame it would still be classified there (and labelled). Judged over its life it
+        never is.
+        """
+        plausible = faces.data.get(PLAUSIBLE)
+        if plausible is None or not self.check_faces:
+            return np.ones(len(faces), bool)
+        out = np.empty(len(faces), bool)
+        for i, (track_id, passed) in enumerate(zip(faces.track_id.tolist(), plausible.tolist())):
+            counts = self._checked.setdefault(int(track_id), [0, 0])
+            counts[0] += 1
+            counts[1] += not passed
+            out[i] = counts[1] * 2 < counts[0]
+        return out
+
+    def forget(self, track_ids: np.ndarray | list[int]) -> None:
+        """Drop the per-track state of tracks that ended."""
+        for track_id in list(track_ids):
+            self._checked.pop(int(track_id), None)
 
     def eligible(self, faces: Faces) -> np.ndarray:
-        """``(n,)`` bool: faces big and sure enough to classify, with usable landmarks."""
+        """``(n,)`` bool: faces big and sure enough to classify, with usable landmarks, and plausible when
+        :meth:`mark` judged them."""
         finite = np.isfinite(faces.landmarks).all(axis=(1, 2))
-        return (faces.size >= self.min_face_size) & (faces.score >= self.min_score) & finite
+        ok = (faces.size >= self.min_face_size) & (faces.score >= self.min_score) & finite
+        plausible = faces.data.get(PLAUSIBLE)
+        return ok if plausible is None or not self.check_faces else ok & plausible.astype(bool)
 
     def select(self, faces: Faces, book: TrackBook, frame_index: int, min_observations: int) -> np.ndarray:
         """Choose the faces to classify now.
@@ -66,7 +105,7 @@ class Scheduler:
         chosen = np.zeros(n, bool)
         if n == 0:
             return chosen
-        ok = self.eligible(faces)
+        ok = self.eligible(faces) & self._mostly_plausible(faces)
         n_obs = np.zeros(n, np.int64)
         since = np.full(n, np.inf)
         for i, track_id in enumerate(faces.track_id.tolist()):

@@ -14,7 +14,7 @@ larger than the noise of the observations behind it (a sequential test: a lead o
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -252,6 +252,45 @@ class TrackBook:
             if track is not None:
                 dropped.append((int(track_id), track))
         return dropped
+
+    def merge(self, old: int | TrackEstimate, new_track_id: int) -> TrackEstimate | None:
+        """Fold the evidence of an earlier track of the same person into track ``new_track_id`` (re-identification).
+
+        Used when appearance says a new track is a person seen before (:mod:`stream.tracking.identity`): the new
+        track's label then rests on all of that person's observations and continues the label shown before,
+        instead of starting over at "estimating...".
+
+        Args:
+            old: A track id in the book (it is removed from the book) or the estimate of a track that has already
+                ended (as :meth:`forget` returned it).
+            new_track_id: The track that carries on; created if it has no entry yet.
+
+        Returns:
+            The old track's estimate as it was before the merge, or None when ``old`` is an id the book does not
+            hold (nothing changes then).
+        """
+        earlier = self.tracks.pop(int(old), None) if isinstance(old, (int, np.integer)) else old
+        if earlier is None:
+            return None
+        track = self._track(int(new_track_id), earlier.first_frame)
+        # Every per-observation window (deque), whatever fields the estimate has: the earlier observations first, so
+        # the window keeps the most recent ones.
+        for f in fields(track):
+            mine = getattr(track, f.name)
+            if isinstance(mine, deque):
+                setattr(track, f.name, deque([*getattr(earlier, f.name), *mine], maxlen=mine.maxlen))
+        track.n_obs += earlier.n_obs
+        track.first_frame = min(track.first_frame, earlier.first_frame)
+        track.last_seen_frame = max(track.last_seen_frame, earlier.last_seen_frame)
+        track.last_classified_frame = max(track.last_classified_frame, earlier.last_classified_frame)
+        # The label shown carries on (hysteresis is about what the user saw), then the evidence is fused again.
+        if earlier.shown_group >= 0:
+            track.shown_group, track.challenger_streak = earlier.shown_group, 0
+        if earlier.shown_female >= 0:
+            track.shown_female = earlier.shown_female
+        if track.weights:
+            self._fuse(track)
+        return earlier
 
     def prune(self, frame_index: int) -> list[tuple[int, TrackEstimate]]:
         """Forget tracks unseen for ``forget_after_frames``; returns what was dropped."""

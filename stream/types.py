@@ -37,6 +37,8 @@ P_FEMALE = "p_female"  # (n,) float32, NaN when unknown
 N_OBS = "n_obs"  # (n,) int32 observations the fused label rests on
 LABEL_READY = "label_ready"  # (n,) bool: enough observations to show a label
 SHOWN_GROUP = "shown_group"  # (n,) int32 index of the age group shown (hysteresis applied), -1 if none
+PLAUSIBLE = "plausible"  # (n,) bool: the detection passed the checks of stream.plausible (may be classified)
+PERSON_ID = "person_id"  # (n,) int64 person of the face's track, stable across re-identification (tracking.identity)
 SHOWN_FEMALE = "shown_female"  # (n,) int8 gender shown (hysteresis applied): 1 female, 0 male, -1 none
 
 

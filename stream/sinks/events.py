@@ -3,7 +3,8 @@
 A line looks like (wrapped here)::
 
     {"frame": 12, "t": 0.48, "time": 1764756000.48, "source": "clip.mp4", "camera": "clip",
-     "faces": [{"track_id": 3, "box_xyxy": [10.0, 20.5, 110.0, 140.0], "score": 0.97, "age_group": "31-40",
+     "faces": [{"track_id": 3, "person_id": 2, "box_xyxy": [10.0, 20.5, 110.0, 140.0], "score": 0.97,
+     "age_group": "31-40",
      "age_group_probs": [0.0, 0.01, 0.08, 0.7, 0.2, 0.01, 0.0, 0.0], "age": 34.2,
      "gender": "female", "p_female": 0.93, "n_obs": 6}]}
 
@@ -28,7 +29,7 @@ from stream.config import SinkOptions
 from stream.counts import FrameClock
 from stream.labels import face_labels
 from stream.sinks.base import Sink, SinkError, prepare_output_file
-from stream.types import NO_TRACK, Faces, Frame
+from stream.types import NO_TRACK, PERSON_ID, Faces, Frame
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +49,20 @@ def face_records(faces: Faces) -> list[dict[str, Any]]:
         faces: ``n`` faces with the track book's label arrays in ``faces.data`` (any may be absent).
 
     Returns:
-        ``n`` dicts with keys ``track_id`` (int, or None before tracking), ``box_xyxy`` (4 floats, 1 decimal),
+        ``n`` dicts with keys ``track_id`` (int, or None before tracking), ``person_id`` (int: the person the track
+        belongs to, the same across tracks when appearance re-identified them; None without the identity stage),
+        ``box_xyxy`` (4 floats, 1 decimal),
         ``score`` (4 decimals), and the label fields of :meth:`stream.labels.ShownLabel.as_record` (``age_group``,
         ``age_group_probs``, ``age``, ``gender``, ``p_female``, ``n_obs``): what the overlay shows, by the one
         rule of :mod:`stream.labels`; ``None`` until the track's label is ready. No value is ever NaN.
     """
     records: list[dict[str, Any]] = []
+    person_ids = faces.data.get(PERSON_ID)
     for i, label in enumerate(face_labels(faces)):
         track_id = int(faces.track_id[i])
         records.append({
             "track_id": None if track_id == NO_TRACK else track_id,
+            "person_id": None if person_ids is None else int(person_ids[i]),
             "box_xyxy": [_number(v, 1) for v in faces.xyxy[i]],
             "score": _number(faces.score[i], 4),
             **label.as_record(),

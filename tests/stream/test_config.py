@@ -67,7 +67,8 @@ def test_missing_file():
         load_config("/nonexistent/config.yaml")
 
 
-STAGES = {"tracker": ("stream.tracking", "ByteTracker"), "scheduler": ("stream.scheduler", "Scheduler"),
+STAGES = {"tracker": ("stream.tracking", "ByteTracker"), "identity": ("stream.tracking.identity", "Identities"),
+          "scheduler": ("stream.scheduler", "Scheduler"),
           "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator")}
 
 
@@ -98,6 +99,8 @@ def _another_value(field, value):
     if isinstance(value, float):
         return round(value * 0.5 + 0.01, 3)
     choices = field.metadata.get("choices")
+    if choices is None:  # a free name (identity.embedding_model)
+        return "none" if value != "none" else "other"
     return next(c for c in choices if c != value)
 
 

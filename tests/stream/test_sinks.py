@@ -521,6 +521,7 @@ def test_face_records_values_rounding_and_nulls():
     ready, not_ready, nan_face = face_records(make_labelled_faces())
     assert ready == {
         "track_id": 3,
+        "person_id": None,  # no identity stage ran on these faces
         "box_xyxy": [10.0, 20.1, 50.0, 60.0],
         "score": 0.9712,
         "age_group": "31-40",
@@ -612,7 +613,8 @@ def test_summary_sink_writes_tracks_and_totals_atomically_at_close(tmp_path):
     data = json.loads(path.read_text())
     assert (data["source"], data["frames"]) == ("clip.mp4", 4)
     assert [t["track_id"] for t in data["tracks"]] == [1, 2, 3]
-    assert data["totals"] == {"tracks": 3, "labelled_tracks": 2,
+    # Records without a person id (no identity stage) are each a person of their own.
+    assert data["totals"] == {"people": 3, "labelled_people": 2, "merged_tracks": 0, "tracks": 3, "labelled_tracks": 2,
                               "by_age_group": {**dict.fromkeys(AGE_GROUPS, 0), "31-40": 2},
                               "by_gender": {"female": 1, "male": 1}}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.support.cli_util import run_cli
 from tests.stream.serve.conftest import CLIP, PHOTO, wait_for
+from tests.support.cli_util import run_cli
 
 AGE_GROUP_COUNT = 8
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.support.cli_util import child_env, error_line, free_port, run_cli
 from tests.stream.serve.conftest import Client, wait_for
+from tests.support.cli_util import child_env, error_line, free_port, run_cli
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:

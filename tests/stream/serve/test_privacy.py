@@ -15,8 +15,8 @@ import pytest
 
 from stream.config import ConfigError, load_config
 from tests.conftest import REPO, shared_file
-from tests.support.cli_util import child_env, cli_command, free_port, run_cli
 from tests.stream.serve.conftest import Client, wait_for
+from tests.support.cli_util import child_env, cli_command, free_port, run_cli
 
 
 @pytest.mark.parametrize("mode", ["blur", "pixelate"])

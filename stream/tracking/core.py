@@ -20,8 +20,10 @@ It differs from the reference implementation where faces or the product need it:
   competing detections) changed nothing measurable, so the simpler cost stays.
 * Tentative tracks are predicted like all others and matched with the same gate as confirmed ones.
 
-The assignment solver is a small pure-numpy Hungarian (shortest augmenting path) so the tracker
-needs nothing beyond numpy.
+The Kalman filter is in :mod:`stream.tracking.kalman`, the association (IoU, Hungarian) in
+:mod:`stream.tracking.matching`; identity across shots and re-identification by appearance are a separate
+stage (:mod:`stream.tracking.identity`), which tells the tracker when to end a track (:meth:`ByteTracker.end`,
+:meth:`ByteTracker.cut`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from typing import Any
 import numpy as np
 
 from stream.config import TrackerConfig, settings
+from stream.tracking.kalman import kf_initiate, kf_predict, kf_update, xyah_to_xyxy, xyxy_to_xyah
+from stream.tracking.matching import match
 from stream.types import NO_TRACK, Faces
 
 # ByteTrack's gate for the second association (low-score detections): a blurred or partly
@@ -40,238 +44,11 @@ from stream.types import NO_TRACK, Faces
 # detections are also where the detector's false positives live.
 _LOW_SCORE_MAX_COST = 0.5
 
-# Kalman noise as fractions of the box height (ByteTrack / DeepSORT values): the uncertainty of a
-# face's position grows with its size, so one setting serves faces of 20 and of 400 pixels.
-_STD_WEIGHT_POSITION = 1.0 / 20.0
-_STD_WEIGHT_VELOCITY = 1.0 / 160.0
-
-# Boxes are clamped to this size (pixels) inside the filter: a degenerate zero-height box would
-# give zero noise, a singular innovation covariance and an infinite aspect ratio.
-_MIN_BOX_SIDE = 1.0
-
 
 class _State(Enum):
     TENTATIVE = 0  # seen, not yet for minimum_consecutive_frames in a row; no visible id
     TRACKED = 1  # confirmed and matched on the latest frame
     LOST = 2  # confirmed, unmatched for a while, kept to be re-identified
-
-
-# ---------------------------------------------------------------------------------------------
-# Kalman filter, batched over tracks
-# ---------------------------------------------------------------------------------------------
-
-# State (cx, cy, a, h, vcx, vcy, va, vh) with a = w / h; one frame per step. Aspect instead of
-# width because a face's aspect barely changes, so its velocity can be given almost no noise.
-_F = np.eye(8)
-_F[:4, 4:] = np.eye(4)
-_H = np.eye(4, 8)
-
-
-def _xyxy_to_xyah(xyxy: np.ndarray) -> np.ndarray:
-    """``(k, 4)`` xyxy boxes to ``(k, 4)`` float64 ``(cx, cy, w/h, h)`` measurements."""
-    xyxy = xyxy.astype(np.float64)
-    w = np.maximum(xyxy[:, 2] - xyxy[:, 0], _MIN_BOX_SIDE)
-    h = np.maximum(xyxy[:, 3] - xyxy[:, 1], _MIN_BOX_SIDE)
-    cx = (xyxy[:, 0] + xyxy[:, 2]) / 2.0
-    cy = (xyxy[:, 1] + xyxy[:, 3]) / 2.0
-    return np.stack([cx, cy, w / h, h], axis=1)
-
-
-def _xyah_to_xyxy(xyah: np.ndarray) -> np.ndarray:
-    """``(k, >=4)`` states to ``(k, 4)`` float64 xyxy boxes."""
-    h = np.maximum(xyah[:, 3], _MIN_BOX_SIDE)
-    w = np.maximum(xyah[:, 2] * h, _MIN_BOX_SIDE)
-    cx, cy = xyah[:, 0], xyah[:, 1]
-    return np.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=1)
-
-
-def _diag(std: np.ndarray) -> np.ndarray:
-    """``(k, d)`` standard deviations to ``(k, d, d)`` diagonal covariances."""
-    out = np.zeros((*std.shape, std.shape[1]))
-    idx = np.arange(std.shape[1])
-    out[:, idx, idx] = std**2
-    return out
-
-
-def _kf_initiate(measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start tracks at ``(k, 4)`` xyah measurements with zero velocity.
-
-    Returns:
-        ``(k, 8)`` means and ``(k, 8, 8)`` covariances, float64.
-    """
-    k = len(measurement)
-    mean = np.concatenate([measurement, np.zeros((k, 4))], axis=1)
-    h = measurement[:, 3]
-    wp, wv = _STD_WEIGHT_POSITION * h, _STD_WEIGHT_VELOCITY * h
-    std = np.stack([2 * wp, 2 * wp, np.full(k, 1e-2), 2 * wp, 10 * wv, 10 * wv, np.full(k, 1e-5), 10 * wv], axis=1)
-    return mean, _diag(std)
-
-
-def _kf_predict(mean: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One constant-velocity step for ``(k, 8)`` means and ``(k, 8, 8)`` covariances."""
-    k = len(mean)
-    h = np.maximum(mean[:, 3], _MIN_BOX_SIDE)
-    wp, wv = _STD_WEIGHT_POSITION * h, _STD_WEIGHT_VELOCITY * h
-    std = np.stack([wp, wp, np.full(k, 1e-2), wp, wv, wv, np.full(k, 1e-5), wv], axis=1)
-    return mean @ _F.T, _F @ cov @ _F.T + _diag(std)
-
-
-def _kf_update(mean: np.ndarray, cov: np.ndarray, measurement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Correct ``(k, 8)`` means and ``(k, 8, 8)`` covariances with ``(k, 4)`` xyah measurements."""
-    k = len(mean)
-    h = np.maximum(mean[:, 3], _MIN_BOX_SIDE)
-    wp = _STD_WEIGHT_POSITION * h
-    r = _diag(np.stack([wp, wp, np.full(k, 1e-1), wp], axis=1))
-    s = _H @ cov @ _H.T + r  # (k, 4, 4) innovation covariance
-    pht = cov @ _H.T  # (k, 8, 4)
-    # K = P H^T S^-1, computed as a solve because S is symmetric positive definite.
-    gain = np.swapaxes(np.linalg.solve(s, np.swapaxes(pht, 1, 2)), 1, 2)
-    innovation = measurement - mean[:, :4]
-    new_mean = mean + np.einsum("kij,kj->ki", gain, innovation)
-    new_cov = cov - gain @ s @ np.swapaxes(gain, 1, 2)
-    return new_mean, new_cov
-
-
-# ---------------------------------------------------------------------------------------------
-# Association
-# ---------------------------------------------------------------------------------------------
-
-
-def iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes: the tracker's association cost, and the benchmarks' matching rule.
-
-    Args:
-        a: ``(n, 4)`` xyxy boxes, any real dtype.
-        b: ``(m, 4)`` xyxy boxes, any real dtype.
-
-    Returns:
-        ``(n, m)`` float64 IoU in [0, 1].
-    """
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0.0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0.0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0.0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    # Degenerate (zero-area) boxes overlap nothing rather than dividing by zero.
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
-def linear_sum_assignment(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum-cost assignment of rows to columns (the Hungarian problem).
-
-    Shortest augmenting path algorithm (Crouse, 2016), as in ``scipy.optimize.linear_sum_assignment``,
-    with the inner loop vectorized, which is quick enough for the tens of faces in a frame, so the
-    tracker needs no scipy.
-
-    Args:
-        cost: ``(n, m)`` finite cost matrix.
-
-    Returns:
-        ``(rows, cols)``: two int64 arrays of length ``min(n, m)``, rows ascending, such that
-        ``cost[rows, cols].sum()`` is minimal.
-
-    Raises:
-        ValueError: If ``cost`` is not 2-D or holds non-finite values.
-    """
-    cost = np.asarray(cost, dtype=np.float64)
-    if cost.ndim != 2:
-        raise ValueError(f"cost must be a 2-D array, got shape {cost.shape}")
-    if not np.isfinite(cost).all():
-        raise ValueError("cost must hold only finite values")
-    transposed = cost.shape[0] > cost.shape[1]
-    if transposed:
-        cost = cost.T
-    n_rows, n_cols = cost.shape
-    u = np.zeros(n_rows)
-    v = np.zeros(n_cols)
-    col4row = np.full(n_rows, -1, dtype=np.int64)
-    row4col = np.full(n_cols, -1, dtype=np.int64)
-    for cur_row in range(n_rows):
-        shortest = np.full(n_cols, np.inf)
-        path = np.full(n_cols, -1, dtype=np.int64)
-        visited_rows = np.zeros(n_rows, dtype=bool)
-        visited_cols = np.zeros(n_cols, dtype=bool)
-        min_val = 0.0
-        i = cur_row
-        sink = -1
-        while sink < 0:
-            visited_rows[i] = True
-            reduced = min_val + cost[i] - u[i] - v
-            better = ~visited_cols & (reduced < shortest)
-            shortest[better] = reduced[better]
-            path[better] = i
-            candidates = np.where(visited_cols, np.inf, shortest)
-            lowest = candidates.min()
-            ties = np.flatnonzero(candidates == lowest)
-            # Among equally short paths prefer a free column: it ends the search now.
-            free = ties[row4col[ties] < 0]
-            j = int(free[0] if len(free) else ties[0])
-            min_val = float(lowest)
-            visited_cols[j] = True
-            if row4col[j] < 0:
-                sink = j
-            else:
-                i = int(row4col[j])
-        # Update the dual variables so reduced costs stay non-negative.
-        u[cur_row] += min_val
-        others = np.flatnonzero(visited_rows)
-        others = others[others != cur_row]
-        u[others] += min_val - shortest[col4row[others]]
-        v[visited_cols] -= min_val - shortest[visited_cols]
-        # Augment along the path back to cur_row.
-        j = sink
-        while True:
-            i = int(path[j])
-            row4col[j] = i
-            col4row[i], j = j, int(col4row[i])
-            if i == cur_row:
-                break
-    rows = np.arange(n_rows, dtype=np.int64)
-    if transposed:
-        order = np.argsort(col4row)
-        return col4row[order], rows[order]
-    return rows, col4row
-
-
-def _match(track_xyxy: np.ndarray, det_xyxy: np.ndarray, max_cost: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Associate tracks with detections by IoU with a minimum-cost assignment of ``1 - IoU``.
-
-    A pair can match only if the boxes overlap and ``1 - IoU <= max_cost`` (ByteTrack's
-    ``match_thresh``); requiring overlap keeps ``max_cost = 1`` from pairing disjoint boxes.
-
-    Args:
-        track_xyxy: ``(n, 4)`` predicted track boxes.
-        det_xyxy: ``(m, 4)`` detection boxes.
-        max_cost: Largest accepted ``1 - IoU``.
-
-    Returns:
-        ``(matches, unmatched_tracks, unmatched_dets)``: ``(k, 2)`` int64 pairs ``(track, det)``
-        in ascending track order, and the int64 indices left over on each side.
-    """
-    n, m = len(track_xyxy), len(det_xyxy)
-    if n == 0 or m == 0:
-        return np.empty((0, 2), np.int64), np.arange(n, dtype=np.int64), np.arange(m, dtype=np.int64)
-    iou = iou_xyxy(track_xyxy, det_xyxy)
-    cost = 1.0 - iou
-    allowed = (iou > 0.0) & (cost <= max_cost)
-    # Forbidden pairs cost more than any allowed one (all allowed costs are <= 1), so the solver
-    # first maximizes the number of allowed matches, then minimizes their cost; the forbidden
-    # pairs it still has to place in a rectangular assignment are dropped below.
-    cost = np.where(allowed, cost, 2.0)
-    rows, cols = linear_sum_assignment(cost)
-    keep = allowed[rows, cols]
-    matches = np.stack([rows[keep], cols[keep]], axis=1)
-    unmatched_tracks = np.setdiff1d(np.arange(n), matches[:, 0]).astype(np.int64)
-    unmatched_dets = np.setdiff1d(np.arange(m), matches[:, 1]).astype(np.int64)
-    return matches, unmatched_tracks, unmatched_dets
-
-
-# ---------------------------------------------------------------------------------------------
-# Tracker
-# ---------------------------------------------------------------------------------------------
 
 
 @dataclass(eq=False)  # identity equality and hashing: tracks are collected in sets
@@ -338,10 +115,13 @@ class ByteTracker:
         self._frame = 0
         self._next_id = 1
         self._ended = np.empty(0, np.int64)
+        # Ids ended by a cut before an update: reported with that update's.
+        self._ended_early: list[int] = []
 
     @property
     def ended_track_ids(self) -> np.ndarray:
-        """``(k,)`` int64 ids, ascending, of confirmed tracks removed during the latest update."""
+        """``(k,)`` int64 ids, ascending, of confirmed tracks removed during the latest update (a cut before it,
+        :meth:`end` and :meth:`restart` after it included)."""
         return self._ended.copy()
 
     @property
@@ -412,7 +192,7 @@ class ByteTracker:
 
         # 4. New tracks from the confident detections nobody claimed.
         if len(high):
-            means, covs = _kf_initiate(_xyxy_to_xyah(faces.xyxy[high]))
+            means, covs = kf_initiate(xyxy_to_xyah(faces.xyxy[high]))
             for row, mean, cov in zip(high, means, covs, strict=True):
                 track = _Track(mean, cov, _State.TENTATIVE, NO_TRACK, hits=1, last_frame=self._frame)
                 self._tracks.append(track)
@@ -431,7 +211,8 @@ class ByteTracker:
                 continue
             kept.append(track)
         self._tracks = kept
-        self._ended = np.sort(np.asarray(ended, dtype=np.int64))
+        self._ended = np.sort(np.asarray(ended + self._ended_early, dtype=np.int64))
+        self._ended_early = []
 
         # Input order makes the output deterministic and easy to line up with the detections.
         order = np.argsort(np.asarray(out_rows, dtype=np.int64), kind="stable")
@@ -465,7 +246,8 @@ class ByteTracker:
             raise TypeError(f"previous must be a Faces, got {type(previous).__name__}")
         self._frame += 1
         self._predict()
-        self._ended = np.empty(0, dtype=np.int64)
+        self._ended = np.asarray(sorted(self._ended_early), dtype=np.int64)
+        self._ended_early = []
         tracked = {t.track_id: t for t in self._tracks if t.state is _State.TRACKED}
         for track in tracked.values():
             track.last_frame = self._frame
@@ -473,12 +255,47 @@ class ByteTracker:
         faces = previous[keep]
         if not len(faces):
             return faces
-        new_xyxy = _xyah_to_xyxy(np.stack([tracked[int(i)].mean for i in faces.track_id])).astype(np.float32)
+        new_xyxy = xyah_to_xyxy(np.stack([tracked[int(i)].mean for i in faces.track_id])).astype(np.float32)
         old_centre = (faces.xyxy[:, :2] + faces.xyxy[:, 2:]) / 2
         new_centre = (new_xyxy[:, :2] + new_xyxy[:, 2:]) / 2
         scale = (new_xyxy[:, 2:] - new_xyxy[:, :2]) / np.maximum(faces.xyxy[:, 2:] - faces.xyxy[:, :2], 1e-3)
         landmarks = (faces.landmarks - old_centre[:, None]) * scale[:, None] + new_centre[:, None]
         return Faces(xyxy=new_xyxy, score=faces.score, landmarks=landmarks, track_id=faces.track_id, data=faces.data)
+
+    def cut(self) -> None:
+        """The picture was replaced (a hard cut, :mod:`stream.tracking.cuts`): every track ends now.
+
+        Boxes on either side of a cut belong to different shots, so no track may continue across it by position;
+        a person seen in both shots is re-identified by appearance (:mod:`stream.tracking.identity`). The ended
+        ids are reported by the next :meth:`update` or :meth:`coast` (``ended_track_ids``). Ids keep counting.
+        """
+        self._ended_early.extend(t.track_id for t in self._tracks if t.state is not _State.TENTATIVE)
+        self._tracks = []
+
+    def end(self, track_id: int) -> None:
+        """End one confirmed track now (e.g. its person was re-identified on another track); unknown ids are
+        ignored. Called after an update, the id is added to that update's ``ended_track_ids``."""
+        kept = [t for t in self._tracks if t.track_id != track_id or t.state is _State.TENTATIVE]
+        if len(kept) != len(self._tracks):
+            self._ended = np.sort(np.append(self._ended, np.int64(track_id)))
+            self._tracks = kept
+
+    def restart(self, track_id: int) -> int:
+        """Give a confirmed track a new id: its box moved on to another person (appearance disagrees).
+
+        The motion state stays (the box is where the detector sees the face); the old id ends, added to the latest
+        update's ``ended_track_ids`` as for :meth:`end`.
+
+        Returns:
+            The new id, or ``track_id`` itself when no confirmed track has it.
+        """
+        for track in self._tracks:
+            if track.track_id == track_id and track.state is not _State.TENTATIVE:
+                self._ended = np.sort(np.append(self._ended, np.int64(track_id)))
+                track.track_id = self._next_id
+                self._next_id += 1
+                return track.track_id
+        return int(track_id)
 
     def _predict(self) -> None:
         """Move every track one frame forward."""
@@ -489,7 +306,7 @@ class ByteTracker:
                 # As ByteTrack: a lost track keeps moving but stops growing or shrinking, so its
                 # box does not collapse or balloon over a long occlusion.
                 track.mean[7] = 0.0
-        means, covs = _kf_predict(np.stack([t.mean for t in self._tracks]), np.stack([t.cov for t in self._tracks]))
+        means, covs = kf_predict(np.stack([t.mean for t in self._tracks]), np.stack([t.cov for t in self._tracks]))
         for track, mean, cov in zip(self._tracks, means, covs, strict=True):
             track.mean, track.cov = mean, cov
 
@@ -501,14 +318,14 @@ class ByteTracker:
         Returns:
             ``_match``'s result, detection indices relative to ``rows``.
         """
-        track_xyxy = _xyah_to_xyxy(np.stack([t.mean for t in tracks])) if tracks else np.empty((0, 4), np.float64)
-        matches, left_tracks, left_dets = _match(track_xyxy, faces.xyxy[rows], max_cost)
+        track_xyxy = xyah_to_xyxy(np.stack([t.mean for t in tracks])) if tracks else np.empty((0, 4), np.float64)
+        matches, left_tracks, left_dets = match(track_xyxy, faces.xyxy[rows], max_cost)
         if len(matches):
             matched = [tracks[i] for i in matches[:, 0]]
-            means, covs = _kf_update(
+            means, covs = kf_update(
                 np.stack([t.mean for t in matched]),
                 np.stack([t.cov for t in matched]),
-                _xyxy_to_xyah(faces.xyxy[rows[matches[:, 1]]]),
+                xyxy_to_xyah(faces.xyxy[rows[matches[:, 1]]]),
             )
             for track, mean, cov in zip(matched, means, covs, strict=True):
                 track.mean, track.cov = mean, cov

@@ -1,0 +1,373 @@
+"""People, not tracks: cut detection, the tracker's cut/end/restart, appearance refusal and re-identification,
+the track book's merge, totals counted by person, and the face checks before classification.
+
+The identity logic is driven frame by frame with real ``ByteTracker`` and ``TrackBook`` objects and embeddings
+given as arrays (the stage takes embeddings, not a model); the embedding model itself runs on real faces in
+``tests/export/test_dlib_face.py`` and end to end in ``tests/bench/test_identity.py``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from stream.analytics import Totals, track_record
+from stream.plausible import landmarks_in_face_order, plausible_faces, stacked_on_a_face
+from stream.scheduler import Scheduler
+from stream.sinks.events import face_records
+from stream.trackbook import TrackBook
+from stream.tracking import ByteTracker
+from stream.tracking.cuts import CutDetector
+from stream.tracking.identity import Identities
+from stream.types import AGE_GROUP_PROBS, AGE_YEARS, P_FEMALE, PERSON_ID, PLAUSIBLE, SHOWN_GROUP, Faces
+from tests.conftest import shared_file
+
+# Landmarks as fractions of a face box: eyes, nose, mouth corners in a face's order.
+FACE_POINTS = np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]], np.float32)
+
+
+def faces_at(*boxes: tuple[float, float, float, float], scores: tuple[float, ...] | None = None,
+             points: np.ndarray = FACE_POINTS) -> Faces:
+    xyxy = np.array(boxes, np.float32).reshape(-1, 4)
+    wh = xyxy[:, 2:] - xyxy[:, :2]
+    landmarks = xyxy[:, None, :2] + points[None] * wh[:, None, :]
+    score = np.array(scores if scores is not None else [0.9] * len(xyxy), np.float32)
+    return Faces(xyxy=xyxy, score=score, landmarks=landmarks)
+
+
+def unit(seed: int, dim: int = 128) -> np.ndarray:
+    """A random direction scaled to dlib's descriptor norm scale (distances between two such are ~1.4 * 0.7)."""
+    v = np.random.default_rng(seed).normal(size=dim)
+    return (0.7 * v / np.linalg.norm(v)).astype(np.float32)
+
+
+def near(base: np.ndarray, distance: float, seed: int) -> np.ndarray:
+    """``base`` moved by exactly ``distance`` in a random direction."""
+    step = np.random.default_rng(1000 + seed).normal(size=base.shape)
+    return (base + distance * step / np.linalg.norm(step)).astype(np.float32)
+
+
+def observation(group: int = 3, p_female: float = 0.9, age: float = 34.0) -> dict[str, np.ndarray]:
+    probs = np.full(8, 0.3 / 7, np.float32)
+    probs[group] = 0.7
+    return {AGE_GROUP_PROBS: probs[None], AGE_YEARS: np.array([age], np.float32),
+            P_FEMALE: np.array([p_female], np.float32)}
+
+
+# ----------------------------------------------------------------------------------------------------- cuts
+
+
+def _frames(clip: str, indices: tuple[int, ...]) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(shared_file("videos", clip)))
+    frames = []
+    for index in indices:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, image = capture.read()
+        assert ok
+        frames.append(cv2.resize(image, (640, 360)))
+    capture.release()
+    return frames
+
+
+def test_cut_detector_sees_cuts_between_real_clips_and_none_within_them():
+    detector = CutDetector(0.3, 0.15)
+    crowd = _frames("crowd_1080p.mp4", (0, 1, 2, 3))
+    woman = _frames("woman_1280x720.mp4", (0, 1))
+    verdicts = [detector.is_cut(image) for image in [*crowd, *woman, crowd[0]]]
+    assert verdicts == [False, False, False, False, True, False, True]
+    assert 0.0 <= detector.last_histogram_change <= 1.0 and 0.0 <= detector.last_difference <= 1.0
+
+
+def test_cut_detector_first_frame_size_change_and_off_switch():
+    detector = CutDetector(0.3, 0.15)
+    image = np.full((90, 160, 3), 100, np.uint8)
+    assert not detector.is_cut(image)
+    assert detector.is_cut(np.full((180, 320, 3), 100, np.uint8))  # another stream size: a new picture
+    off = CutDetector(1.0, 1.0)
+    assert not off.enabled
+    assert not off.is_cut(image) and not off.is_cut(255 - image)
+
+
+# -------------------------------------------------------------------------------------- tracker cut/end/restart
+
+
+def test_tracker_cut_ends_every_track_and_new_ids_follow():
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    box = (100, 100, 160, 160)
+    assert tracker.update(faces_at(box)).track_id.tolist() == [1]
+    tracker.cut()
+    out = tracker.update(faces_at(box))  # the same place after the cut: another shot, another track
+    assert out.track_id.tolist() == [2]
+    assert tracker.ended_track_ids.tolist() == [1]
+    assert tracker.update(faces_at(box)).track_id.tolist() == [2]
+    assert tracker.ended_track_ids.tolist() == []
+
+
+def test_tracker_end_and_restart_report_the_old_id_at_once():
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    out = tracker.update(faces_at((0, 0, 50, 50), (200, 0, 250, 50)))
+    assert out.track_id.tolist() == [1, 2]
+    assert tracker.restart(1) == 3
+    tracker.end(2)
+    tracker.end(99)  # unknown: ignored
+    assert tracker.ended_track_ids.tolist() == [1, 2]
+    assert tracker.restart(42) == 42
+    out = tracker.update(faces_at((2, 0, 52, 50), (200, 0, 250, 50)))
+    assert out.track_id.tolist() == [3, 4]  # the restarted box carries on as 3; the ended one starts over
+
+
+# --------------------------------------------------------------------------------------------- identities
+
+
+class Stream:
+    """A tracker, book and identity stage driven like the pipeline does, with embeddings given per frame."""
+
+    def __init__(self, **settings) -> None:
+        self.tracker = ByteTracker(minimum_consecutive_frames=1)
+        self.book = TrackBook(min_observations=2)
+        self.identities = Identities(embedding_model="none", **settings)
+        self.t = 0.0
+        self.records: list[dict] = []
+        self.totals = Totals()
+
+    def frame(self, boxes: list[tuple], embeddings: list[np.ndarray | None], obs: dict | None = None) -> Faces:
+        self.t += 0.1
+        faces = self.identities.label(self.tracker.update(faces_at(*boxes) if boxes else Faces.empty()), self.t)
+        self.book.observe_presence(faces, round(self.t * 10))
+        rows = np.array([i for i, e in enumerate(embeddings) if e is not None], np.int64)
+        swallowed = []
+        if len(rows):
+            faces, swallowed = self.identities.observe(faces, rows, np.stack([embeddings[i] for i in rows]), self.t,
+                                                       self.tracker, self.book)
+            for row in rows:
+                self.book.add(faces[int(row)], obs or observation(), round(self.t * 10))
+        records = [track_record(t, e, 10.0, self.identities.person_of(t)) for t, e in swallowed]
+        ended = self.book.forget(self.tracker.ended_track_ids)
+        persons = self.identities.end_tracks([*ended, *((int(t), None) for t in self.tracker.ended_track_ids)],
+                                             self.t)
+        records += [track_record(t, e, 10.0, persons.get(t)) for t, e in ended]
+        for record in records:
+            self.totals.add(record)
+        self.records += records
+        return self.book.annotate(faces)
+
+
+def test_a_track_whose_face_becomes_another_person_is_restarted():
+    stream = Stream(reject_distance=0.6)
+    alice, bob = unit(1), unit(2)
+    box = (100, 100, 200, 200)
+    for k in range(3):
+        out = stream.frame([box], [near(alice, 0.2, k)])
+    assert out.track_id.tolist() == [1] and out.data[PERSON_ID].tolist() == [1]
+    out = stream.frame([box], [near(bob, 0.1, 9)])  # same box, another face: no IoU tracker would notice
+    assert out.track_id.tolist() == [2]
+    assert out.data[PERSON_ID].tolist() == [2]
+    assert stream.identities.stats.refused == 1
+    assert [(r["track_id"], r["person_id"]) for r in stream.records] == [(1, 1)]
+    assert out.data[SHOWN_GROUP].tolist() == [-1]  # Bob's label starts over, Alice's evidence ended with her track
+
+
+def test_a_face_within_the_reject_distance_keeps_its_track():
+    stream = Stream(reject_distance=0.6)
+    alice = unit(1)
+    box = (100, 100, 200, 200)
+    for k in range(6):
+        out = stream.frame([box], [near(alice, 0.4, k)])
+    assert out.track_id.tolist() == [1] and stream.identities.stats.refused == 0
+
+
+def test_a_person_who_comes_back_after_a_cut_is_reidentified_with_their_label():
+    stream = Stream()
+    alice, bob = unit(1), unit(2)
+    for k in range(4):
+        out = stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, k)], observation(group=3))
+    assert out.data[SHOWN_GROUP].tolist() == [3]
+    stream.tracker.cut()
+    out = stream.frame([(300, 100, 400, 200)], [near(bob, 0.1, 10)], observation(group=6))
+    assert out.data[PERSON_ID].tolist() == [2]
+    stream.tracker.cut()
+    out = stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, 20)], observation(group=6))
+    assert out.track_id.tolist() == [3]
+    assert out.data[PERSON_ID].tolist() == [1]  # Alice again
+    assert out.data[SHOWN_GROUP].tolist() == [3]  # her label carries on (5 observations merged, 1 new)
+    assert stream.book.tracks[3].n_obs == 5
+    assert stream.identities.stats.reidentified == 1
+
+
+def test_a_stranger_is_not_taken_for_someone_and_nobody_visible_is_a_candidate():
+    stream = Stream()
+    alice, bob = unit(1), unit(2)
+    for k in range(4):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, k)])
+    # Alice still visible: a second face as close to her as can be is not her (one person, one place).
+    out = stream.frame([(100, 100, 200, 200), (400, 100, 500, 200)], [near(alice, 0.1, 5), near(alice, 0.05, 6)])
+    assert out.data[PERSON_ID].tolist() == [1, 2]
+    stream.tracker.cut()
+    out = stream.frame([(100, 100, 200, 200)], [near(bob, 0.1, 7)])
+    assert out.data[PERSON_ID].tolist() == [3]
+
+
+def test_the_reidentification_horizon():
+    stream = Stream(reid_horizon_s=1.0)
+    alice = unit(1)
+    for k in range(4):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, k)])
+    stream.tracker.cut()
+    for _ in range(15):  # 1.5 s with nobody
+        stream.frame([], [])
+    out = stream.frame([(100, 100, 200, 200)], [near(alice, 0.05, 9)])
+    assert out.data[PERSON_ID].tolist() == [2]
+
+
+def test_a_lost_track_still_held_by_the_tracker_is_merged_and_ended():
+    stream = Stream()
+    alice = unit(1)
+    for k in range(4):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, k)])
+    stream.frame([], [])  # lost, still held by the tracker
+    out = stream.frame([(600, 300, 700, 400)], [near(alice, 0.1, 9)])  # back elsewhere: no IoU match
+    assert out.track_id.tolist() == [2] and out.data[PERSON_ID].tolist() == [1]
+    assert 1 not in stream.tracker.active_track_ids.tolist()
+    assert [(r["track_id"], r["person_id"]) for r in stream.records] == [(1, 1)]
+    assert stream.book.tracks[2].n_obs == 5
+
+
+def test_totals_count_people_and_merged_tracks():
+    stream = Stream()
+    alice, bob = unit(1), unit(2)
+    for k in range(3):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, k)], observation(group=3))
+    stream.tracker.cut()
+    for k in range(3):
+        stream.frame([(100, 100, 200, 200)], [near(bob, 0.1, 10 + k)], observation(group=5, p_female=0.1))
+    stream.tracker.cut()
+    for k in range(3):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.1, 20 + k)], observation(group=3))
+    stream.tracker.cut()
+    stream.frame([], [])
+    totals = stream.totals.as_dict()
+    assert totals["tracks"] == 3 and totals["people"] == 2 and totals["merged_tracks"] == 1
+    assert totals["labelled_people"] == 2
+    assert totals["by_age_group"]["31-40"] == 1 and totals["by_age_group"]["56-65"] == 1
+    assert totals["by_gender"] == {"female": 1, "male": 1}
+
+
+def test_totals_without_person_ids_count_each_record():
+    totals = Totals()
+    for track_id in (1, 2):
+        totals.add({"track_id": track_id, "age_group": "21-30", "gender": "male"})
+    assert totals.as_dict()["people"] == 2 and totals.as_dict()["merged_tracks"] == 0
+
+
+def test_events_carry_the_person_id():
+    stream = Stream()
+    out = stream.frame([(100, 100, 200, 200)], [unit(1)])
+    records = face_records(out)
+    assert records[0]["track_id"] == 1 and records[0]["person_id"] == 1
+    assert face_records(faces_at((0, 0, 10, 10)))[0]["person_id"] is None
+
+
+def test_identity_settings_are_checked():
+    with pytest.raises(ValueError, match="reid_distance must be <= reject_distance"):
+        Identities(reid_distance=0.7, reject_distance=0.6)
+    with pytest.raises(ValueError, match="identity.reid_horizon_s"):
+        Identities(reid_horizon_s=-1.0)
+    with pytest.raises(TypeError, match="unknown identity setting"):
+        Identities(horizon=3)
+
+
+# ------------------------------------------------------------------------------------------------ merge
+
+
+def test_trackbook_merge_folds_an_ended_tracks_evidence_into_a_new_one():
+    book = TrackBook(min_observations=3, max_observations=4)
+    old = faces_at((0, 0, 50, 50))
+    old = Faces(old.xyxy, old.score, old.landmarks, np.array([1]))
+    for frame in range(3):
+        book.add(old, observation(group=2), frame)
+    (_, estimate), = book.forget([1])
+    new = Faces(old.xyxy, old.score, old.landmarks, np.array([5]))
+    book.add(new, observation(group=2), 10)
+    assert book.merge(estimate, 5) is estimate
+    track = book.tracks[5]
+    assert track.n_obs == 4 and track.first_frame == 0 and track.shown_group == 2
+    assert len(track.weights) == 4
+    book.add(new, observation(group=2), 11)
+    assert len(track.group_probs) == 4  # the window still keeps the most recent max_observations
+    assert book.merge(99, 5) is None  # an id the book does not hold: nothing changes
+    assert book.tracks[5].n_obs == 5
+
+
+# --------------------------------------------------------------------------------------- face checks
+
+
+def test_a_box_stacked_on_a_more_confident_face_is_not_plausible():
+    face = (100, 100, 160, 170)
+    head_top = (95, 60, 165, 125)  # above it, overlapping its top, less confident
+    faces = faces_at(face, head_top, (400, 100, 460, 170), scores=(0.9, 0.5, 0.8))
+    assert stacked_on_a_face(faces).tolist() == [False, True, False]
+    # The same boxes with the scores swapped: the face is not "on top" of the lower, weaker box.
+    assert stacked_on_a_face(faces_at(face, head_top, scores=(0.5, 0.9))).tolist() == [False, False]
+
+
+@pytest.mark.parametrize(
+    ("points", "expected"),
+    [
+        (FACE_POINTS, True),
+        # A face rolled by 90 degrees is still in a face's order in its eye line's frame.
+        (np.array([[0.7, 0.3], [0.7, 0.7], [0.46, 0.5], [0.3, 0.35], [0.3, 0.65]], np.float32), True),
+        # Nose and mouth squeezed against the eyes (a pattern).
+        (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.45], [0.35, 0.5], [0.65, 0.5]], np.float32), False),
+        # Mouth above the nose.
+        (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.8], [0.35, 0.6], [0.65, 0.6]], np.float32), False),
+        # No landmarks: nothing to judge.
+        (np.full((5, 2), np.nan, np.float32), True),
+    ],
+)
+def test_landmarks_in_face_order(points, expected):
+    assert landmarks_in_face_order(faces_at((0, 0, 100, 100), points=points)).tolist() == [expected]
+
+
+def test_scheduler_never_classifies_a_track_that_is_mostly_implausible():
+    scheduler = Scheduler(min_face_size=0, warmup_interval_frames=1)
+    book = TrackBook()
+    face, head_top = (100, 100, 160, 170), (95, 60, 165, 125)
+    chosen_head = []
+    for frame in range(6):
+        boxes = [face, head_top] if frame < 4 else [head_top]  # the face is missed on the last two frames
+        scores = (0.9, 0.5) if frame < 4 else (0.5,)
+        marked = scheduler.mark(faces_at(*boxes, scores=scores))
+        faces = Faces(marked.xyxy, marked.score, marked.landmarks, np.array([1, 2][:len(boxes)]) if frame < 4
+                      else np.array([2]), marked.data)
+        chosen = scheduler.select(faces, book, frame, 5)
+        chosen_head.append(bool(chosen[list(faces.track_id).index(2)]))
+    assert chosen_head == [False] * 6
+    assert PLAUSIBLE in faces.data
+    assert plausible_faces(faces_at(head_top, scores=(0.5,))).tolist() == [True]  # alone it would pass
+    off = Scheduler(min_face_size=0, check_faces=False)
+    assert PLAUSIBLE not in off.mark(faces_at(face, head_top, scores=(0.9, 0.5))).data
+
+
+# ------------------------------------------------------------------------------------------- pipeline
+
+
+def test_without_the_embedding_file_the_pipeline_warns_and_runs_on_cuts_alone(
+        config, default_detector, default_classifiers, tmp_path, monkeypatch, caplog):
+    from stream.pipeline import Pipeline
+    from stream.types import Frame
+
+    monkeypatch.setenv("STREAM_MODELS_DIR", str(tmp_path))  # an empty cache: the export was never made
+    with caplog.at_level("WARNING", logger="stream.pipeline"):
+        pipeline = Pipeline(config, detector=default_detector, classifiers=default_classifiers)
+    assert pipeline.identities.embedder is None
+    assert "appearance is off" in caplog.text and "python -m export.dlib_face" in caplog.text
+    woman, = _frames("woman_1280x720.mp4", (0,))
+    man, = _frames("talking_man_512.mp4", (0,))
+    tracks = []
+    for index, image in enumerate([woman, woman, woman, man, man, man]):
+        faces, _ = pipeline.process(Frame(index, index / 25, image))
+        assert PERSON_ID in faces.data
+        tracks.append(faces.track_id.tolist())
+    assert tracks[2] == [1] and tracks[-1] == [2]  # the cut ended the woman's track; the man is another one
+    assert pipeline.identities.stats.cuts == 1
