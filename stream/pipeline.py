@@ -196,7 +196,9 @@ class Pipeline:
         timer = self.timer
         book = self.book
         start = time.perf_counter()
-        if self.identities.is_cut(frame.image):
+        # A live frame that nobody sees between detections may come without pixels (stream.cameras); cuts are then
+        # judged on the next frame that has them.
+        if frame.image.size and self.identities.is_cut(frame.image):
             # A new shot: every track ends (none may run on into it by position), and this frame is detected even
             # if it was due to be skipped.
             self.tracker.cut()
