@@ -76,3 +76,31 @@ def test_intervals_grow_as_tracks_settle():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Scheduler(**kwargs)
+
+
+def _observe(book, track_id, frames, confidence, size=64):
+    face = tracked([size], ids=[track_id])
+    for frame in frames:
+        classify(book, face, np.array([True]), frame, confidence)
+
+
+def test_budget_smaller_than_the_due_faces_follows_the_priority_order():
+    """With a budget of k, exactly the first k of the documented order are chosen, for every k: tracks never
+    classified first (bigger faces first), then tracks still without a label, then labelled tracks by urgency
+    (least certain and most overdue first, bigger faces breaking ties); faces not due or too small never."""
+    book = TrackBook(min_observations=2)
+    _observe(book, 4, [29], 0.9)  # one observation of two: no label yet, due every frame (warmup 1)
+    _observe(book, 1, [9, 10], 0.9)  # labelled; 20 frames since, interval 10: overdue x2, sure
+    _observe(book, 5, [9, 10], 0.9)  # the same as 1 on a bigger face
+    _observe(book, 2, [9, 10], 0.4)  # labelled, as overdue as 1 but unsure
+    _observe(book, 3, [4, 5], 0.9)  # labelled, sure, 25 frames since: more overdue than 1
+    _observe(book, 6, [24, 25], 0.4)  # labelled, only 5 frames since: not due
+    ids = [1, 2, 3, 4, 5, 6, 10, 11, 12]
+    sizes = [60, 40, 45, 70, 150, 200, 50, 120, 10]  # 10 and 11 are new; 12 is new but too small
+    faces = tracked(sizes, ids=ids)
+    expected = [11, 10, 4, 2, 3, 5, 1]
+    for budget in range(1, len(expected) + 2):
+        sched = Scheduler(max_faces_per_frame=budget, min_face_size=32, warmup_interval_frames=1,
+                          refresh_interval_frames=10, settled_observations=100)
+        chosen = sched.select(faces, book, 30, 2)
+        assert sorted(faces.track_id[chosen].tolist()) == sorted(expected[:budget]), f"budget {budget}"
