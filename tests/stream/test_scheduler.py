@@ -104,3 +104,31 @@ def test_budget_smaller_than_the_due_faces_follows_the_priority_order():
                           refresh_interval_frames=10, settled_observations=100)
         chosen = sched.select(faces, book, 30, 2)
         assert sorted(faces.track_id[chosen].tolist()) == sorted(expected[:budget]), f"budget {budget}"
+
+
+def test_eligibility_bounds_are_inclusive_and_one_missing_landmark_excludes():
+    faces = tracked([32, 31, 32, 32], scores=np.array([0.5, 0.9, 0.49, 0.9]))
+    faces.landmarks[3, 2, 0] = np.nan  # one coordinate of one landmark: no chip can be aligned
+    sched = Scheduler(min_face_size=32, min_score=0.5)
+    assert sched.eligible(faces).tolist() == [True, False, False, False]
+
+
+def test_a_track_classified_on_frame_zero_waits_its_interval():
+    book = TrackBook(min_observations=3)
+    sched = Scheduler(warmup_interval_frames=5)
+    face = tracked([100])
+    assert sched.select(face, book, 0, 3).tolist() == [True]
+    classify(book, face, np.array([True]), 0)
+    assert [frame for frame in range(1, 11) if sched.select(face, book, frame, 3)[0]] == [5, 6, 7, 8, 9, 10]
+
+
+def test_overdue_is_measured_in_intervals_across_refresh_and_settled_tracks():
+    """A settled track (interval 50) 60 frames after its last look is 1.2 intervals overdue; a refreshing one
+    (interval 10) 15 frames after is 1.5: the refreshing one goes first, at equal certainty."""
+    book = TrackBook(min_observations=2)
+    _observe(book, 1, [37, 38, 39, 40], 0.9)  # 4 observations: settled
+    _observe(book, 2, [83, 85], 0.9)  # 2 observations: labelled, refreshing
+    sched = Scheduler(max_faces_per_frame=1, warmup_interval_frames=1, refresh_interval_frames=10,
+                      settled_observations=4, settled_interval_frames=50)
+    faces = tracked([100, 100], ids=[1, 2])
+    assert faces.track_id[sched.select(faces, book, 100, 2)].tolist() == [2]
