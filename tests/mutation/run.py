@@ -138,11 +138,11 @@ def _skipped_nodes(tree: ast.AST) -> set[int]:
             mark(node)
         elif isinstance(node, ast.Raise):
             mark(node.exc)  # the message; dropping the raise itself is a mutant
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            mark(node)
-        elif isinstance(node, (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal)):
-            mark(node)
-        elif isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+        elif (
+            (isinstance(node, ast.Constant) and isinstance(node.value, str))
+            or isinstance(node, (ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal))
+            or (isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        ):
             mark(node)
     return skip
 
