@@ -88,7 +88,7 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_switch_after_needs_a_persistent_challenger():
-    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_after=3)
+    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_after=3, switch_confidence=0.0)
     face = faces_with_ids(1)
     book.add(face, obs(3, 0.5, 35, confidence=0.9), 0)
     shown = []
@@ -100,7 +100,7 @@ def test_switch_after_needs_a_persistent_challenger():
 
 
 def test_gender_hysteresis():
-    book = TrackBook(min_observations=1, max_observations=1, gender_margin=0.2)
+    book = TrackBook(min_observations=1, max_observations=1, gender_margin=0.2, switch_confidence=0.0)
     face = faces_with_ids(1)
     shown = []
     for frame, p in enumerate([0.7, 0.45, 0.55, 0.35, 0.58, 0.65]):
@@ -122,7 +122,7 @@ def test_switch_confidence_blocks_a_lead_built_on_scattered_frames():
     # Group 3 first, then frames alternating 4, 4, 4, 3: group 4 comes to lead by > 0.1 in the mean, but the
     # per-frame leads scatter between +0.8 and -0.8, so a 2-standard-error test holds the label...
     scattered = [3, 3, 3] + [4, 4, 4, 3] * 3
-    plain = _shown_after(TrackBook(min_observations=3, switch_margin=0.1), scattered)
+    plain = _shown_after(TrackBook(min_observations=3, switch_margin=0.1, switch_confidence=0.0), scattered)
     tested = _shown_after(TrackBook(min_observations=3, switch_margin=0.1, switch_confidence=2.0), scattered)
     assert plain[-1] == 4
     assert set(tested[2:]) == {3}
@@ -140,7 +140,7 @@ def test_switch_confidence_guards_gender_flips():
         book.add(face, obs(2, p, 25), frame)
         shown.append(int(book.annotate(face).data["shown_female"][0]))
     assert shown[1:] == [0] * 7
-    plain = TrackBook(min_observations=2, gender_margin=0.2)
+    plain = TrackBook(min_observations=2, gender_margin=0.2, switch_confidence=0.0)
     flips = []
     for frame, p in enumerate([0.3, 0.3, 0.99, 0.99, 0.05, 0.99, 0.99, 0.2]):
         plain.add(face, obs(2, p, 25), frame)
