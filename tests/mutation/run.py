@@ -61,7 +61,8 @@ class Target:
 TARGETS: dict[str, Target] = {
     "scheduler": Target("stream/scheduler.py", ("tests/stream/test_scheduler.py",)),
     "tracking": Target("stream/tracking.py", ("tests/stream/test_tracking.py",)),
-    "trackbook": Target("stream/trackbook.py", ("tests/stream/test_trackbook.py",)),
+    "trackbook": Target("stream/trackbook.py", ("tests/stream/test_trackbook.py",
+                                                   "tests/stream/test_trackbook_fusion.py")),
     "align": Target("stream/align.py", ("tests/stream/test_align.py",)),
     "yunet": Target("stream/detectors/yunet.py", ("tests/stream/test_detector_parity.py",
                                                    "tests/stream/test_detectors.py")),

@@ -1,0 +1,85 @@
+"""TrackBook rules stated in its docstring and config, beyond tests/stream/test_trackbook.py: the label appears at
+exactly ``min_observations`` observations, and ``fusion: geometric`` is the renormalised weighted geometric mean
+(the product of experts, floored at 1e-4 per group so one near-zero cannot veto a group for good)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stream.config import load_config, replace
+from stream.trackbook import TrackBook
+from stream.types import AGE_GROUP_PROBS, AGE_YEARS, LABEL_READY, N_OBS, P_FEMALE, SHOWN_GROUP, Faces
+
+
+def face(track_id: int = 1) -> Faces:
+    return Faces(xyxy=np.array([[0, 0, 50, 50]], np.float32), score=np.ones(1), landmarks=np.zeros((1, 5, 2)),
+                 track_id=np.array([track_id]))
+
+
+def observation(probs, p_female: float = 0.8, age: float = 30.0) -> dict[str, np.ndarray]:
+    return {AGE_GROUP_PROBS: np.asarray(probs, np.float32)[None], AGE_YEARS: np.array([age], np.float32),
+            P_FEMALE: np.array([p_female], np.float32)}
+
+
+def peaked(group: int, confidence: float) -> np.ndarray:
+    probs = np.full(8, (1 - confidence) / 7)
+    probs[group] = confidence
+    return probs
+
+
+@pytest.mark.parametrize("min_observations", [1, 2, 3, 5])
+def test_label_appears_exactly_at_min_observations(min_observations):
+    book = TrackBook(min_observations=min_observations, max_observations=8)
+    ready = []
+    for frame in range(min_observations + 2):
+        book.add(face(), observation(peaked(3, 0.8)), frame)
+        out = book.annotate(face())
+        ready.append(bool(out.data[LABEL_READY][0]))
+        assert out.data[N_OBS][0] == frame + 1
+        assert (out.data[SHOWN_GROUP][0] == 3) == ready[-1]
+        assert np.isfinite(out.data[P_FEMALE][0]) == ready[-1]
+    assert ready == [False] * (min_observations - 1) + [True] * 3
+
+
+def test_geometric_fusion_is_the_renormalised_weighted_geometric_mean():
+    observations = [peaked(3, 0.6), peaked(3, 0.9), peaked(2, 0.5)]
+    weights = np.array([1.0, 3.0, 0.5])
+    book = TrackBook(min_observations=1, fusion="geometric")
+    mean_book = TrackBook(min_observations=1, fusion="mean")
+    for frame, (probs, weight) in enumerate(zip(observations, weights)):
+        book.add(face(), observation(probs), frame, weights=np.array([weight]))
+        mean_book.add(face(), observation(probs), frame, weights=np.array([weight]))
+    logs = np.log(np.stack(observations))
+    expected = np.exp((logs * weights[:, None]).sum(0) / weights.sum())
+    expected /= expected.sum()
+    fused = book.annotate(face()).data[AGE_GROUP_PROBS][0]
+    np.testing.assert_allclose(fused, expected, rtol=1e-5)
+    mean = mean_book.annotate(face()).data[AGE_GROUP_PROBS][0]
+    np.testing.assert_allclose(mean, (np.stack(observations) * weights[:, None]).sum(0) / weights.sum(), rtol=1e-5)
+    assert fused[3] > mean[3]  # agreeing evidence sharpens the product of experts more than the mean
+    # Age and gender are fused by the weighted mean either way.
+    assert book.annotate(face()).data[P_FEMALE][0] == pytest.approx(0.8)
+
+
+def test_geometric_fusion_floors_a_zero_so_one_frame_cannot_veto_a_group():
+    book = TrackBook(min_observations=1, fusion="geometric", switch_margin=0.0, switch_confidence=0.0)
+    vetoing = peaked(2, 0.99)
+    vetoing[3] = 0.0
+    vetoing /= vetoing.sum()
+    for frame in range(6):
+        book.add(face(), observation(peaked(3, 0.9)), frame)
+    book.add(face(), observation(vetoing), 6)
+    fused = book.annotate(face()).data[AGE_GROUP_PROBS][0]
+    logs = np.log(np.maximum(np.stack([peaked(3, 0.9)] * 6 + [vetoing]), 1e-4))
+    expected = np.exp(logs.mean(0))
+    np.testing.assert_allclose(fused, expected / expected.sum(), rtol=1e-5)
+    assert fused.argmax() == 3 and book.annotate(face()).data[SHOWN_GROUP][0] == 3
+
+
+def test_fusion_is_chosen_in_the_trackbook_section():
+    config = load_config()
+    assert config.trackbook.fusion == "mean"
+    assert TrackBook(replace(config, "trackbook", fusion="geometric").trackbook).fusion == "geometric"
+    with pytest.raises(ValueError, match="fusion"):
+        replace(config, "trackbook", fusion="median")
