@@ -51,10 +51,7 @@ from stream.tracking import iou_xyxy, linear_sum_assignment
 from stream.types import (
     AGE_GROUPS,
     AGE_YEARS,
-    LABEL_READY,
     P_FEMALE,
-    SHOWN_FEMALE,
-    SHOWN_GROUP,
     Faces,
     Frame,
     age_group_index,
@@ -330,7 +327,6 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
         classifiers: Share these classifiers instead of building them.
         max_frames: Stop after this many frames.
     """
-    from stream.config import as_kwargs
     from stream.pipeline import Pipeline
     from stream.sources import open_source
     from stream.trackbook import TrackBook
@@ -354,7 +350,7 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
             super().add(faces, estimates, frame_index, weights)
 
     pipeline = Pipeline(config, detector=detector, classifiers=classifiers)
-    pipeline.book = RecordingBook(**as_kwargs(config.trackbook))
+    pipeline.book = RecordingBook(config.trackbook)
     start = time.perf_counter()
     with open_source(source) as frames:
         trace.fps = float(frames.fps or 25.0)
@@ -363,18 +359,25 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
             if max_frames is not None and len(trace.frames) >= max_frames:
                 break
             faces, _ = pipeline.process(frame)
-            ready = faces.data[LABEL_READY]
-            gender = np.where(ready, faces.data[SHOWN_FEMALE], -1).astype(np.int8)
-            trace.frames.append({
-                "track_id": faces.track_id.copy(),
-                "xyxy": faces.xyxy.copy(),
-                "shown_group": np.where(ready, faces.data[SHOWN_GROUP], -1).astype(np.int32),
-                "shown_gender": gender,
-                "age": np.where(ready, faces.data[AGE_YEARS], np.nan).astype(np.float32),
-            })
+            group, gender, age = shown_arrays(faces)
+            trace.frames.append({"track_id": faces.track_id.copy(), "xyxy": faces.xyxy.copy(),
+                                 "shown_group": group, "shown_gender": gender, "age": age})
     pipeline.finish()
     trace.seconds = time.perf_counter() - start
     return trace
+
+
+def shown_arrays(faces: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the product shows for each face (:func:`stream.labels.face_labels`, the one rule), as arrays:
+    ``(n,)`` int32 group index (-1 none), ``(n,)`` int8 gender (1 female, 0 male, -1 none), ``(n,)`` float32 years.
+    """
+    from stream.labels import FEMALE, face_labels
+
+    labels = face_labels(faces)
+    group = np.array([AGE_GROUPS.index(x.age_group) if x.age_group else -1 for x in labels], np.int32)
+    gender = np.array([-1 if x.gender is None else int(x.gender == FEMALE) for x in labels], np.int8)
+    age = np.array([np.nan if x.age is None or x.age_group is None else x.age for x in labels], np.float32)
+    return group, gender, age
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -596,15 +599,15 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
         face = synth.load_face(root / track["file"])
         canvas, offset = synth.reference_canvas(face.image)
         faces = pipeline.process_still(Frame(0, 0.0, canvas))
-        ready = faces.data[LABEL_READY]
-        if not ready.any():
+        group, gender, _ = shown_arrays(faces)
+        if not (group >= 0).any():
             continue
         iou = iou_xyxy(face.face_xyxy[None] + offset, faces.xyxy)[0]
-        iou[~ready] = -1
+        iou[group < 0] = -1
         best = int(np.argmax(iou))
         if iou[best] < IOU_THRESHOLD:
             continue
-        out[track["track_id"]] = (int(faces.data[SHOWN_GROUP][best]), int(faces.data[P_FEMALE][best] >= 0.5))
+        out[track["track_id"]] = (int(group[best]), int(gender[best]))
     return out
 
 

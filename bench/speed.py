@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 
-from stream.config import as_kwargs
 from stream.pipeline import STAGES, Pipeline, run
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
@@ -165,7 +164,7 @@ def make_pipeline(config: Any, *, detector: Any, classifiers: Any, classify_all:
     """The product's :class:`~stream.pipeline.Pipeline`, with :class:`EveryFaceScheduler` if ``classify_all``."""
     pipeline = Pipeline(config, detector=detector, classifiers=classifiers)
     if classify_all:
-        pipeline.scheduler = EveryFaceScheduler(**as_kwargs(config.scheduler))
+        pipeline.scheduler = EveryFaceScheduler(config.scheduler)
     return pipeline
 
 

@@ -21,8 +21,9 @@ def _local_dirs(config_path: str | None) -> list[str]:
 
 
 #: The default pipeline's models: the classifier pair, YuNet (``detector.name: auto``'s choice on a machine
-#: without the dynamic-input YuNet) and RetinaFace (auto's fallback when YuNet cannot be had).
-DEFAULT_FETCH = ("cydral_age", "cydral_gender", "yunet", "retinaface")
+#: without the dynamic-input YuNet) and RetinaFace (auto's fallback when YuNet cannot be had), and the photo
+#: of the built-in demo source.
+DEFAULT_FETCH = ("cydral_age", "cydral_gender", "yunet", "retinaface", "demo_astronaut")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 # "detector_stage": a network that is one part of a multi-network detector (MTCNN's R-Net and O-Net);
 # it is fetched and verified like any model but is not a detector of its own.
 #: "face_descriptor": a network used only in training (a teacher / backbone), never by the stream.
-TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage", "face_descriptor")
+#: "sample": not a model but media the product ships by reference (the demo source's photo), fetched and verified
+#: like the models so a bare machine can run the README's first command.
+TASKS = ("face_detector", "age", "gender", "age_gender", "age_group", "detector_stage", "face_descriptor", "sample")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,25 @@ _CYDRAL_PROVENANCE = (
 )
 
 _MODELS: tuple[ModelSpec, ...] = (
+    ModelSpec(
+        name="demo_astronaut",
+        task="sample",
+        family="image",
+        file_name="demo_astronaut.png",
+        sha256="88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+        sources=(PyPIWheel("scikit-image==0.26.0", "skimage/data/astronaut.png"),),
+        input_size=(512, 512),
+        color="RGB",
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        alignment="",
+        outputs="a 512x512 RGB photo with one face: the demo source (`--source demo`) moves a camera over it",
+        licence="public domain (NASA)",
+        commercial_use=True,
+        provenance="NASA portrait of astronaut Eileen Collins (NASA Great Images, 'no known copyright "
+        "restrictions, released into the public domain'), shipped as astronaut.png in the scikit-image 0.26.0 "
+        "wheel (BSD-3-Clause package)",
+    ),
     ModelSpec(
         name="yunet",
         task="face_detector",

@@ -35,11 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect, track and label every face with a smoothed age group, age and gender.",
         epilog="Exit codes: 0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM. Models: `python -m models list`.",
     )
-    parser.add_argument("--source", required=True,
-                        help="webcam index (0), rtsp:// or http(s):// URL, video file, image file or folder of images")
+    parser.add_argument("--source", default="demo",
+                        help="webcam index (0), rtsp:// or http(s):// URL, video file, image file, folder of images, "
+                        "or demo (the default: a built-in 12 s clip made from a public-domain photo)")
     parser.add_argument("--output", help="annotated output: .mp4 for video, rtsp://host:port/path to push, "
                         "an image path or a folder for image sources")
-    parser.add_argument("--events", help="JSONL file: one JSON object per processed frame")
+    parser.add_argument("--events", help="JSONL file: one JSON object per processed frame; or "
+                        "mqtt[s]://[user:password@]host[:port]/prefix to publish live events (see README)")
     parser.add_argument("--summary", help="JSON file with per-track summaries and totals, written at the end")
     parser.add_argument("--show", action="store_true", help="show a live window (needs a display; q/Esc quits)")
     parser.add_argument("--config", help="config YAML (default: the repo's config.yaml)")

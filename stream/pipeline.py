@@ -235,7 +235,8 @@ def run(
             annotated), ``end_tracks(records)`` the summaries of the tracks that ended (for stills, one per face).
         still_images: Treat frames as independent stills (image mode).
         max_frames: Stop after this many frames.
-        on_ended: Also called with the summaries of tracks that ended.
+        on_ended: Called with the summaries of tracks that ended; sinks with an ``end_tracks`` hook get them
+            too, before the frame they ended on (after the last frame for tracks still open at the end).
         should_stop: Polled after each frame (e.g. a window's quit key).
     """
     timer = pipeline.timer
@@ -258,6 +259,8 @@ def run(
             ended = pipeline.still_records(frame, faces)
         else:
             faces, ended = pipeline.process(frame)
+        if ended:
+            _end_tracks(sinks, ended, on_ended)
         now = time.perf_counter()
         recent = [t for t in recent if now - t < 2.0] + [now]
         fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
@@ -270,26 +273,28 @@ def run(
             timer.add("draw", t_draw - now)
         for sink in sinks:
             sink.write(annotated, faces)
-        _end_tracks(sinks, ended, on_ended)
         timer.add("encode", time.perf_counter() - t_draw)
         processed += 1
         if should_stop is not None and should_stop():
             interrupted = True
             break
     if not still_images:
-        _end_tracks(sinks, pipeline.finish(), on_ended)
+        remaining = pipeline.finish()
+        if remaining:
+            _end_tracks(sinks, remaining, on_ended)
     seconds = time.perf_counter() - started
     return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
 
 
 def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],
                 on_ended: Callable[[list[dict[str, Any]]], None] | None) -> None:
-    if not records:
-        return
-    for sink in sinks:
-        sink.end_tracks(records)
-    if on_ended is not None:
+    """Hand the summaries of ended tracks to ``on_ended`` and to every sink with an ``end_tracks`` hook."""
+    if on_ended:
         on_ended(records)
+    for sink in sinks:
+        hook = getattr(sink, "end_tracks", None)
+        if hook is not None:
+            hook(records)
 
 
 def describe_models(pipeline: Pipeline) -> list[str]:

@@ -30,6 +30,7 @@ from stream.config import SinkOptions
 from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
+from stream.sinks.mqtt import MqttSink, is_mqtt_url
 from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.summary import SummarySink
 from stream.sinks.video import VIDEO_EXTENSIONS, VideoSink
@@ -46,6 +47,7 @@ __all__ = [
     "EventsSink",
     "ImageFileSink",
     "ImageFolderSink",
+    "MqttSink",
     "RtspSink",
     "Sink",
     "SinkContext",
@@ -131,8 +133,8 @@ def output_kind(output: str, source_kind: str) -> str:
 
 
 def events_kind(events: str) -> str:
-    """Which sink an ``--events`` value selects (a JSONL file, or ``-`` for standard output)."""
-    return "events"
+    """Which sink an ``--events`` value selects: ``mqtt[s]://`` a broker, else a JSONL file (``-``: standard output)."""
+    return "mqtt" if is_mqtt_url(events) else "events"
 
 
 def open_sinks(
@@ -156,7 +158,8 @@ def open_sinks(
     Args:
         output: ``--output``: an ``rtsp://`` URL, a video file, or for image sources an
             image file or folder; None for no output.
-        events: ``--events``: a JSONL file path, ``"-"`` for standard output, or None.
+        events: ``--events``: a JSONL file path, ``"-"`` for standard output, an ``mqtt[s]://`` broker URL
+            (:mod:`stream.sinks.mqtt`), or None.
         show: ``--show``: open a window (raises SinkError when there is no display).
         source_kind: One of :data:`SOURCE_KINDS`: decides how ``output`` is read and whether a
             video's timestamps follow the frame count (files) or the wall clock (live sources).
@@ -165,7 +168,8 @@ def open_sinks(
             mapping or dataclass holding some of its keys (see :meth:`SinkOptions.coerce`).
         source_path: The source's local path (a file or a folder), so that no output overwrites it.
         summary: ``--summary``: a JSON file written when the run ends, or None.
-        source_name: The source's display name (for the summary).
+        source_name: The source's display name (the summary records it; an MQTT sink names its camera after it
+            unless its URL gives one).
 
     Returns:
         The opened sinks, in the order output, events, summary, window.

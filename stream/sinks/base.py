@@ -89,8 +89,11 @@ class Sink(abc.ABC):
             faces: The faces of that frame (``n`` rows), with tracking and label data.
         """
 
-    def end_tracks(self, records: list[dict[str, Any]]) -> None:  # noqa: B027 (an optional hook, not abstract)
-        """Tracks that ended (their ``stream.analytics.track_record`` summaries); most sinks ignore them."""
+    def end_tracks(self, records: list[dict[str, Any]]) -> None:  # noqa: B027 (optional hook, no-op default)
+        """Tracks that ended (:func:`stream.analytics.track_record` summaries), before the frame they ended on
+        reaches :meth:`write` (or after the last frame, for tracks open at the end). Sinks that report people
+        leaving override this; the default ignores them.
+        """
 
     @abc.abstractmethod
     def _close(self) -> None:

@@ -35,6 +35,7 @@ from stream.sources.base import (
     redact_url,
 )
 from stream.sources.captures import _open_webcam, _PyAVStreamCapture
+from stream.sources.demo import DEMO_SPEC, DemoSource
 from stream.sources.files import IMAGE_EXTENSIONS, FolderSource, ImageSource, VideoFileSource
 from stream.sources.live import LiveSource
 
@@ -44,6 +45,7 @@ __all__ = [
     "STREAM_SCHEMES",
     "CaptureFactory",
     "CaptureLike",
+    "DemoSource",
     "FolderSource",
     "ImageSource",
     "LiveSource",
@@ -69,7 +71,8 @@ def open_source(
     """Open a webcam, network stream, video file, image or folder of images.
 
     Args:
-        spec: Webcam index (``0`` or ``"0"``) or device path (``/dev/video0``); ``rtsp://``,
+        spec: ``"demo"`` (the built-in demo clip, :mod:`stream.sources.demo`); webcam index (``0`` or ``"0"``)
+            or device path (``/dev/video0``); ``rtsp://``,
             ``rtsps://``, ``http(s)://`` URL (HLS included); path of a video file, of an image
             (jpg/jpeg/png/bmp/webp) or of a folder of images.
         options: Settings: a :class:`SourceOptions`, a mapping of its fields, or a dataclass with the same
@@ -96,6 +99,8 @@ def open_source(
         raise TypeError(f"capture_factory must be callable, got {type(capture_factory).__name__}")
 
     kind, target = _classify(spec)
+    if kind == "demo":
+        return DemoSource(options)
     if kind == "webcam":
         factory = capture_factory if capture_factory is not None else _open_webcam
         return LiveSource(target, f"camera {target}", "webcam", factory, options)
@@ -135,6 +140,8 @@ def _classify(spec: Any) -> tuple[str, Any]:
         raise ValueError("spec must not be empty (give a camera index, URL or path)")
     if text.isdigit():
         return "webcam", int(text)
+    if text == DEMO_SPEC and not Path(text).exists():  # a file or folder named "demo" is still read as such
+        return "demo", text
     match = _URL_RE.match(text)
     if match is not None and len(match["scheme"]) > 1:  # 'C://x' is a Windows path, not a URL
         scheme = match["scheme"].lower()

@@ -171,7 +171,6 @@ CASES: list[tuple[str, Case, str]] = [
     ("no camera", _webcam, r"cannot open webcam 'camera 0': no camera at index 0"),
     ("--max-frames 0", _clip_with("--max-frames", "0"), r"--max-frames must be >= 1, got 0"),
     ("unknown option", _clip_with("--frobnicate"), r"unrecognized arguments: --frobnicate \(see .*--help"),
-    ("no --source", lambda tmp: ([], {}), r"the following arguments are required: --source"),
     ("bad --device", _clip_with("--device", "tpu"), r"argument --device: invalid choice: 'tpu'"),
 ]
 

@@ -30,6 +30,7 @@ from stream.sinks import (
     Sink,
     SinkError,
     SinkOptions,
+    SummarySink,
     VideoSink,
     any_quit_requested,
     face_records,
@@ -396,7 +397,7 @@ def test_output_kind(output, source_kind, expected):
 
 
 def test_get_sink_class_lists_valid_names():
-    with pytest.raises(ValueError, match="valid sinks: video, image"):
+    with pytest.raises(ValueError, match="valid sinks: .*video"):
         get_sink_class("hdmi")
 
 
@@ -430,7 +431,7 @@ def test_open_sinks_live_video_uses_timestamps_and_refuses_same_paths(tmp_path):
 
 
 def test_open_sinks_refuses_to_overwrite_the_input_folder(tmp_path):
-    with pytest.raises(SinkError, match="input folder"):
+    with pytest.raises(SinkError, match="is the input itself"):
         open_sinks(
             str(tmp_path), None, False, source_kind="folder", fps=None, options=SinkOptions(), source_path=tmp_path
         )
@@ -586,16 +587,47 @@ def test_events_lines_are_flushed_valid_json_without_nan(tmp_path):
     assert json.loads(lines[1])["faces"] == []
 
 
-def test_events_for_images_and_summary(tmp_path):
-    summary = tmp_path / "summary.json"
-    with EventsSink(tmp_path / "e.jsonl", summary_path=summary) as sink:
+def test_events_for_images(tmp_path):
+    with EventsSink(tmp_path / "e.jsonl") as sink:
         for k in range(3):
             sink.write(Frame(k, 0.0, make_frame(k).image, source="imgs", name=f"{k}.jpg"), make_labelled_faces())
     records = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert [r["image"] for r in records] == ["0.jpg", "1.jpg", "2.jpg"]
-    data = json.loads(summary.read_text())
-    assert data["frames"] == 3 and [t["track_id"] for t in data["tracks"]] == [3, 4]
-    assert data["tracks"][0]["age_group"] == "31-40" and data["tracks"][0]["last_frame"] == 2
+
+
+def _record(track_id, group, gender):
+    return {"track_id": track_id, "first_frame": 0, "last_frame": 9, "duration_s": 0.4, "age_group": group,
+            "age_group_probs": None, "age": None, "gender": gender, "p_female": None, "n_obs": 5}
+
+
+def test_summary_sink_writes_tracks_and_totals_atomically_at_close(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("an earlier run's summary\n")
+    with SummarySink(path, source_name="clip.mp4") as sink:
+        for k in range(4):
+            sink.write(make_frame(k), Faces.empty())
+        sink.end_tracks([_record(1, "31-40", "female"), _record(2, None, None)])
+        assert path.read_text() == "an earlier run's summary\n"  # nothing is written before the end
+        sink.end_tracks([_record(3, "31-40", "male")])
+    data = json.loads(path.read_text())
+    assert (data["source"], data["frames"]) == ("clip.mp4", 4)
+    assert [t["track_id"] for t in data["tracks"]] == [1, 2, 3]
+    assert data["totals"] == {"tracks": 3, "labelled_tracks": 2,
+                              "by_age_group": {**dict.fromkeys(AGE_GROUPS, 0), "31-40": 2},
+                              "by_gender": {"female": 1, "male": 1}}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
+
+
+def test_summary_sink_leaves_an_earlier_file_alone_when_nothing_ran(tmp_path):
+    path = tmp_path / "summary.json"
+    path.write_text("kept\n")
+    with SummarySink(path):
+        pass
+    assert path.read_text() == "kept\n"
+    fresh = tmp_path / "fresh.json"
+    with SummarySink(fresh):
+        pass
+    assert not fresh.exists()  # the writability probe is removed
 
 
 def test_events_to_stdout(capsys):

@@ -19,7 +19,7 @@ def obs(group: int, p_female: float, age: float, confidence: float = 0.7) -> dic
 
 
 def test_label_hidden_until_min_observations_then_fused_mean():
-    book = TrackBook(min_observations=3)
+    book = TrackBook(min_observations=3, switch_confidence=0.0)
     face = faces_with_ids(7)
     for frame, p in enumerate([0.9, 0.8]):
         book.add(face, obs(3, p, 34), frame)
@@ -35,7 +35,7 @@ def test_label_hidden_until_min_observations_then_fused_mean():
 
 def test_one_confident_frame_outweighs_two_unsure_ones():
     # A vote of last labels would say group 2; fusing probabilities says group 4.
-    book = TrackBook(min_observations=3, switch_margin=0.0)
+    book = TrackBook(min_observations=3, switch_margin=0.0, switch_confidence=0.0)
     face = faces_with_ids(1)
     book.add(face, obs(2, 0.5, 25, confidence=0.3), 0)
     book.add(face, obs(2, 0.5, 25, confidence=0.3), 1)
@@ -44,7 +44,7 @@ def test_one_confident_frame_outweighs_two_unsure_ones():
 
 
 def test_hysteresis_keeps_the_shown_group_until_clearly_beaten():
-    book = TrackBook(min_observations=1, max_observations=4, switch_margin=0.2)
+    book = TrackBook(min_observations=1, max_observations=4, switch_margin=0.2, switch_confidence=0.0)
     face = faces_with_ids(1)
     book.add(face, obs(3, 0.5, 35, confidence=0.6), 0)
     assert book.annotate(face).data[SHOWN_GROUP][0] == 3
@@ -56,7 +56,7 @@ def test_hysteresis_keeps_the_shown_group_until_clearly_beaten():
 
 
 def test_weights_and_window():
-    book = TrackBook(min_observations=1, max_observations=2)
+    book = TrackBook(min_observations=1, max_observations=2, switch_confidence=0.0)
     face = faces_with_ids(1)
     book.add(face, obs(0, 1.0, 5), 0)
     book.add(face, obs(0, 0.0, 5), 1, weights=np.array([3.0]))
@@ -67,7 +67,7 @@ def test_weights_and_window():
 
 
 def test_forget_and_prune():
-    book = TrackBook(min_observations=1, forget_after_frames=10)
+    book = TrackBook(min_observations=1, forget_after_frames=10, switch_confidence=0.0)
     book.add(faces_with_ids(1, 2), {P_FEMALE: np.array([0.2, 0.8])}, 0)
     assert [t for t, _ in book.forget([1, 99])] == [1]
     book.observe_presence(faces_with_ids(3), 5)

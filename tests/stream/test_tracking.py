@@ -63,21 +63,19 @@ def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float]]]) -> 
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        # Messages come from the tracker: section's bounds (stream.config): the key, the bounds, the value.
         ({"track_activation_threshold": -0.1}, ValueError,
          r"tracker\.track_activation_threshold must be in \[0\.0, 1\.0\], got -0\.1"),
         ({"track_activation_threshold": 1.5}, ValueError,
          r"tracker\.track_activation_threshold must be in \[0\.0, 1\.0\], got 1\.5"),
-        ({"track_activation_threshold": math.nan}, ValueError, r"track_activation_threshold .* got nan"),
+        ({"track_activation_threshold": math.nan}, ValueError, r"track_activation_threshold must be a finite .* nan"),
         ({"track_activation_threshold": "0.5"}, TypeError, r"track_activation_threshold must be a number, got '0\.5'"),
-        ({"track_activation_threshold": True}, TypeError, r"track_activation_threshold must be a number, got True"),
-        ({"low_score_threshold": -0.01}, ValueError, r"low_score_threshold must be in \[0\.0, 1\.0\], got -0\.01"),
+        ({"track_activation_threshold": True}, TypeError, r"track_activation_threshold .* got True"),
+        ({"low_score_threshold": -0.01}, ValueError, r"low_score_threshold must be in \[0\.0, "),
         ({"low_score_threshold": 0.6}, ValueError,
          r"low_score_threshold must be <= track_activation_threshold \(0\.5\), got 0\.6"),
-        ({"minimum_matching_threshold": 0}, ValueError,
-         r"minimum_matching_threshold must be in \(0\.0, 1\.0\], got 0"),
+        ({"minimum_matching_threshold": 0}, ValueError, r"minimum_matching_threshold must be in \(0\.0, 1\.0\], got 0"),
         ({"minimum_matching_threshold": 1.01}, ValueError, r"minimum_matching_threshold .* got 1\.01"),
-        ({"minimum_matching_threshold": None}, TypeError, r"minimum_matching_threshold must be a number, got None"),
+        ({"minimum_matching_threshold": None}, TypeError, r"minimum_matching_threshold .* got None"),
         ({"lost_track_buffer": -1}, ValueError, r"lost_track_buffer must be in \[0, 100000\], got -1"),
         ({"lost_track_buffer": 30.0}, TypeError, r"lost_track_buffer must be an integer, got 30\.0"),
         ({"frame_rate": 0}, ValueError, r"frame_rate must be in \(0\.0, 1000\.0\], got 0"),
@@ -85,6 +83,7 @@ def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float]]]) -> 
         ({"frame_rate": math.inf}, ValueError, r"frame_rate .* got inf"),
         ({"minimum_consecutive_frames": 0}, ValueError, r"minimum_consecutive_frames must be in \[1, 1000\], got 0"),
         ({"minimum_consecutive_frames": 2.5}, TypeError, r"minimum_consecutive_frames must be an integer"),
+        ({"min_hits": 3}, TypeError, r"unknown tracker setting\(s\) min_hits"),
     ],
 )
 def test_bad_arguments_raise(kwargs: dict, error: type[Exception], match: str) -> None:
