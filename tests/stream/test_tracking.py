@@ -108,7 +108,7 @@ def test_valid_arguments_accepted(kwargs: dict) -> None:
     ``minimum_consecutive_frames``-th frame on, or never when its score is below ``track_activation_threshold``."""
     tracker = ByteTracker(**kwargs)
     shown = [tracker.update(make_faces([(box(100 + 2 * i, 100), HIGH)])).track_id.tolist() for i in range(5)]
-    if HIGH < tracker.track_activation_threshold:
+    if tracker.track_activation_threshold > HIGH:
         assert shown == [[]] * 5
     else:
         first = int(tracker.minimum_consecutive_frames) - 1
