@@ -70,11 +70,27 @@ def test_the_track_books_shown_group_and_gender_win_over_the_argmax():
     assert shown_label(probs, 45.0, 0.1, shown_female=1).gender == FEMALE
 
 
-@pytest.mark.parametrize("bad", [np.zeros(8), np.full(8, np.nan), np.r_[np.full(7, 0.1), np.nan]])
+@pytest.mark.parametrize("bad", [np.zeros(8), np.full(8, np.nan), np.r_[np.full(7, 0.1), np.nan],
+                                 np.r_[np.full(7, 0.1), np.inf]])
 def test_no_group_without_finite_positive_probabilities(bad):
     label = shown_label(bad, 30.0, 0.7)
     assert label.ready and label.age_group is None and label.confidence is None and label.age_group_probs is None
     assert label.gender == FEMALE  # gender does not depend on the age model
+
+
+def test_shown_group_zero_is_a_group_and_labels_are_immutable():
+    label = shown_label(probs_for(4, 0.6), 45.0, 0.2, shown_group=0)
+    assert label.age_group == "01-10"
+    with pytest.raises(AttributeError):
+        label.age_group = "21-30"  # type: ignore[misc]
+
+
+def test_face_labels_without_the_track_books_choice_take_the_argmax():
+    faces = labelled_faces()
+    data = {k: v for k, v in faces.data.items() if k not in (SHOWN_GROUP, SHOWN_FEMALE)}
+    bare = Faces(xyxy=faces.xyxy, score=faces.score, landmarks=faces.landmarks, track_id=faces.track_id)
+    labels = face_labels(bare.with_data(**data))
+    assert [(lb.age_group, lb.gender) for lb in labels] == [("31-40", FEMALE), ("21-30", MALE), (None, None)]
 
 
 def test_non_finite_values_become_none_for_json():

@@ -83,3 +83,33 @@ def test_fusion_is_chosen_in_the_trackbook_section():
     assert TrackBook(replace(config, "trackbook", fusion="geometric").trackbook).fusion == "geometric"
     with pytest.raises(ValueError, match="fusion"):
         replace(config, "trackbook", fusion="median")
+
+
+def test_track_life_fields():
+    """TrackEstimate's documented frame fields: seen is not classified; a classification is also a sighting."""
+    book = TrackBook(min_observations=2, forget_after_frames=10)
+    book.observe_presence(face(4), 3)
+    track = book.tracks[4]
+    assert (track.first_frame, track.last_seen_frame, track.last_classified_frame, track.n_obs) == (3, 3, -1, 0)
+    assert (track.shown_group, track.shown_female) == (-1, -1)
+    book.add(face(4), observation(peaked(2, 0.8)), 20)
+    assert (track.first_frame, track.last_seen_frame, track.last_classified_frame, track.n_obs) == (3, 20, 20, 1)
+    assert [t for t, _ in book.prune(30)] == []  # seen at 20 (by add alone): not stale at 30
+    assert [t for t, _ in book.prune(31)] == [4]
+
+
+def test_first_label_takes_the_evidence_as_it_is():
+    """No hysteresis before there is a label: the first gender and group are what the fused evidence says."""
+    book = TrackBook(min_observations=1, gender_margin=0.3, switch_confidence=2.0)
+    book.add(face(), observation(peaked(6, 0.7), p_female=0.1), 0)
+    out = book.annotate(face())
+    assert out.data["shown_female"][0] == 0 and out.data[SHOWN_GROUP][0] == 6
+
+
+def test_switch_after_counts_from_the_first_challenger_after_the_label():
+    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_after=3, switch_confidence=0.0)
+    shown = []
+    for frame, group in enumerate([3, 4, 4, 4]):
+        book.add(face(), observation(peaked(group, 0.9)), frame)
+        shown.append(int(book.annotate(face()).data[SHOWN_GROUP][0]))
+    assert shown == [3, 3, 3, 4]
