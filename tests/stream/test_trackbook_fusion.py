@@ -113,3 +113,16 @@ def test_switch_after_counts_from_the_first_challenger_after_the_label():
         book.add(face(), observation(peaked(group, 0.9)), frame)
         shown.append(int(book.annotate(face()).data[SHOWN_GROUP][0]))
     assert shown == [3, 3, 3, 4]
+
+
+def test_values_a_model_did_not_give_are_left_out_of_the_fusion():
+    """An observation without P(female) (no gender model that frame) does not pull the fused value; a track whose
+    observations never had an age stays without one (NaN, not 0)."""
+    book = TrackBook(min_observations=1)
+    book.add(face(), {AGE_GROUP_PROBS: peaked(3, 0.8)[None].astype(np.float32),
+                      P_FEMALE: np.array([0.9], np.float32)}, 0)
+    book.add(face(), {AGE_GROUP_PROBS: peaked(3, 0.6)[None].astype(np.float32)}, 1)
+    out = book.annotate(face())
+    assert out.data[P_FEMALE][0] == pytest.approx(0.9)
+    assert np.isnan(out.data[AGE_YEARS][0])
+    np.testing.assert_allclose(out.data[AGE_GROUP_PROBS][0], (peaked(3, 0.8) + peaked(3, 0.6)) / 2, rtol=1e-6)
