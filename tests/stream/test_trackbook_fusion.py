@@ -126,3 +126,76 @@ def test_values_a_model_did_not_give_are_left_out_of_the_fusion():
     assert out.data[P_FEMALE][0] == pytest.approx(0.9)
     assert np.isnan(out.data[AGE_YEARS][0])
     np.testing.assert_allclose(out.data[AGE_GROUP_PROBS][0], (peaked(3, 0.8) + peaked(3, 0.6)) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("p_female", [0.5, 0.52])
+def test_first_gender_is_female_from_one_half(p_female):
+    book = TrackBook(min_observations=1)
+    book.add(face(), observation(peaked(3, 0.8), p_female=p_female), 0)
+    assert book.annotate(face()).data["shown_female"][0] == 1
+
+
+def test_the_youngest_group_keeps_its_label_like_any_other():
+    """Group index 0 (01-10) is a label, not "no label": hysteresis holds it against a small lead."""
+    book = TrackBook(min_observations=1, switch_margin=0.2, switch_confidence=0.0)
+    book.add(face(), observation(peaked(0, 0.6)), 0)
+    book.add(face(), observation(peaked(1, 0.7)), 1)  # fused: group 1 leads group 0 by less than the margin
+    assert book.annotate(face()).data[SHOWN_GROUP][0] == 0
+
+
+def test_after_a_switch_the_next_challenger_needs_switch_after_observations_again():
+    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_after=3, switch_confidence=0.0)
+    shown = []
+    for frame, group in enumerate([3, 4, 4, 4, 5, 5, 5]):
+        book.add(face(), observation(peaked(group, 0.9)), frame)
+        shown.append(int(book.annotate(face()).data[SHOWN_GROUP][0]))
+    assert shown == [3, 3, 3, 4, 4, 4, 5]
+
+
+def test_unknown_tracks_show_no_group_and_no_gender():
+    out = TrackBook().annotate(face(99))
+    assert out.data[SHOWN_GROUP][0] == -1 and out.data["shown_female"][0] == -1 and not out.data[LABEL_READY][0]
+
+
+def _significant(values: np.ndarray, weights: np.ndarray, lead: float, z: float) -> bool:
+    """The docstring's test: the lead beats z standard errors, the spread of the per-observation leads over the
+    square root of their effective count (sum w)^2 / sum w^2; one observation has no spread, so is never enough."""
+    if len(values) < 2:
+        return False
+    mean = np.average(values, weights=weights)
+    spread = np.sqrt(np.average((values - mean) ** 2, weights=weights))
+    n_eff = weights.sum() ** 2 / (weights**2).sum()
+    return abs(lead) > z * spread / np.sqrt(n_eff)
+
+
+@pytest.mark.parametrize(("z", "seed"), [(0.5, 0), (0.5, 1), (2.0, 2), (2.0, 3), (1.0, 4)])
+def test_group_switches_follow_the_documented_significance_test(z, seed):
+    rng = np.random.default_rng(seed)
+    book = TrackBook(min_observations=1, max_observations=100, switch_margin=0.0, switch_after=1, switch_confidence=z)
+    history, weights = [], []
+    shown = -1
+    switches = 0
+    for frame in range(30):
+        group = 3 if frame == 0 else int(rng.choice([3, 4], p=[0.35, 0.65]))
+        probs = peaked(group, float(rng.uniform(0.4, 0.95)))
+        weight = float(rng.uniform(0.2, 1.0))
+        book.add(face(), observation(probs), frame, weights=np.array([weight]))
+        history.append(probs)
+        weights.append(weight)
+        stack, w = np.array(history), np.array(weights)
+        fused = (stack * w[:, None]).sum(0) / w.sum()
+        best = int(np.argmax(fused))
+        if shown < 0:
+            shown = best
+        elif best != shown and fused[best] > fused[shown] and _significant(
+                stack[:, best] - stack[:, shown], w, float(fused[best] - fused[shown]), z):
+            shown, switches = best, switches + 1
+        assert book.annotate(face()).data[SHOWN_GROUP][0] == shown, f"frame {frame}"
+    assert switches >= 1 or z == 2.0  # the cases exercise a switch, not only the hold
+
+
+def test_a_lead_resting_on_one_observation_is_never_significant():
+    book = TrackBook(min_observations=1, max_observations=1, switch_margin=0.0, switch_confidence=0.5)
+    for frame, group in enumerate([3] + [4] * 5):
+        book.add(face(), observation(peaked(group, 0.95)), frame)
+    assert book.annotate(face()).data[SHOWN_GROUP][0] == 3
