@@ -87,3 +87,60 @@ def test_pre_shrunk_warp_lands_where_a_plain_warp_does(face_side, chip):
     plain = cv2.warpAffine(image, matrix, (chip, chip), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     difference = np.abs(chips[0].astype(int) - plain.astype(int))
     assert difference.max() <= 2, difference.max()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_similarity_of_mirrored_points_is_the_least_squares_rotation(seed):
+    """Mirrored landmarks (a reflection is the best fit, and not allowed): the closest proper similarity."""
+    rng = np.random.default_rng(seed)
+    src = rng.uniform(0, 200, (5, 2))
+    dst = src * [-1.0, 1.0] + rng.normal(0, 3, (5, 2))
+    matrix = similarity_transform(src, dst)
+    assert np.linalg.det(matrix[:, :2]) > 0
+    np.testing.assert_allclose(matrix, _least_squares_similarity(src, dst), atol=1e-8)
+
+
+def test_similarity_of_points_closer_than_a_pixel():
+    src = TEMPLATES["arcface"].astype(np.float64)  # unit chip: all points within one pixel of each other
+    np.testing.assert_allclose(similarity_transform(src, src * 112 + 5), [[112, 0, 5], [0, 112, 5]], atol=1e-6)
+    # Five identical points (a broken detection) give a finite transform of scale 1, never NaN.
+    matrix = similarity_transform(np.full((5, 2), 7.0), TEMPLATES["arcface"] * 64)
+    assert np.isfinite(matrix).all() and np.hypot(matrix[0, 0], matrix[0, 1]) == pytest.approx(1.0)
+
+
+def test_landmarks_of_the_wrong_shape_or_partly_missing():
+    image = np.full((200, 200, 3), 90, np.uint8)
+    with pytest.raises(ValueError, match=r"landmarks must have shape \(n, 5, 2\), got \(1, 4, 2\)"):
+        align_faces(image, np.zeros((1, 4, 2), np.float32), "arcface", 32)
+    with pytest.raises(ValueError, match=r"got \(5, 2\)"):
+        align_faces(image, np.zeros((5, 2), np.float32), "arcface", 32)
+    points = (TEMPLATES["arcface"] * 100 + 50)[None].repeat(2, axis=0).astype(np.float32)
+    points[1, 3, 1] = np.nan  # one coordinate of one landmark
+    chips = align_faces(image, points, "arcface", 32)
+    assert (chips[0] == 90).all() and (chips[1] == 0).all()
+
+
+def _detailed_image(size: int, period: float) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size].astype(np.float64)
+    pattern = 127 + 120 * np.sin(2 * np.pi * x / period) * np.sin(2 * np.pi * y / (period * 1.3))
+    return np.repeat(np.clip(pattern, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+
+
+@pytest.mark.parametrize(("face_side", "chip", "period"), [(300, 32, 3.0), (300, 32, 40.0), (600, 64, 60.0)])
+def test_pre_shrunk_chip_is_the_anti_aliased_chip(face_side, chip, period):
+    """Against an ideal anti-aliased chip (the plain warp at 8x the chip's resolution, box-averaged): detail finer
+    than the chip's pixels averages out instead of aliasing (period 3 px), and coarser detail is kept, not blurred
+    away (periods of 40-60 px: 4-6 chip pixels)."""
+    import cv2
+
+    image = _detailed_image(1400, period)
+    tilt = np.array([[np.cos(0.2), np.sin(0.2)], [-np.sin(0.2), np.cos(0.2)]])
+    landmarks = ((TEMPLATES["arcface"] - 0.5) * face_side) @ tilt + 700.0
+    chips = align_faces(image, landmarks[None].astype(np.float32), "arcface", chip)
+    # Fine pixel j samples chip coordinate (j + 0.5) / 8 - 0.5, so each 8x8 block is centred on its chip pixel.
+    fine = 8 * similarity_transform(landmarks, template_points("arcface", chip))
+    fine[:, 2] += 3.5
+    sharp = cv2.warpAffine(image, fine, (chip * 8, chip * 8), flags=cv2.INTER_LINEAR).astype(np.float64)
+    ideal = sharp.reshape(chip, 8, chip, 8, 3).mean(axis=(1, 3))
+    difference = np.abs(chips[0].astype(np.float64) - ideal)
+    assert difference.mean() <= 4.0 and np.percentile(difference, 99) <= 16, (difference.mean(), difference.max())
