@@ -144,3 +144,19 @@ def test_pre_shrunk_chip_is_the_anti_aliased_chip(face_side, chip, period):
     ideal = sharp.reshape(chip, 8, chip, 8, 3).mean(axis=(1, 3))
     difference = np.abs(chips[0].astype(np.float64) - ideal)
     assert difference.mean() <= 4.0 and np.percentile(difference, 99) <= 16, (difference.mean(), difference.max())
+
+
+def test_box_downsample_rounds_halves_up():
+    from stream.align import box_downsample
+
+    chips = np.zeros((1, 4, 4, 3), np.uint8)
+    chips[0, :2, :2] = np.array([[1, 2], [1, 2]], np.uint8)[..., None]  # mean 1.5 -> 2
+    chips[0, 2:, 2:] = np.array([[2, 2], [3, 3]], np.uint8)[..., None]  # mean 2.5 -> 3
+    small = box_downsample(chips, 2)
+    assert small[0, 0, 0].tolist() == [2, 2, 2] and small[0, 1, 1].tolist() == [3, 3, 3]
+
+
+def test_a_large_face_whose_chip_lies_outside_the_frame_gives_a_blank_chip():
+    image = np.full((300, 300, 3), 90, np.uint8)
+    far = (TEMPLATES["arcface"] * 400 + [5000.0, 5000.0])[None].astype(np.float32)  # pre-shrink path, off-frame
+    assert (align_faces(image, far, "arcface", 32) == 0).all()
