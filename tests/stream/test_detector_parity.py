@@ -160,3 +160,13 @@ def test_mtcnn_matches_facenet_pytorchs_own_mtcnn():
         np.testing.assert_allclose(ours.xyxy, ref_xyxy[pairs], atol=tolerance)
         np.testing.assert_allclose(ours.landmarks, golden[f"{name}_landmarks"][pairs], atol=tolerance)
         np.testing.assert_allclose(ours.score, ref_score[pairs], atol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["yunet", "yunet_dynamic", "retinaface", "mtcnn"])
+def test_a_frame_without_faces_gives_empty_faces(name):
+    """OpenCV's FaceDetectorYN returns None here; every decoder of ours returns empty arrays of the right shapes."""
+    detector, _ = _detector(name)
+    for image in (np.zeros((360, 640, 3), np.uint8), np.full((480, 480, 3), 128, np.uint8)):
+        faces = detector.detect(image)
+        assert len(faces) == 0
+        assert faces.xyxy.shape == (0, 4) and faces.score.shape == (0,) and faces.landmarks.shape == (0, 5, 2)
