@@ -60,7 +60,8 @@ class Target:
 
 TARGETS: dict[str, Target] = {
     "scheduler": Target("stream/scheduler.py", ("tests/stream/test_scheduler.py",)),
-    "tracking": Target("stream/tracking.py", ("tests/stream/test_tracking.py",)),
+    "tracking": Target("stream/tracking.py", ("tests/stream/test_tracking.py",
+                                                 "tests/stream/test_tracking_reference.py")),
     "trackbook": Target("stream/trackbook.py", ("tests/stream/test_trackbook.py",
                                                    "tests/stream/test_trackbook_fusion.py")),
     "align": Target("stream/align.py", ("tests/stream/test_align.py", "tests/stream/test_align_reference.py")),
