@@ -99,3 +99,23 @@ def test_a_low_score_detection_continues_a_track_only_above_half_overlap(shift, 
     low = Faces(xyxy=(box + [shift, 0, shift, 0])[None].astype(np.float32), score=np.array([0.3]),
                 landmarks=np.zeros((1, 5, 2)))
     assert tracker.update(low).track_id.tolist() == ([1] if continued else [])
+
+
+@pytest.mark.parametrize("shape", [(12, 12), (8, 15), (15, 8), (30, 30), (2, 40)])
+@pytest.mark.parametrize("kind", ["uniform", "integer ties", "negative", "iou-like"])
+def test_assignment_matches_scipys_on_larger_problems(shape, kind):
+    """Against scipy.optimize.linear_sum_assignment (scipy comes with motmetrics in requirements-dev) on problems
+    past what brute force can check: the same minimal total cost, one column per row."""
+    from scipy.optimize import linear_sum_assignment as scipy_assignment
+
+    from stream.tracking import linear_sum_assignment
+
+    rng = np.random.default_rng(sum(shape) + len(kind))
+    cost = {"uniform": lambda: rng.random(shape), "integer ties": lambda: rng.integers(0, 4, shape).astype(float),
+            "negative": lambda: rng.normal(0, 5, shape),
+            "iou-like": lambda: np.where(rng.random(shape) < 0.8, 1.0, rng.random(shape))}[kind]()
+    rows, cols = linear_sum_assignment(cost)
+    ref_rows, ref_cols = scipy_assignment(cost)
+    assert len(rows) == len(ref_rows) == min(shape)
+    assert np.all(np.diff(rows) > 0) and len(set(cols.tolist())) == len(cols)
+    assert cost[rows, cols].sum() == pytest.approx(cost[ref_rows, ref_cols].sum(), abs=1e-9)
