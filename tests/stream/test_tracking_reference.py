@@ -119,3 +119,22 @@ def test_assignment_matches_scipys_on_larger_problems(shape, kind):
     assert len(rows) == len(ref_rows) == min(shape)
     assert np.all(np.diff(rows) > 0) and len(set(cols.tolist())) == len(cols)
     assert cost[rows, cols].sum() == pytest.approx(cost[ref_rows, ref_cols].sum(), abs=1e-9)
+
+
+def test_coasting_moves_and_scales_landmarks_with_their_box():
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    out = None
+    for frame in range(6):  # a face that moves right and grows 4 px a frame
+        side = 100.0 + 4 * frame
+        xyxy = np.array([100.0 + 5 * frame, 100.0, 100.0 + 5 * frame + side, 100.0 + side])
+        face = _face(xyxy)
+        face.landmarks[0] = xyxy[:2] + np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.8], [0.65, 0.8]]) * side
+        out = tracker.update(face)
+    before = out
+    after = tracker.coast(before)
+    old_box, new_box = before.xyxy[0].astype(np.float64), after.xyxy[0].astype(np.float64)
+    assert new_box[2] - new_box[0] > old_box[2] - old_box[0] and new_box[0] > old_box[0]  # it keeps moving, growing
+    scale = (new_box[2:] - new_box[:2]) / (old_box[2:] - old_box[:2])
+    expected = (before.landmarks[0] - (old_box[:2] + old_box[2:]) / 2) * scale + (new_box[:2] + new_box[2:]) / 2
+    np.testing.assert_allclose(after.landmarks[0], expected, atol=1e-3)
+    assert after.track_id.tolist() == [1] and after.score.tolist() == before.score.tolist()
