@@ -72,7 +72,7 @@ TARGETS: dict[str, Target] = {
     "detector_base": Target("stream/detectors/base.py", ("tests/stream/test_detector_parity.py",
                                                           "tests/stream/test_detectors.py")),
     "labels": Target("stream/labels.py", ("tests/stream/test_labels.py",)),
-    "config": Target("stream/config.py", ("tests/stream/test_config.py",)),
+    "config": Target("stream/config.py", ("tests/stream/test_config.py", "tests/stream/test_config_rules.py")),
     "redact": Target("stream/sources/base.py", ("tests/stream/test_sources.py", "tests/stream/test_sinks.py"),
                      ("redact_url",), select="redact or credential or password"),
 }

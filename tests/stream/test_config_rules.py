@@ -1,0 +1,76 @@
+"""Every kind of config check, one row each, through the section classes (what ``--set`` and config.yaml reach):
+booleans, choices, non-empty strings, lists of strings, ``int | word`` settings, open and closed bounds, and
+infinity where allowed. tests/stream/test_config.py covers loading, files and the CLI; this covers the rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from stream.config import (
+    AnnotateConfig,
+    ConfigError,
+    DetectorConfig,
+    ModelsConfig,
+    RuntimeConfig,
+    SourceOptions,
+    TrackBookConfig,
+    TrackerConfig,
+    load_config,
+)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "error", "match"),
+    [
+        (AnnotateConfig, {"draw_landmarks": "yes"}, TypeError,
+         r"annotate\.draw_landmarks must be true or false, got 'yes'"),
+        (AnnotateConfig, {"show_stats": 1}, TypeError, r"annotate\.show_stats must be true or false, got 1"),
+        (RuntimeConfig, {"device": "tpu"}, ValueError, r"runtime\.device must be one of auto, cpu, cuda; got 'tpu'"),
+        (RuntimeConfig, {"device": 3}, TypeError, r"runtime\.device must be a string, got 3"),
+        (DetectorConfig, {"name": "  "}, ValueError, r"detector\.name must be a non-empty string, got '  '"),
+        (ModelsConfig, {"local_dirs": [1, 2]}, TypeError,
+         r"models\.local_dirs must be a list of strings, got \[1, 2\]"),
+        (ModelsConfig, {"local_dirs": 5}, TypeError, r"models\.local_dirs must be a list of strings, got 5"),
+        (DetectorConfig, {"interval": "sometimes"}, ValueError,
+         r"detector\.interval must be auto or an integer in \[0, 30\], got 'sometimes'"),
+        (DetectorConfig, {"interval": 31}, ValueError, r"detector\.interval must be in \[0, 30\], got 31"),
+        (DetectorConfig, {"interval": 2.5}, TypeError, r"detector\.interval must be auto or an integer"),
+        (TrackerConfig, {"frame_rate": 0.0}, ValueError, r"tracker\.frame_rate must be in \(0\.0, 1000\.0\], got 0\.0"),
+        (TrackerConfig, {"frame_rate": 1000.5}, ValueError, r"frame_rate must be in \(0\.0, 1000\.0\]"),
+        (SourceOptions, {"give_up_after_s": -1.0}, ValueError, r"source\.give_up_after_s must be in"),
+        (SourceOptions, {"open_timeout_s": math.inf}, ValueError, r"source\.open_timeout_s must be a finite number"),
+        (RuntimeConfig, {"intra_op_threads": 257}, ValueError, r"runtime\.intra_op_threads must be in \[0, 256\]"),
+        (TrackBookConfig, {"fusion": "median"}, ValueError, r"trackbook\.fusion must be one of mean, geometric"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_key(section, values, error, match):
+    with pytest.raises(error, match=match):
+        section(**values)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "stored"),
+    [
+        (TrackerConfig, {"frame_rate": 1000.0}, {"frame_rate": 1000.0}),  # the closed upper bound is allowed
+        (TrackerConfig, {"frame_rate": 1e-3}, {"frame_rate": 1e-3}),  # just above the open lower bound
+        (SourceOptions, {"give_up_after_s": math.inf}, {"give_up_after_s": math.inf}),  # inf where allowed
+        (SourceOptions, {"give_up_after_s": 0.0}, {"give_up_after_s": 0.0}),  # the closed lower bound
+        (RuntimeConfig, {"intra_op_threads": 256, "inter_op_threads": 1}, {"intra_op_threads": 256}),
+        (DetectorConfig, {"interval": 30}, {"interval": 30}),
+        (DetectorConfig, {"interval": "auto"}, {"interval": "auto"}),
+        (ModelsConfig, {"local_dirs": "models/here"}, {"local_dirs": ("models/here",)}),  # one folder as a string
+        (ModelsConfig, {"local_dirs": ["a", "b"]}, {"local_dirs": ("a", "b")}),
+        (AnnotateConfig, {"draw_landmarks": False}, {"draw_landmarks": False}),
+    ],
+)
+def test_edge_values_are_accepted_and_normalised(section, values, stored):
+    built = section(**values)
+    for key, value in stored.items():
+        assert getattr(built, key) == value and type(getattr(built, key)) is type(value)
+
+
+def test_config_errors_are_value_errors_for_callers():
+    with pytest.raises(ConfigError):
+        load_config(overrides=["annotate.draw_landmarks=maybe"])
