@@ -74,3 +74,22 @@ def test_edge_values_are_accepted_and_normalised(section, values, stored):
 def test_config_errors_are_value_errors_for_callers():
     with pytest.raises(ConfigError):
         load_config(overrides=["annotate.draw_landmarks=maybe"])
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "match"),
+    [
+        (SourceOptions, {"reconnect_initial_s": 2.0, "reconnect_max_s": 1.0},
+         r"source\.reconnect_max_s must be >= reconnect_initial_s \(2\.0\), got 1\.0"),
+        (TrackBookConfig, {"min_observations": 6, "max_observations": 5},
+         r"trackbook\.max_observations must be >= min_observations \(6\), got 5"),
+        (TrackerConfig, {"track_activation_threshold": 0.3, "low_score_threshold": 0.4},
+         r"low_score_threshold must be <= track_activation_threshold \(0\.3\), got 0\.4"),
+    ],
+)
+def test_checks_across_keys(section, values, match):
+    with pytest.raises(ConfigError, match=match):
+        section(**values)
+    equal = dict(values)
+    equal[list(values)[1]] = values[list(values)[0]]  # equal values are fine
+    section(**equal)
