@@ -199,3 +199,22 @@ def test_a_lead_resting_on_one_observation_is_never_significant():
     for frame, group in enumerate([3] + [4] * 5):
         book.add(face(), observation(peaked(group, 0.95)), frame)
     assert book.annotate(face()).data[SHOWN_GROUP][0] == 3
+
+
+def test_two_agreeing_observations_can_be_significant_whatever_their_weights():
+    """Two observations are the fewest with a spread; agreeing ones (spread 0) carry a lead of any size, also when
+    their weights are small (the weights' scale does not matter, only their ratios)."""
+    for weight in (1.0, 0.3):
+        book = TrackBook(min_observations=1, max_observations=2, switch_margin=0.0, switch_confidence=2.0)
+        for frame, group in enumerate([3, 4, 4]):
+            book.add(face(), observation(peaked(group, 0.9)), frame, weights=np.array([weight]))
+        assert book.annotate(face()).data[SHOWN_GROUP][0] == 4, weight
+
+
+def test_confidence_is_the_fused_probability_of_the_likeliest_group():
+    book = TrackBook(min_observations=3)
+    book.add(face(1), observation(peaked(2, 0.7)), 0)
+    book.add(face(1), observation(peaked(2, 0.5)), 1)
+    book.add(face(2), {P_FEMALE: np.array([0.9], np.float32)}, 1)  # no age model: no group, confidence 0
+    confidence = book.confidence(np.array([1, 2, 99]))
+    assert confidence.tolist() == pytest.approx([0.6, 0.0, 0.0])
