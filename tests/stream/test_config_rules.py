@@ -93,3 +93,22 @@ def test_checks_across_keys(section, values, match):
     equal = dict(values)
     equal[list(values)[1]] = values[list(values)[0]]  # equal values are fine
     section(**equal)
+
+
+def test_a_stage_takes_its_section_as_a_section_a_mapping_or_a_dataclass_and_nothing_else():
+    from dataclasses import dataclass
+
+    from stream.config import settings
+
+    @dataclass
+    class Options:  # any dataclass with the section's keys, e.g. an application's own settings object
+        min_observations: int = 4
+
+    assert settings(TrackBookConfig, Options(), {}).min_observations == 4
+    assert settings(TrackBookConfig, {"min_observations": 2}, {"fusion": "geometric"}).fusion == "geometric"
+    assert settings(TrackBookConfig, None, {}) == TrackBookConfig()
+    for bad in (5, "min_observations=2", Options):  # a number, a string, a class (not an instance)
+        with pytest.raises(TypeError, match=r"options must be a TrackBookConfig, a mapping or a dataclass, got "):
+            settings(TrackBookConfig, bad, {})
+    with pytest.raises(TypeError, match=r"unknown trackbook setting\(s\) nope; valid: min_observations"):
+        settings(TrackBookConfig, None, {"nope": 1})
