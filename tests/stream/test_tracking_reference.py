@@ -82,6 +82,10 @@ def test_coasting_predicts_what_bytetracks_kalman_filter_predicts(seed):
         else:
             reference.predict()
             reference.update(_xyah(xyxy))
+        if frame in (1, 3):  # early, while the starting covariance still weighs: a skipped detection there too
+            out = tracker.coast(out)
+            reference.predict()
+            np.testing.assert_allclose(out.xyxy[0], reference.xyxy(), atol=0.02)
     for _ in range(3):  # three skipped detections: the motion model alone
         out = tracker.coast(out)
         reference.predict()
