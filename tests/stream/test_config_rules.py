@@ -112,3 +112,41 @@ def test_a_stage_takes_its_section_as_a_section_a_mapping_or_a_dataclass_and_not
             settings(TrackBookConfig, bad, {})
     with pytest.raises(TypeError, match=r"unknown trackbook setting\(s\) nope; valid: min_observations"):
         settings(TrackBookConfig, None, {"nope": 1})
+
+
+def test_config_files_at_the_size_limit_empty_or_unreadable(tmp_path):
+    from stream.config import MAX_CONFIG_BYTES
+
+    at_limit = tmp_path / "at_limit.yaml"
+    line = "trackbook:\n  min_observations: 4\n"
+    at_limit.write_text(line + "#" * (MAX_CONFIG_BYTES - len(line) - 1) + "\n", encoding="utf-8")
+    assert at_limit.stat().st_size == MAX_CONFIG_BYTES
+    assert load_config(at_limit).trackbook.min_observations == 4
+    over = tmp_path / "over.yaml"
+    over.write_text(line + "#" * (MAX_CONFIG_BYTES - len(line)) + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="over.yaml"):
+        load_config(over)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("", encoding="utf-8")
+    assert load_config(empty) == load_config(empty, ())  # an empty file: the built-in defaults
+    assert load_config(empty).trackbook == TrackBookConfig()
+    null_section = tmp_path / "null.yaml"
+    null_section.write_text("trackbook:\ndetector:\n  interval: 2\n", encoding="utf-8")
+    loaded = load_config(null_section)
+    assert loaded.trackbook == TrackBookConfig() and loaded.detector.interval == 2
+    with pytest.raises(ConfigError, match=r"cannot read config file"):
+        load_config(tmp_path)  # a folder
+
+
+@pytest.mark.parametrize("override", ["trackbook", "trackbook.=3", ".min_observations=3", "trackbook.min_observations"])
+def test_malformed_overrides_are_refused(override):
+    with pytest.raises(ConfigError):
+        load_config(overrides=[override])
+
+
+def test_output_options_refuse_unknown_keys():
+    from stream.config import SinkOptions
+
+    assert SinkOptions.coerce({"video_preset": "fast"}).video_preset == "fast"
+    with pytest.raises(ValueError, match=r"unknown output option\(s\) nope; valid keys: "):
+        SinkOptions.coerce({"nope": 1})
