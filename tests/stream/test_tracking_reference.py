@@ -142,3 +142,34 @@ def test_coasting_moves_and_scales_landmarks_with_their_box():
     expected = (before.landmarks[0] - (old_box[:2] + old_box[2:]) / 2) * scale + (new_box[:2] + new_box[2:]) / 2
     np.testing.assert_allclose(after.landmarks[0], expected, atol=1e-3)
     assert after.track_id.tolist() == [1] and after.score.tolist() == before.score.tolist()
+
+
+def test_at_matching_threshold_one_any_overlap_continues_a_track_and_none_does_not():
+    for shift, continued in ((95.0, True), (120.0, False)):  # IoU 0.026 (some overlap), then none at all
+        tracker = ByteTracker(minimum_consecutive_frames=1, minimum_matching_threshold=1.0, lost_track_buffer=0)
+        box = np.array([100.0, 100.0, 200.0, 200.0])
+        assert tracker.update(_face(box)).track_id.tolist() == [1]
+        moved = tracker.update(_face(box + [shift, 0, shift, 0])).track_id.tolist()
+        assert moved == ([1] if continued else [2]), shift
+
+
+def test_scores_exactly_at_the_thresholds():
+    """``track_activation_threshold`` and ``low_score_threshold`` are inclusive lower bounds."""
+    tracker = ByteTracker(minimum_consecutive_frames=1, track_activation_threshold=0.6, low_score_threshold=0.2)
+    box = np.array([100.0, 100.0, 200.0, 200.0])
+    start = Faces(xyxy=box[None].astype(np.float32), score=np.array([0.6]), landmarks=np.zeros((1, 5, 2)))
+    assert tracker.update(start).track_id.tolist() == [1]
+    low = Faces(xyxy=box[None].astype(np.float32), score=np.array([0.2]), landmarks=np.zeros((1, 5, 2)))
+    assert tracker.update(low).track_id.tolist() == [1]  # a low-score detection at the low threshold continues it
+    below = Faces(xyxy=box[None].astype(np.float32), score=np.array([0.19]), landmarks=np.zeros((1, 5, 2)))
+    assert tracker.update(below).track_id.tolist() == []
+
+
+def test_reset_forgets_tracks_and_restarts_ids_at_one():
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    box = np.array([100.0, 100.0, 200.0, 200.0])
+    for shift in (0.0, 300.0):
+        tracker.update(_face(box + [shift, 0, shift, 0]))
+    tracker.reset()
+    assert tracker.ended_track_ids.tolist() == []
+    assert tracker.update(_face(box + [600, 0, 600, 0])).track_id.tolist() == [1]
