@@ -157,27 +157,47 @@ def test_generator_rejects_bad_arguments(tmp_path, kwargs, message):
         ev.generate_video(tmp_path, "bad", **kwargs)
 
 
+# Stored figures of the tiny generated video (seed 3: 2 of its 3 faces visible, 41 ground-truth boxes, 24 frames at
+# 25 fps, default config): IDF1 0.883, MOTA 0.780, 0 ID switches, 20 labelled frames, every shown label right. One
+# box more or less moves IDF1 by ~0.012 and MOTA by 0.024: the bounds allow two boxes.
+TINY_IDF1, TINY_MOTA, TINY_LABELLED_FRAMES, TINY_BOX_SLACK = 0.883, 0.780, 20, 2
+
+
 def test_pipeline_on_generated_video(tiny_video, config):
     report = ev.evaluate([tiny_video], config)
     row, pooled = report["videos"][0], report["all"]
-    assert row["frames"] == 24
-    assert 0.0 <= row["idf1"] <= 1.0 and row["mota"] <= 1.0 and row["id_switches"] >= 0
+    assert row["frames"] == 24 and row["num_gt"] == 41
+    assert row["idf1"] >= TINY_IDF1 - TINY_BOX_SLACK * 0.0125, row
+    assert row["mota"] >= TINY_MOTA - TINY_BOX_SLACK / row["num_gt"], row
+    assert row["id_switches"] == 0 and row["gt_tracks"] == row["pred_tracks"] == 2, row
     assert row["idf1"] == pytest.approx(pooled["idf1"])
-    for key in ("age_group_acc_shown", "gender_acc_shown", "age_group_acc_raw", "gender_acc_raw"):
-        assert row[key] is None or 0.0 <= row[key] <= 1.0
-    assert row["labelled_frames"] <= row["num_gt"]
-    assert pooled["flicker_group"]["per_track_per_min"] >= 0
+    assert row["labelled_frames"] >= TINY_LABELLED_FRAMES - TINY_BOX_SLACK and row["labelled_frames"] <= row["num_gt"]
+    assert row["age_group_acc_shown"] >= 0.9 and row["gender_acc_shown"] >= 0.9, row
+    # The shown (fused) label is at least as right as the raw per-frame classifications it rests on.
+    assert row["age_group_acc_shown"] >= row["age_group_acc_raw"] and row["gender_acc_shown"] >= row["gender_acc_raw"]
+    assert pooled["flicker_group"]["changes"] == 0 and pooled["flicker_group"]["per_track_per_min"] == 0
+    # A label needs min_observations classifications warmup_interval_frames apart after the first:
+    # (5 - 1) * 2 = 8 frames (0.32 s at 25 fps) at the least; detection and confirmation add a few frames.
+    earliest = (config.trackbook.min_observations - 1) * config.scheduler.warmup_interval_frames / tiny_video.fps
+    assert earliest <= row["time_to_first_label_median_s"] <= earliest + 4 / tiny_video.fps, row
     assert set(pooled["targets"]) >= {"idf1>=0.8", "flicker_group<=1/min", "track_age_acc>per_image"}
+    assert pooled["targets"]["idf1>=0.8"] and pooled["targets"]["flicker_group<=1/min"]
 
 
 def test_real_clip_stability(config):
+    """One man talking for 48 frames: one track, from its 2nd frame on; labelled from its first classification
+    plus (min_observations - 1) warmup intervals on, always 31-40 (stored: 32.9 years, range 0.86 over the clip)."""
     clip = shared_file("videos", "talking_man_512.mp4")
-    row = ev.evaluate_real_clip(clip, config, max_frames=12)
-    assert row["frames"] == 12 and row["tracks"] >= 1
-    assert row["labelled_frames"] <= row["main_track_frames"] <= 12
-    if row["labelled_frames"]:
-        assert row["age_min"] <= row["age_mean"] <= row["age_max"]
-        assert row["age_std"] >= 0 and row["age_range"] == pytest.approx(row["age_max"] - row["age_min"])
+    row = ev.evaluate_real_clip(clip, config, max_frames=48)
+    assert row["frames"] == 48 and row["tracks"] == 1, row
+    assert row["main_track_frames"] >= 48 - config.tracker.minimum_consecutive_frames - 1, row
+    warmup = (config.trackbook.min_observations - 1) * config.scheduler.warmup_interval_frames
+    assert row["labelled_frames"] == row["main_track_frames"] - warmup, row
+    assert row["time_to_first_label_s"] == pytest.approx(warmup / 25, abs=1e-6)
+    assert row["groups_shown"] == ["31-40"] and 28 <= row["age_mean"] <= 38, row
+    assert row["age_range"] <= 2.0 and row["age_range"] == pytest.approx(row["age_max"] - row["age_min"])
+    assert row["age_min"] <= row["age_mean"] <= row["age_max"] and 0 <= row["age_std"] <= row["age_range"]
+    assert row["flicker_group"]["changes"] == 0 and row["flicker_gender"]["changes"] == 0
 
 
 def test_cli_json(tmp_path, capsys):
@@ -190,10 +210,12 @@ def test_cli_json(tmp_path, capsys):
     assert ev.main(["--size", "bad"]) == 2
 
 
-# Stored figures of the regression gate below (seed 3, 6 faces, 250 frames at 960x540, default config):
-# IDF1 0.901 / MOTA 0.825 / 2 ID switches when recorded (crossings and occlusions make it a hard one). The
-# gate allows a little slack for platform differences in decoding and onnxruntime kernels, not for a worse tracker.
-GATE_IDF1, GATE_MOTA, GATE_MAX_ID_SWITCHES = 0.87, 0.79, 3
+# Stored figures of the regression gate below (seed 3, 6 faces, 250 frames at 960x540, default config; 5 faces
+# visible, 901 ground-truth boxes): IDF1 0.902 / MOTA 0.821 / 0 ID switches / 701 labelled boxes, recorded
+# 2026-12-03 (0.901 / 0.825 / 2 before min_observations went to 5). One box moves MOTA by 0.0011 and IDF1 by about
+# as much: the bounds allow 9 boxes (0.01) for platform differences in decoding and onnxruntime kernels, one ID
+# switch, and 2% of the labelled boxes — not a worse tracker.
+GATE_IDF1, GATE_MOTA, GATE_MAX_ID_SWITCHES, GATE_LABELLED = 0.902 - 0.01, 0.821 - 0.01, 1, int(701 * 0.98)
 
 
 @pytest.mark.slow
@@ -201,5 +223,7 @@ def test_tracking_regression_gate(tmp_path, config):
     shared_file("data", "utkface", "UTKFace")
     video = ev.generate_video(tmp_path, "gate", seed=3)
     row = ev.evaluate([video], config)["videos"][0]
+    assert row["num_gt"] == 901 and row["gt_tracks"] == 5, row
     assert row["idf1"] >= GATE_IDF1 and row["mota"] >= GATE_MOTA, row
-    assert row["id_switches"] <= GATE_MAX_ID_SWITCHES, row
+    assert row["id_switches"] <= GATE_MAX_ID_SWITCHES and row["pred_tracks"] <= row["gt_tracks"] + 1, row
+    assert row["labelled_frames"] >= GATE_LABELLED, row

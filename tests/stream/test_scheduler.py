@@ -76,3 +76,59 @@ def test_intervals_grow_as_tracks_settle():
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Scheduler(**kwargs)
+
+
+def _observe(book, track_id, frames, confidence, size=64):
+    face = tracked([size], ids=[track_id])
+    for frame in frames:
+        classify(book, face, np.array([True]), frame, confidence)
+
+
+def test_budget_smaller_than_the_due_faces_follows_the_priority_order():
+    """With a budget of k, exactly the first k of the documented order are chosen, for every k: tracks never
+    classified first (bigger faces first), then tracks still without a label, then labelled tracks by urgency
+    (least certain and most overdue first, bigger faces breaking ties); faces not due or too small never."""
+    book = TrackBook(min_observations=2)
+    _observe(book, 4, [29], 0.9)  # one observation of two: no label yet, due every frame (warmup 1)
+    _observe(book, 1, [9, 10], 0.9)  # labelled; 20 frames since, interval 10: overdue x2, sure
+    _observe(book, 5, [9, 10], 0.9)  # the same as 1 on a bigger face
+    _observe(book, 2, [9, 10], 0.4)  # labelled, as overdue as 1 but unsure
+    _observe(book, 3, [4, 5], 0.9)  # labelled, sure, 25 frames since: more overdue than 1
+    _observe(book, 6, [24, 25], 0.4)  # labelled, only 5 frames since: not due
+    ids = [1, 2, 3, 4, 5, 6, 10, 11, 12]
+    sizes = [60, 40, 45, 70, 150, 200, 50, 120, 10]  # 10 and 11 are new; 12 is new but too small
+    faces = tracked(sizes, ids=ids)
+    expected = [11, 10, 4, 2, 3, 5, 1]
+    for budget in range(1, len(expected) + 2):
+        sched = Scheduler(max_faces_per_frame=budget, min_face_size=32, warmup_interval_frames=1,
+                          refresh_interval_frames=10, settled_observations=100)
+        chosen = sched.select(faces, book, 30, 2)
+        assert sorted(faces.track_id[chosen].tolist()) == sorted(expected[:budget]), f"budget {budget}"
+
+
+def test_eligibility_bounds_are_inclusive_and_one_missing_landmark_excludes():
+    faces = tracked([32, 31, 32, 32], scores=np.array([0.5, 0.9, 0.49, 0.9]))
+    faces.landmarks[3, 2, 0] = np.nan  # one coordinate of one landmark: no chip can be aligned
+    sched = Scheduler(min_face_size=32, min_score=0.5)
+    assert sched.eligible(faces).tolist() == [True, False, False, False]
+
+
+def test_a_track_classified_on_frame_zero_waits_its_interval():
+    book = TrackBook(min_observations=3)
+    sched = Scheduler(warmup_interval_frames=5)
+    face = tracked([100])
+    assert sched.select(face, book, 0, 3).tolist() == [True]
+    classify(book, face, np.array([True]), 0)
+    assert [frame for frame in range(1, 11) if sched.select(face, book, frame, 3)[0]] == [5, 6, 7, 8, 9, 10]
+
+
+def test_overdue_is_measured_in_intervals_across_refresh_and_settled_tracks():
+    """A settled track (interval 50) 60 frames after its last look is 1.2 intervals overdue; a refreshing one
+    (interval 10) 15 frames after is 1.5: the refreshing one goes first, at equal certainty."""
+    book = TrackBook(min_observations=2)
+    _observe(book, 1, [37, 38, 39, 40], 0.9)  # 4 observations: settled
+    _observe(book, 2, [83, 85], 0.9)  # 2 observations: labelled, refreshing
+    sched = Scheduler(max_faces_per_frame=1, warmup_interval_frames=1, refresh_interval_frames=10,
+                      settled_observations=4, settled_interval_frames=50)
+    faces = tracked([100, 100], ids=[1, 2])
+    assert faces.track_id[sched.select(faces, book, 100, 2)].tolist() == [2]

@@ -578,6 +578,8 @@ def test_grabber_thread_stops_and_releases_the_camera_on_close() -> None:
         ),
         ("rtsp://cam.local/onvif?channel=1&pwd=x&token=y", "rtsp://cam.local/onvif?channel=1&pwd=***&token=***"),
         ("rtsp://192.168.1.10:554/stream1", "rtsp://192.168.1.10:554/stream1"),
+        # A query right after the host (no path): the query starts at the first character after it.
+        ("rtsp://u:p@cam.local?password=y#frag", "rtsp://***@cam.local?password=***#frag"),
         ("http://example.com/a@b.m3u8", "http://example.com/a@b.m3u8"),  # '@' in the path is not user info
         ("videos/clip.mp4", "videos/clip.mp4"),
         ("0", "0"),

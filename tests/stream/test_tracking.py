@@ -104,8 +104,15 @@ def test_bad_arguments_raise(kwargs: dict, error: type[Exception], match: str) -
     ],
 )
 def test_valid_arguments_accepted(kwargs: dict) -> None:
+    """Each valid setting gives the track its options promise: one face seen on 5 frames shows id 1 from the
+    ``minimum_consecutive_frames``-th frame on, or never when its score is below ``track_activation_threshold``."""
     tracker = ByteTracker(**kwargs)
-    assert len(tracker.update(make_faces([(box(100, 100), HIGH)]))) in (0, 1)
+    shown = [tracker.update(make_faces([(box(100 + 2 * i, 100), HIGH)])).track_id.tolist() for i in range(5)]
+    if tracker.track_activation_threshold > HIGH:
+        assert shown == [[]] * 5
+    else:
+        first = int(tracker.minimum_consecutive_frames) - 1
+        assert shown == [[]] * first + [[1]] * (5 - first)
 
 
 def test_update_rejects_non_faces() -> None:
