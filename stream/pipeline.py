@@ -243,16 +243,18 @@ class Pipeline:
         faces, chosen = pending.faces, pending.chosen
         swallowed: list[tuple[int, Any]] = []
         if chosen is not None and chosen.any():
+            t_id = time.perf_counter()
             embeddings, embed = self._embed(frame, faces, chosen)
             if embeddings is not None:
                 # Appearance may restart a track (another person on its box) or re-identify a person: the
                 # classifications then go to the new track id.
-                t_id = time.perf_counter()
                 faces, swallowed = self.identities.observe(faces, np.flatnonzero(chosen)[embed], embeddings,
                                                            frame.timestamp, self.tracker, book)
                 self._last_faces = faces
                 book.observe_presence(faces, frame.index)
-                self.timer.add("identify", time.perf_counter() - t_id)
+            # Appearance work is its own stage; the fusion time below starts after it (no stage counted twice).
+            self.timer.add("identify", time.perf_counter() - t_id)
+            start += time.perf_counter() - t_id
             picked = faces[chosen]
             book.add(picked, estimates, frame.index, self._quality(picked))
         records = self._end_tracks(frame, swallowed)
@@ -266,13 +268,10 @@ class Pipeline:
         embed = self.identities.wants_embedding(faces, frame.image.shape)[chosen]
         if self.identities.embedder is None or not embed.any():
             return None, embed
-        start = time.perf_counter()
         chip_input = self.identities.chip_input
         assert chip_input is not None  # an embedder comes with its chip size
         chips = align_for(frame.image, faces[chosen].landmarks[embed], [chip_input])[0]
-        embeddings = self.identities.embedder.embed(chips)
-        self.timer.add("identify", time.perf_counter() - start)
-        return embeddings, embed
+        return self.identities.embedder.embed(chips), embed
 
     def _end_tracks(self, frame: Frame, swallowed: list[tuple[int, Any]]) -> list[dict[str, Any]]:
         """Summaries of the tracks that ended on this frame (tracker, book, or merged into a re-identified person),

@@ -150,6 +150,10 @@ def test_broker_restart_mid_run_loses_nothing(
             time.sleep(0.02)  # a live camera keeps delivering frames while the broker is away
         if index == 50:
             broker.start()
+            # The camera keeps delivering while the client reconnects (paho's backoff): wait for it, bounded.
+            deadline = time.monotonic() + 15
+            while not sink.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
 
     caplog.set_level(logging.INFO, logger="stream.sinks.mqtt")
     pipeline = Pipeline(config)

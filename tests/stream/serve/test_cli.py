@@ -22,7 +22,7 @@ def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "serve.port=70000"], "serve.port must be in [0, 65535]"),
     (["--set", "serve.workers=0"], "serve.workers must be in [1, 64]"),
-    (["--host", ""], "serve.host must not be empty"),
+    (["--host", ""], "serve.host must be a non-empty string"),
     (["--set", "annotate.privacy=mosaic"], "annotate.privacy must be one of none, blur, pixelate"),
     (["--port", "x"], "invalid int value"),
 ])
