@@ -208,8 +208,13 @@ def test_uploads_do_not_block_the_live_view(live_server):
     reader.join(timeout=30)
     during = [t for t, _ in frames if window["start"] <= t <= window["end"]]
     assert statuses == [200] * 8
-    print(f"8 uploads took {window['end'] - window['start']:.1f} s; {len(during)} live frames arrived meanwhile")
-    assert len(during) >= 3
+    length = window["end"] - window["start"]
+    print(f"8 uploads took {length:.1f} s; {len(during)} live frames arrived meanwhile")
+    # The live view kept flowing: no gap between frames around the uploads as long as half of them (a view the
+    # uploads blocked would show one gap as long as all of them), and never one over a second on a short window.
+    around = [t for t, _ in frames if window["start"] - 1.0 <= t <= window["end"] + 1.0]
+    gaps = np.diff(around) if len(around) > 1 else np.array([length + 1.0])
+    assert during and float(gaps.max()) < max(1.0, length / 2), (length, gaps.max())
 
 
 @pytest.mark.parametrize("path", [
