@@ -298,4 +298,6 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stream.sources.base import exit_past_stuck_readers
+
+    sys.exit(exit_past_stuck_readers(main()))

@@ -6,6 +6,10 @@ Every source is a context manager and an iterator of :class:`stream.types.Frame`
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, Protocol
@@ -22,6 +26,31 @@ KINDS: tuple[str, ...] = ("webcam", "stream", "video", "image", "folder")
 
 # The consumer polls at this period while waiting, so Ctrl-C and close() are noticed promptly.
 _POLL_S = 0.2
+
+
+#: Name prefixes of the threads that read sources inside native code (FFmpeg through PyAV or OpenCV).
+READER_THREAD_PREFIXES = ("grabber:", "reader:")
+
+
+def exit_past_stuck_readers(code: int) -> int:
+    """Return ``code``; but when a source's reader thread is still blocked in native code, end the process now.
+
+    A reader blocked on a silent camera cannot be joined (its read ends only at ``read_timeout_s``). Letting
+    the interpreter shut down under it crashes the process (SIGSEGV): PyAV's read-timeout callback takes the
+    GIL from FFmpeg's thread after finalization. Every output is already finalized when this is called, so
+    the streams are flushed and the process exits with ``code`` without running the interpreter's teardown.
+    """
+    stuck = [t.name for t in threading.enumerate() if t.is_alive() and t.name.startswith(READER_THREAD_PREFIXES)]
+    if not stuck:
+        return code
+    logging.getLogger(__name__).debug("exiting past reader thread(s) still blocked: %s", ", ".join(stuck))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # a closed or broken pipe: nothing more can be said
+    os._exit(code)
 
 
 class SourceError(Exception):
