@@ -100,4 +100,6 @@ def _fail(message: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from stream.sources.base import exit_past_stuck_readers
+
+    sys.exit(exit_past_stuck_readers(main()))
