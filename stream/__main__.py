@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from stream.config import ConfigError, load_cli_config
+from stream.config import PROFILES, ConfigError, load_cli_config
 from stream.signals import StopSignals, Terminated
 
 logger = logging.getLogger("stream")
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a config key, e.g. --set detector.score_threshold=0.4 (repeatable)")
     parser.add_argument("--detector", help="detector model name (see `python -m models list`), or auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="onnxruntime device")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="models.profile: commercial (default; refuses non-commercial models), accurate "
+                        "(utk_multihead, non-commercial licence) or research (any model)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -64,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         # what our one-line error says; set before OpenCV is imported. OPENCV_LOG_LEVEL in the environment wins.
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
-        config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
+        config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device,
+                                 profile=args.profile)
     except ConfigError as error:
         return _fail(str(error))
+    from stream.profiles import ProfileError, apply_profile, check_profile
+
+    config = apply_profile(config, args.overrides)
 
     # Heavy imports only after the arguments are known to be good: --help and config errors stay instant.
     from models.fetch import ModelError
@@ -83,6 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         check_classifier_models(config.classifier)
     except ValueError as error:
         return _fail(f"classifier: {error}")
+    try:
+        check_profile(config)
+    except ProfileError as error:
+        return _fail(str(error))
+    logger.info("profile %s: detector %s, classifiers %s", config.models.profile, config.detector.name,
+                " + ".join(n for n in (config.classifier.age_model, config.classifier.gender_model) if n != "none"))
     stop = StopSignals()
     previous = stop.install()
     try:

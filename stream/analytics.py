@@ -9,17 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stream.labels import shown_label
+from stream.labels import LabelRule, shown_label
 from stream.trackbook import TrackEstimate
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE
 
 
-def track_record(track_id: int, track: TrackEstimate, fps: float) -> dict[str, Any]:
-    """JSON-ready summary of one track: its life and the label shown when it ended (``None`` fields if it had none)."""
+def track_record(track_id: int, track: TrackEstimate, fps: float, rule: LabelRule | None = None) -> dict[str, Any]:
+    """JSON-ready summary of one track: its life and the label shown when it ended (``None`` fields if it had none),
+    decided by ``rule`` (the pipeline's; default the ``labels:`` defaults)."""
     fused = track.fused
     label = shown_label(fused.get(AGE_GROUP_PROBS), fused.get(AGE_YEARS), fused.get(P_FEMALE),
                         ready=track.shown_group >= 0, shown_group=track.shown_group,
-                        shown_female=track.shown_female, n_obs=track.n_obs)
+                        shown_female=track.shown_female, n_obs=track.n_obs, rule=rule)
     return {
         "track_id": track_id,
         "first_frame": track.first_frame,

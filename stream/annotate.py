@@ -18,8 +18,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def label_color(label: ShownLabel) -> tuple[int, int, int]:
-    """BGR colour of a face's box and label: by the gender shown, grey while there is none."""
-    if not label.ready or label.age_group is None or label.gender is None:
+    """BGR colour of a face's box and label: by the gender shown, grey while there is none (not ready, or
+    undecided)."""
+    if not label.ready or label.gender is None:
         return _UNKNOWN
     return _FEMALE if label.gender == FEMALE else _MALE
 

@@ -23,7 +23,8 @@ from stream.annotate import Annotator
 from stream.classify import OnnxClassifier, build_classifiers
 from stream.config import Config, detection_interval
 from stream.detectors import Detector, build_detector
-from stream.labels import face_labels
+from stream.labels import LabelRule, face_labels
+from stream.quality import QualityRule
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
 from stream.tracking import ByteTracker
@@ -75,6 +76,8 @@ class Pipeline:
         self.tracker = ByteTracker(config.tracker)
         self.scheduler = Scheduler(config.scheduler)
         self.book = TrackBook(config.trackbook)
+        self.quality = QualityRule(config.quality)
+        self.labels = LabelRule(config.labels)
         self.annotator = Annotator(config.annotate)
         self.timer = StageTimer()
         self.totals = Totals()
@@ -94,22 +97,26 @@ class Pipeline:
     def active_models(self) -> list[str]:
         return [self.detector.name, *(c.name for c in self.classifiers)]
 
-    def _quality(self, faces: Faces) -> np.ndarray:
-        """Observation weight: sure, large faces count more (small chips are upsampled noise)."""
-        size_term = np.clip(faces.size / 80.0, 0.25, 1.0)
-        return (faces.score * size_term).astype(np.float32)
+    def _classify(self, frame: Frame, faces: Faces, *, gate: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                                              np.ndarray]:
+        """Align, weigh (:mod:`stream.quality`) and classify ``faces``.
 
-    def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
+        Returns:
+            ``(kept, estimates, weights)``: ``(n,)`` bool of the faces classified (``gate``: those the quality rule
+            keeps; else all), the estimates of those faces, and their ``(k,)`` quality weights.
+        """
         estimates: dict[str, np.ndarray] = {}
         start = time.perf_counter()
         chip_sets = align_for(frame.image, faces.landmarks, [(c.template, c.chip_size) for c in self.classifiers])
+        weights = self.quality.weights(faces, chip_sets[0] if chip_sets else None)
+        kept = self.quality.keep(weights) if gate else np.ones(len(faces), bool)
         mid = time.perf_counter()
         for classifier, chips in zip(self.classifiers, chip_sets):
-            estimates.update(classifier.predict(chips))
+            estimates.update(classifier.predict(chips[kept]))
         self.timer.add("align", mid - start)
         self.timer.add("classify", time.perf_counter() - mid)
-        self.timer.classified_faces += len(faces)
-        return estimates
+        self.timer.classified_faces += int(kept.sum())
+        return kept, estimates, weights[kept]
 
     def process(self, frame: Frame) -> tuple[Faces, list[dict[str, Any]]]:
         """Run one video frame through detection, tracking, classification and fusion.
@@ -126,7 +133,7 @@ class Pipeline:
             faces = self._last_faces = self.tracker.coast(self._last_faces)
             self._since_detection += 1
             book.observe_presence(faces, frame.index)
-            labelled = book.annotate(faces)
+            labelled = self.labels.annotate(book.annotate(faces))
             timer.add("track", time.perf_counter() - start)
             timer.frames += 1
             return labelled, []
@@ -143,16 +150,16 @@ class Pipeline:
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
         if chosen.any():
             picked = faces[chosen]
-            estimates = self._classify(frame, picked)
+            kept, estimates, weights = self._classify(frame, picked)
             t3 = time.perf_counter()
-            book.add(picked, estimates, frame.index, self._quality(picked))
+            book.add(picked[kept], estimates, frame.index, weights)
         else:
             t3 = time.perf_counter()
         ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in ended]
+        records = [track_record(tid, est, self.fps_hint or 30.0, self.labels) for tid, est in ended]
         for record in records:
             self.totals.add(record)
-        labelled = book.annotate(faces)
+        labelled = self.labels.annotate(book.annotate(faces))
         timer.add("fuse", time.perf_counter() - t3)
         timer.frames += 1
         return labelled, records
@@ -173,14 +180,15 @@ class Pipeline:
         p_female = np.full(n, np.nan, np.float32)
         chosen = self.scheduler.eligible(faces)
         if chosen.any():
-            estimates = self._classify(frame, faces[chosen])
+            # A still has one look at each face: every eligible face is classified, whatever its quality.
+            _, estimates, _ = self._classify(frame, faces[chosen], gate=False)
             for key, values in ((AGE_GROUP_PROBS, probs), (AGE_YEARS, ages), (P_FEMALE, p_female)):
                 if key in estimates:
                     values[chosen] = estimates[key]
         self.timer.frames += 1
         ready = chosen & np.isfinite(probs).all(axis=1)
-        return faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
-                                  N_OBS: ready.astype(np.int32), LABEL_READY: ready})
+        return self.labels.annotate(faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
+                                                       N_OBS: ready.astype(np.int32), LABEL_READY: ready}))
 
     def still_records(self, frame: Frame, faces: Faces) -> list[dict[str, Any]]:
         """One summary per face of a still image (counted into the totals): a still's faces are its people."""
@@ -197,7 +205,7 @@ class Pipeline:
     def finish(self) -> list[dict[str, Any]]:
         """Summaries of every track still open at the end of the stream (counted into the totals)."""
         open_tracks = self.book.forget(list(self.book.tracks))
-        records = [track_record(tid, est, self.fps_hint or 30.0) for tid, est in open_tracks]
+        records = [track_record(tid, est, self.fps_hint or 30.0, self.labels) for tid, est in open_tracks]
         for record in records:
             self.totals.add(record)
         return records
