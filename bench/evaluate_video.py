@@ -496,10 +496,14 @@ def flicker(pred_frames: Sequence[dict[str, np.ndarray]], fps: float, key: str =
     Args:
         pred_frames: Per frame ``{"track_id" (n,), key (n,)}`` with ``-1`` for "no label".
         fps: Frame rate (frames per second).
-        key: ``"shown_group"`` or ``"shown_gender"``.
+        key: ``"shown_group"`` or ``"shown_gender"``, or the display codes ``"age_code"`` / ``"gender_code"``
+            (see :class:`PipelineTrace`), for which contradictions are also counted: a change of the shown age
+            to a span that shares no group with the last span shown (``31-40`` → ``41-55``, not ``31-40`` →
+            ``21-40`` or ``age?``), or of the shown gender to the other one (``F`` → ``M``, also across ``?``).
 
     Returns:
-        ``{"changes", "minutes", "per_track_per_min", "tracks", "worst_track_per_min"}``.
+        ``{"changes", "minutes", "per_track_per_min", "tracks", "worst_track_per_min"}``, plus
+        ``"contradictions"`` and ``"contradictions_per_min"`` for the display codes.
     """
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -509,18 +513,32 @@ def flicker(pred_frames: Sequence[dict[str, np.ndarray]], fps: float, key: str =
                                    strict=True):
             if label >= 0:
                 shown[int(track_id)].append((t, int(label)))
-    changes = 0
+    changes = contradictions = 0
     minutes = 0.0
     worst = 0.0
+    groups = len(AGE_GROUPS)
     for seq in shown.values():
         n_changes = sum(1 for (_, a), (_, b) in zip(seq, seq[1:], strict=False) if a != b)
         span = (seq[-1][0] - seq[0][0] + 1) / fps / 60.0
         changes += n_changes
         minutes += span
         worst = max(worst, n_changes / span)
-    return {"changes": changes, "minutes": round(minutes, 4),
-            "per_track_per_min": changes / minutes if minutes > 0 else 0.0, "tracks": len(shown),
-            "worst_track_per_min": worst}
+        last = None  # the last decided value: a span (first, last) or a gender
+        for _, code in seq:
+            if key == "age_code" and code < groups * groups:
+                value: Any = (code // groups, code % groups)
+                contradictions += last is not None and (value[0] > last[1] or value[1] < last[0])
+                last = value
+            elif key == "gender_code" and code in (0, 1):
+                contradictions += last is not None and code != last
+                last = code
+    out: dict[str, Any] = {"changes": changes, "minutes": round(minutes, 4),
+                           "per_track_per_min": changes / minutes if minutes > 0 else 0.0, "tracks": len(shown),
+                           "worst_track_per_min": worst}
+    if key in ("age_code", "gender_code"):
+        out["contradictions"] = int(contradictions)
+        out["contradictions_per_min"] = contradictions / minutes if minutes > 0 else 0.0
+    return out
 
 
 def label_metrics(video: LabelledVideo, trace: PipelineTrace,
@@ -838,6 +856,10 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{_f(row['flicker_group']['per_track_per_min'], '.2f'):>10}"
                 f"{_f(row.get('time_to_first_label_median_s'), '.2f'):>8}")
         pooled = gen["all"]
+        lines.append(f"  label changes/min that contradict the last shown (age, gender): "
+                     f"{_f(pooled['flicker_group'].get('contradictions_per_min'), '.2f')}, "
+                     f"{_f(pooled['flicker_gender'].get('contradictions_per_min'), '.2f')}; all changes incl. "
+                     f"group <-> range <-> age? refinements in flick/min")
         lines.append(f"  gender flicker/min (all): {pooled['flicker_gender']['per_track_per_min']:.2f}; "
                      f"age-group changes {pooled['flicker_group']['changes']} over "
                      f"{pooled['flicker_group']['minutes']:.2f} track-minutes")
