@@ -16,11 +16,13 @@ from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE
 
 def track_record(track_id: int, track: TrackEstimate, fps: float, rule: LabelRule | None = None) -> dict[str, Any]:
     """JSON-ready summary of one track: its life and the label shown when it ended (``None`` fields if it had none),
-    decided by ``rule`` (the pipeline's; default the ``labels:`` defaults)."""
+    decided by ``rule`` (the pipeline's, which also knows what the track showed last; default the ``labels:``
+    defaults)."""
     fused = track.fused
+    previous = None if rule is None else rule.end(track_id)
     label = shown_label(fused.get(AGE_GROUP_PROBS), fused.get(AGE_YEARS), fused.get(P_FEMALE),
                         ready=track.shown_group >= 0, shown_group=track.shown_group,
-                        shown_female=track.shown_female, n_obs=track.n_obs, rule=rule)
+                        shown_female=track.shown_female, n_obs=track.n_obs, rule=rule, previous=previous)
     return {
         "track_id": track_id,
         "first_frame": track.first_frame,
@@ -39,15 +41,26 @@ class Totals:
     by_age_group: dict[str, int] = field(default_factory=lambda: dict.fromkeys(AGE_GROUPS, 0))
     by_gender: dict[str, int] = field(default_factory=lambda: {"female": 0, "male": 0})
 
+    #: Labelled tracks whose fused evidence decided no single age group (a range or ``age?``, see
+    #: :mod:`stream.labels`) / no gender: counted here, not guessed into a group.
+    age_undecided: int = 0
+    gender_undecided: int = 0
+
     def add(self, record: dict[str, Any]) -> None:
         self.tracks += 1
-        if record["age_group"] is None:
+        if record.get("age_group_probs") is None and record.get("p_female") is None:
             return
         self.labelled += 1
-        self.by_age_group[record["age_group"]] += 1
+        if record["age_group"] is not None:
+            self.by_age_group[record["age_group"]] += 1
+        elif record.get("age_group_probs") is not None:
+            self.age_undecided += 1
         if record["gender"] is not None:
             self.by_gender[record["gender"]] += 1
+        elif record.get("p_female") is not None:
+            self.gender_undecided += 1
 
     def as_dict(self) -> dict[str, Any]:
         return {"tracks": self.tracks, "labelled_tracks": self.labelled, "by_age_group": dict(self.by_age_group),
-                "by_gender": dict(self.by_gender)}
+                "by_gender": dict(self.by_gender), "age_undecided": self.age_undecided,
+                "gender_undecided": self.gender_undecided}

@@ -22,8 +22,8 @@ section):
 * **Hysteresis.** A decision already on screen for a track stays while its evidence keeps a share of the
   threshold (:data:`KEEP_SHARE`: a group stays while it is still the most likely one; a gender while P(female)
   stays half the threshold on its side), so a lead hovering around the threshold does not make the label blink
-  between ``31-40`` and ``21-40`` (or ``F`` and ``?``). A track's summary, decided once at its end, uses the
-  full thresholds.
+  between ``31-40`` and ``21-40`` (or ``F`` and ``?``). A track's summary, decided at its end, starts from what
+  it showed last (:meth:`LabelRule.end`), so the summary says what the overlay said.
 
 Thresholds of 0 give the old behaviour (always a single group, gender at P(female) >= 0.5).
 The pipeline decides once per frame with its configured rule and stores the decision in ``faces.data``
@@ -253,7 +253,7 @@ class LabelRule:
         that calls :func:`face_labels` shows what this rule decided.
 
         Call it once per frame of one stream (the pipeline does): it remembers what each track showed, for the
-        hysteresis; tracks absent from a frame are forgotten.
+        hysteresis, until :meth:`end` is called for the track.
         """
         n = len(faces)
         spans = np.full((n, 2), -1, np.int8)
@@ -268,8 +268,13 @@ class LabelRule:
                 genders[i] = int(label.gender == FEMALE)
             if label.ready:
                 shown[int(faces.track_id[i])] = (span, int(genders[i]))
-        self._shown = shown
+        self._shown.update(shown)
         return faces.with_data(**{SHOWN_SPAN: spans, SHOWN_GENDER: genders})
+
+
+    def end(self, track_id: int) -> tuple[tuple[int, int] | None, int] | None:
+        """Forget a track that ended; returns what it showed last (``previous`` for its summary's label)."""
+        return self._shown.pop(int(track_id), None)
 
 
 def _span_of(text: str) -> tuple[int, int]:
@@ -295,11 +300,12 @@ def shown_label(
     shown_female: int = -1,
     n_obs: int | None = None,
     rule: LabelRule | None = None,
+    previous: tuple[tuple[int, int] | None, int] | None = None,
 ) -> ShownLabel:
     """The label to show from one fused estimate, by ``rule`` (default :data:`DEFAULT_RULE`); see
     :meth:`LabelRule.label`."""
     return (rule or DEFAULT_RULE).label(probs, age, p_female, ready=ready, shown_group=shown_group,
-                                        shown_female=shown_female, n_obs=n_obs)
+                                        shown_female=shown_female, n_obs=n_obs, previous=previous)
 
 
 def _labels(faces: Faces, rule: LabelRule, stored: bool = False,
