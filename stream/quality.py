@@ -12,7 +12,11 @@ confidently wrong on exactly those chips, so each observation is weighted by wha
   ``1 - (proxy / max)^2``, so small turns cost little and the weight reaches 0 at ``max_yaw`` / ``max_pitch``;
 * **sharpness**: the variance of the Laplacian of the aligned chip (grey, resized to 64 x 64 so the figure does not
   depend on the classifier's chip size) over ``full_sharpness``, square-rooted (the variance grows with the square
-  of edge contrast), capped at 1.
+  of edge contrast), capped at 1. (On 300 UTKFace faces through YuNet and ``cydral_age``'s 64 px chip: median 550,
+  5th percentile 143; the same faces blurred with a 2 px Gaussian: median 190. Real clips' sharp faces: 800-1300.)
+
+Weights matter *within* a track: fusion is a weighted mean, so scaling all of one person's observations (a dark
+face has less Laplacian contrast) changes nothing; only ``min_weight``, the gate, is absolute, and it is low.
 
 The weight is the product of the terms, in [0, 1]. Observations below ``min_weight`` are not classified at all
 (they would only add noise); the rest are fused with their weight. Every term can be switched off (``max_yaw: 0``,
