@@ -248,18 +248,19 @@ class LabelRule:
             shown_gender = None if decided < 0 else FEMALE if decided == 1 else MALE
         return ShownLabel(True, n_obs, group, age_range, group_probs, confidence, years, shown_gender, female)
 
-    def annotate(self, faces: Faces) -> Faces:
+    def annotate(self, faces: Faces, *, remember: bool = True) -> Faces:
         """``faces`` with this rule's decisions stored (:data:`SHOWN_SPAN`, :data:`SHOWN_GENDER`), so every outlet
         that calls :func:`face_labels` shows what this rule decided.
 
         Call it once per frame of one stream (the pipeline does): it remembers what each track showed, for the
-        hysteresis, until :meth:`end` is called for the track.
+        hysteresis, until :meth:`end` is called for the track. ``remember=False`` decides without that memory
+        and leaves it alone (still images: their face ids restart at 1 on every image).
         """
         n = len(faces)
         spans = np.full((n, 2), -1, np.int8)
         genders = np.full(n, -1, np.int8)
         shown: dict[int, tuple[tuple[int, int] | None, int]] = {}
-        for i, label in enumerate(_labels(faces, self, previous=self._shown)):
+        for i, label in enumerate(_labels(faces, self, previous=self._shown if remember else None)):
             span = None
             if label.age_range is not None and label.age_group_probs is not None:
                 span = _span_of(label.age_range)
@@ -268,7 +269,8 @@ class LabelRule:
                 genders[i] = int(label.gender == FEMALE)
             if label.ready:
                 shown[int(faces.track_id[i])] = (span, int(genders[i]))
-        self._shown.update(shown)
+        if remember:
+            self._shown.update(shown)
         return faces.with_data(**{SHOWN_SPAN: spans, SHOWN_GENDER: genders})
 
 

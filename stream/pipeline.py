@@ -188,7 +188,8 @@ class Pipeline:
         self.timer.frames += 1
         ready = chosen & np.isfinite(probs).all(axis=1)
         return self.labels.annotate(faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
-                                                       N_OBS: ready.astype(np.int32), LABEL_READY: ready}))
+                                                       N_OBS: ready.astype(np.int32), LABEL_READY: ready}),
+                                    remember=False)
 
     def still_records(self, frame: Frame, faces: Faces) -> list[dict[str, Any]]:
         """One summary per face of a still image (counted into the totals): a still's faces are its people."""
