@@ -236,3 +236,14 @@ def test_every_classifier_shows_coherent_labels_on_real_faces(age_model, config)
         if record["gender"] is not None:
             assert (record["gender"] == "female") == (record["p_female"] >= 0.5), record
     assert seen > 100, f"{age_model}: only {seen} labels checked"
+
+
+def test_stills_are_decided_without_memory_and_ended_tracks_are_forgotten():
+    rule = LabelRule()
+    faces = Faces(np.zeros((1, 4)), np.ones(1), np.zeros((1, 5, 2)), np.array([1]),
+                  {AGE_GROUP_PROBS: probs(g3=0.6, g4=0.3)[None], AGE_YEARS: np.array([36.0]),
+                   P_FEMALE: np.array([0.9]), LABEL_READY: np.array([True])})
+    rule.annotate(faces, remember=False)
+    assert rule.end(1) is None
+    rule.annotate(faces)
+    assert rule.end(1) == ((3, 3), 1) and rule.end(1) is None
