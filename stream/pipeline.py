@@ -153,6 +153,7 @@ class Pipeline:
             kept, estimates, weights = self._classify(frame, picked)
             t3 = time.perf_counter()
             book.add(picked[kept], estimates, frame.index, weights)
+            book.skip(picked[~kept], frame.index)
         else:
             t3 = time.perf_counter()
         ended = book.forget(self.tracker.ended_track_ids) + book.prune(frame.index)

@@ -111,3 +111,10 @@ def test_pipeline_skips_chips_below_min_weight(config, default_detector, default
             pipeline.process(frame)
         counts[min_weight] = pipeline.timer.classified_faces
     assert counts[0.0] > 0 and counts[1.0] == 0  # a weight of 1 is never reached: nothing is classified
+    # A skipped face counts as looked at: the scheduler waits its interval instead of putting it first on
+    # every frame (where it would starve the faces that can be classified).
+    tracks = list(pipeline.book.tracks.values())
+    assert tracks and all(t.n_obs == 0 and t.last_classified_frame >= 0 for t in tracks)
+    faces, _ = pipeline.process(Frame(6, 6 / 25, canvas))
+    last = max(t.last_classified_frame for t in tracks)
+    assert not pipeline.scheduler.select(faces, pipeline.book, last + 1, pipeline.book.min_observations).any()
