@@ -49,6 +49,7 @@ import numpy as np
 
 from stream.tracking import iou_xyxy, linear_sum_assignment
 from stream.types import (
+    AGE_GROUP_PROBS,
     AGE_GROUPS,
     AGE_YEARS,
     P_FEMALE,
@@ -62,6 +63,10 @@ IOU_THRESHOLD = 0.5
 MIN_VISIBILITY = 0.5
 REAL_CLIPS = ("talking_man_512.mp4", "talking_woman_512.mp4", "expressive_woman_480.mp4",
               "man_glasses_720x1280.mp4", "woman_1280x720.mp4")
+#: The one person's gender in each real clip (0 male, 1 female; what its name says and a look confirms): the
+#: only ground truth the real clips have, so the shown gender's accuracy is scored on them.
+REAL_CLIP_GENDER = {"talking_man_512.mp4": 0, "talking_woman_512.mp4": 1, "expressive_woman_480.mp4": 1,
+                    "man_glasses_720x1280.mp4": 0, "woman_1280x720.mp4": 1}
 GT_VERSION = 1
 # Targets of issue 6 (reported, never asserted).
 TARGET_IDF1 = 0.8
@@ -302,9 +307,13 @@ class PipelineTrace:
     """What the pipeline showed on every frame, and every raw classification it made.
 
     Attributes:
-        frames: Per frame a dict of ``(n,)``/``(n, 4)`` arrays: ``track_id`` int64, ``xyxy`` float32,
-            ``shown_group`` int32 (-1: no label), ``shown_gender`` int8 (0 male, 1 female, -1 none),
-            ``age`` float32 (NaN: none).
+        frames: Per frame a dict of ``(n,)``/``(n, 4)`` arrays, what :func:`stream.labels.face_labels` shows:
+            ``track_id`` int64, ``xyxy`` float32, ``ready`` bool (the track has a label), ``shown_group`` int32
+            (the one age group shown; -1: none, also when a range or ``age?`` is shown), ``shown_gender`` int8
+            (0 male, 1 female, -1 none or undecided), ``age_code`` / ``gender_code`` int32 (what is shown, for
+            flicker: the age span ``first * 8 + last`` or 64 for ``age?``; the gender or 2 for ``?``; -1 before
+            the label), ``age`` float32 (shown years; NaN: none), ``incoherent`` bool (years outside the shown
+            span: the bug of issue 14, 0 by construction now).
         raw: ``(frame, track_id, age_group, gender, age)`` for every classification before fusion.
         fps: Frame rate of the source.
         seconds: Wall time of the run.
@@ -330,7 +339,6 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
     from stream.pipeline import Pipeline
     from stream.sources import open_source
     from stream.trackbook import TrackBook
-    from stream.types import AGE_GROUP_PROBS
 
     trace = PipelineTrace()
 
@@ -359,25 +367,44 @@ def run_pipeline(source: str | Path, config: Any, *, detector: Any = None, class
             if max_frames is not None and len(trace.frames) >= max_frames:
                 break
             faces, _ = pipeline.process(frame)
-            group, gender, age = shown_arrays(faces)
-            trace.frames.append({"track_id": faces.track_id.copy(), "xyxy": faces.xyxy.copy(),
-                                 "shown_group": group, "shown_gender": gender, "age": age})
+            trace.frames.append({"track_id": faces.track_id.copy(), "xyxy": faces.xyxy.copy(), **shown_arrays(faces)})
     pipeline.finish()
     trace.seconds = time.perf_counter() - start
     return trace
 
 
-def shown_arrays(faces: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What the product shows for each face (:func:`stream.labels.face_labels`, the one rule), as arrays:
-    ``(n,)`` int32 group index (-1 none), ``(n,)`` int8 gender (1 female, 0 male, -1 none), ``(n,)`` float32 years.
-    """
-    from stream.labels import FEMALE, face_labels
+def shown_arrays(faces: Faces) -> dict[str, np.ndarray]:
+    """What the product shows for each face (:func:`stream.labels.face_labels`), as the trace's arrays."""
+    from stream.labels import SHOWN_SPAN, face_labels, span_years
 
     labels = face_labels(faces)
-    group = np.array([AGE_GROUPS.index(x.age_group) if x.age_group else -1 for x in labels], np.int32)
-    gender = np.array([-1 if x.gender is None else int(x.gender == FEMALE) for x in labels], np.int8)
-    age = np.array([np.nan if x.age is None or x.age_group is None else x.age for x in labels], np.float32)
-    return group, gender, age
+    n = len(labels)
+    out = {"ready": np.zeros(n, bool), "shown_group": np.full(n, -1, np.int32),
+           "shown_gender": np.full(n, -1, np.int8), "age_code": np.full(n, -1, np.int32),
+           "gender_code": np.full(n, -1, np.int32), "age": np.full(n, np.nan, np.float32),
+           "incoherent": np.zeros(n, bool)}
+    spans = faces.data.get(SHOWN_SPAN)
+    for i, label in enumerate(labels):
+        if not label.ready:
+            continue
+        out["ready"][i] = True
+        if label.age_group is not None:
+            out["shown_group"][i] = AGE_GROUPS.index(label.age_group)
+        if label.gender is not None:
+            out["shown_gender"][i] = int(label.gender == "female")
+        out["gender_code"][i] = out["shown_gender"][i] if label.gender is not None else 2
+        if label.age is not None:
+            out["age"][i] = label.age
+        if label.age_group_probs is None:
+            continue
+        if spans is not None and spans[i][0] >= 0:
+            first, last = int(spans[i][0]), int(spans[i][1])
+            out["age_code"][i] = first * len(AGE_GROUPS) + last
+            low, high = span_years(first, last)
+            out["incoherent"][i] = label.age is not None and not low <= round(label.age) <= high
+        else:
+            out["age_code"][i] = len(AGE_GROUPS) ** 2
+    return out
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -467,10 +494,14 @@ def flicker(pred_frames: Sequence[dict[str, np.ndarray]], fps: float, key: str =
     Args:
         pred_frames: Per frame ``{"track_id" (n,), key (n,)}`` with ``-1`` for "no label".
         fps: Frame rate (frames per second).
-        key: ``"shown_group"`` or ``"shown_gender"``.
+        key: ``"shown_group"`` or ``"shown_gender"``, or the display codes ``"age_code"`` / ``"gender_code"``
+            (see :class:`PipelineTrace`), for which contradictions are also counted: a change of the shown age
+            to a span that shares no group with the last span shown (``31-40`` → ``41-55``, not ``31-40`` →
+            ``21-40`` or ``age?``), or of the shown gender to the other one (``F`` → ``M``, also across ``?``).
 
     Returns:
-        ``{"changes", "minutes", "per_track_per_min", "tracks", "worst_track_per_min"}``.
+        ``{"changes", "minutes", "per_track_per_min", "tracks", "worst_track_per_min"}``, plus
+        ``"contradictions"`` and ``"contradictions_per_min"`` for the display codes.
     """
     if not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
@@ -480,18 +511,32 @@ def flicker(pred_frames: Sequence[dict[str, np.ndarray]], fps: float, key: str =
                                    strict=True):
             if label >= 0:
                 shown[int(track_id)].append((t, int(label)))
-    changes = 0
+    changes = contradictions = 0
     minutes = 0.0
     worst = 0.0
+    groups = len(AGE_GROUPS)
     for seq in shown.values():
         n_changes = sum(1 for (_, a), (_, b) in zip(seq, seq[1:], strict=False) if a != b)
         span = (seq[-1][0] - seq[0][0] + 1) / fps / 60.0
         changes += n_changes
         minutes += span
         worst = max(worst, n_changes / span)
-    return {"changes": changes, "minutes": round(minutes, 4),
-            "per_track_per_min": changes / minutes if minutes > 0 else 0.0, "tracks": len(shown),
-            "worst_track_per_min": worst}
+        last = None  # the last decided value: a span (first, last) or a gender
+        for _, code in seq:
+            if key == "age_code" and code < groups * groups:
+                value: Any = (code // groups, code % groups)
+                contradictions += last is not None and (value[0] > last[1] or value[1] < last[0])
+                last = value
+            elif key == "gender_code" and code in (0, 1):
+                contradictions += last is not None and code != last
+                last = code
+    out: dict[str, Any] = {"changes": changes, "minutes": round(minutes, 4),
+                           "per_track_per_min": changes / minutes if minutes > 0 else 0.0, "tracks": len(shown),
+                           "worst_track_per_min": worst}
+    if key in ("age_code", "gender_code"):
+        out["contradictions"] = int(contradictions)
+        out["contradictions_per_min"] = contradictions / minutes if minutes > 0 else 0.0
+    return out
 
 
 def label_metrics(video: LabelledVideo, trace: PipelineTrace,
@@ -508,6 +553,7 @@ def label_metrics(video: LabelledVideo, trace: PipelineTrace,
     """
     truth = {t["track_id"]: (int(age_group_index(t["age"])), int(t["gender"])) for t in video.tracks}
     shown_group = shown_gender = correct_group = correct_gender = 0
+    ready_frames = range_frames = range_correct = 0
     labelled_frames: dict[int, int] = defaultdict(int)
     first_visible: dict[int, int] = {}
     first_label: dict[int, int] = {}
@@ -517,10 +563,17 @@ def label_metrics(video: LabelledVideo, trace: PipelineTrace,
         for row in counted:
             first_visible.setdefault(row["track_id"], t)
         gt_xyxy = np.asarray([r["xyxy"] for r in counted], np.float32).reshape(-1, 4)
+        ready = pred.get("ready", (np.asarray(pred["shown_group"]) >= 0) | (np.asarray(pred["shown_gender"]) >= 0))
         for g, p in match_frame(gt_xyxy, pred["xyxy"]):
             gt_id = counted[g]["track_id"]
             pair_of[(t, int(pred["track_id"][p]))] = gt_id
             group, gender = int(pred["shown_group"][p]), int(pred["shown_gender"][p])
+            if ready[p]:
+                ready_frames += 1
+                code = int(pred["age_code"][p]) if "age_code" in pred else -1
+                if group < 0 and 0 <= code < len(AGE_GROUPS) ** 2:
+                    range_frames += 1
+                    range_correct += code // len(AGE_GROUPS) <= truth[gt_id][0] <= code % len(AGE_GROUPS)
             if group >= 0:
                 shown_group += 1
                 correct_group += group == truth[gt_id][0]
@@ -553,6 +606,16 @@ def label_metrics(video: LabelledVideo, trace: PipelineTrace,
         raw_gender += gender == truth[gt_id][1]
     delays = [(first_label[k] - first_visible[k]) / video.fps for k in first_label if k in first_visible]
     result: dict[str, Any] = {
+        # Coverage: of the frames where a matched face shows a label, the share with one age group / a gender
+        # shown (the rest show a range or age?, or ?); the accuracies below are over the decided frames.
+        "ready_frames": ready_frames,
+        "age_decided_share": shown_group / ready_frames if ready_frames else None,
+        "age_range_share": range_frames / ready_frames if ready_frames else None,
+        "age_range_contains_truth": range_correct / range_frames if range_frames else None,
+        "gender_decided_share": shown_gender / ready_frames if ready_frames else None,
+        # Wrong decisions per labelled frame: what a user sees wrongly (an undecided label is not wrong).
+        "age_group_wrong_per_ready": (shown_group - correct_group) / ready_frames if ready_frames else None,
+        "gender_wrong_per_ready": (shown_gender - correct_gender) / ready_frames if ready_frames else None,
         "labelled_frames": shown_group,
         "age_group_acc_shown": correct_group / shown_group if shown_group else None,
         "gender_acc_shown": correct_gender / shown_gender if shown_gender else None,
@@ -599,15 +662,17 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
         face = synth.load_face(root / track["file"])
         canvas, offset = synth.reference_canvas(face.image)
         faces = pipeline.process_still(Frame(0, 0.0, canvas))
-        group, gender, _ = shown_arrays(faces)
-        if not (group >= 0).any():
+        ready = shown_arrays(faces)["ready"]
+        if not ready.any():
             continue
         iou = iou_xyxy(face.face_xyxy[None] + offset, faces.xyxy)[0]
-        iou[group < 0] = -1
+        iou[~ready] = -1
         best = int(np.argmax(iou))
         if iou[best] < IOU_THRESHOLD:
             continue
-        out[track["track_id"]] = (int(group[best]), int(gender[best]))
+        # The still path has no track book (no SHOWN_GROUP): its group is the most likely one.
+        group = int(np.argmax(faces.data[AGE_GROUP_PROBS][best]))
+        out[track["track_id"]] = (group, int(faces.data[P_FEMALE][best] >= 0.5))
     return out
 
 
@@ -640,8 +705,8 @@ def evaluate(videos: Sequence[LabelledVideo], config: Any, *, utkface: str | Pat
                / max(trace.seconds, 1e-9), **mot_metrics(video.frames, trace.frames),
                **{k: v for k, v in labels.items() if k != "time_to_first_label_s"},
                "time_to_first_label_median_s": _median(labels["time_to_first_label_s"]),
-               "flicker_group": flicker(trace.frames, trace.fps, "shown_group"),
-               "flicker_gender": flicker(trace.frames, trace.fps, "shown_gender")}
+               "flicker_group": flicker(trace.frames, trace.fps, "age_code"),
+               "flicker_gender": flicker(trace.frames, trace.fps, "gender_code")}
         per_video.append(row)
         delays += labels["time_to_first_label_s"]
         # Pool: offset ids so tracks of different videos never meet.
@@ -650,7 +715,13 @@ def evaluate(videos: Sequence[LabelledVideo], config: Any, *, utkface: str | Pat
             pred_all.append({**pred, "track_id": pred["track_id"] + offset})
         offset += 100000
         n = labels["labelled_frames"]
-        for key, weight in (("age_group_acc_shown", n), ("gender_acc_shown", n),
+        ready = labels["ready_frames"]
+        gender_n = round((labels["gender_decided_share"] or 0) * ready)
+        range_n = round((labels["age_range_share"] or 0) * ready)
+        for key, weight in (("age_decided_share", ready), ("age_range_share", ready),
+                            ("gender_decided_share", ready), ("age_group_wrong_per_ready", ready),
+                            ("gender_wrong_per_ready", ready), ("age_range_contains_truth", range_n),
+                            ("age_group_acc_shown", n), ("gender_acc_shown", gender_n),
                             ("age_group_acc_raw", labels["raw_classifications"]),
                             ("gender_acc_raw", labels["raw_classifications"]),
                             ("age_group_acc_last_raw", labels["last_raw_frames"]),
@@ -663,8 +734,8 @@ def evaluate(videos: Sequence[LabelledVideo], config: Any, *, utkface: str | Pat
               **{k: totals[k] / totals[k + "_w"] for k in list(totals) if not k.endswith("_w") and totals[k + "_w"]},
               "time_to_first_label_median_s": _median(delays),
               "time_to_first_label_max_s": max(delays) if delays else None,
-              "flicker_group": flicker(pred_all, fps, "shown_group"),
-              "flicker_gender": flicker(pred_all, fps, "shown_gender")}
+              "flicker_group": flicker(pred_all, fps, "age_code"),
+              "flicker_gender": flicker(pred_all, fps, "gender_code")}
     pooled["targets"] = {
         "idf1>=0.8": pooled["idf1"] >= TARGET_IDF1,
         "flicker_group<=1/min": pooled["flicker_group"]["per_track_per_min"] <= TARGET_FLICKER_PER_MIN,
@@ -702,19 +773,37 @@ def evaluate_real_clip(path: str | Path, config: Any, *, detector: Any = None, c
     main = max(counts, key=lambda k: counts[k]) if counts else None
     ages: list[float] = []
     groups: list[int] = []
+    genders: list[int] = []
+    ready_frames = incoherent = 0
     first_seen = first_label = None
     for t, pred in enumerate(trace.frames):
         for i, track_id in enumerate(pred["track_id"].tolist()):
             if track_id != main:
                 continue
             first_seen = t if first_seen is None else first_seen
+            if not pred["ready"][i]:
+                continue
+            ready_frames += 1
+            incoherent += int(pred["incoherent"][i])
+            first_label = t if first_label is None else first_label
+            genders.append(int(pred["shown_gender"][i]))
             if pred["shown_group"][i] >= 0:
-                first_label = t if first_label is None else first_label
                 ages.append(float(pred["age"][i]))
                 groups.append(int(pred["shown_group"][i]))
     ages_arr = np.asarray(ages, np.float64)
     finite = ages_arr[np.isfinite(ages_arr)]
+    truth = REAL_CLIP_GENDER.get(Path(path).name)
+    decided = [g for g in genders if g >= 0]
     return {
+        "ready_frames": ready_frames,
+        "age_decided_share": len(ages) / ready_frames if ready_frames else None,
+        "gender_decided_share": len(decided) / ready_frames if ready_frames else None,
+        "gender_truth": truth,
+        "gender_acc_shown": (sum(g == truth for g in decided) / len(decided)) if truth is not None and decided
+        else None,
+        "gender_wrong_per_ready": (sum(g != truth for g in decided) / ready_frames) if truth is not None
+        and ready_frames else None,
+        "incoherent_frames": incoherent,
         "clip": Path(path).name, "frames": len(trace.frames), "tracks": len(counts),
         "main_track_frames": counts.get(main, 0) if main is not None else 0, "labelled_frames": len(ages),
         "age_mean": float(finite.mean()) if len(finite) else None,
@@ -723,8 +812,8 @@ def evaluate_real_clip(path: str | Path, config: Any, *, detector: Any = None, c
         "age_max": float(finite.max()) if len(finite) else None,
         "age_range": float(finite.max() - finite.min()) if len(finite) else None,
         "groups_shown": sorted({AGE_GROUPS[g] for g in groups}),
-        "flicker_group": flicker(trace.frames, trace.fps, "shown_group"),
-        "flicker_gender": flicker(trace.frames, trace.fps, "shown_gender"),
+        "flicker_group": flicker(trace.frames, trace.fps, "age_code"),
+        "flicker_gender": flicker(trace.frames, trace.fps, "gender_code"),
         "time_to_first_label_s": (
             (first_label - first_seen) / trace.fps if first_label is not None and first_seen is not None else None
         ),
@@ -765,10 +854,24 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{_f(row['flicker_group']['per_track_per_min'], '.2f'):>10}"
                 f"{_f(row.get('time_to_first_label_median_s'), '.2f'):>8}")
         pooled = gen["all"]
+        lines.append(f"  label changes/min that contradict the last shown (age, gender): "
+                     f"{_f(pooled['flicker_group'].get('contradictions_per_min'), '.2f')}, "
+                     f"{_f(pooled['flicker_gender'].get('contradictions_per_min'), '.2f')}; all changes incl. "
+                     f"group <-> range <-> age? refinements in flick/min")
         lines.append(f"  gender flicker/min (all): {pooled['flicker_gender']['per_track_per_min']:.2f}; "
                      f"age-group changes {pooled['flicker_group']['changes']} over "
                      f"{pooled['flicker_group']['minutes']:.2f} track-minutes")
         lines.append("  targets: " + ", ".join(f"{k} {_f(v)}" for k, v in pooled["targets"].items()))
+        lines += ["  what is shown on labelled frames (decided share; wrong decisions per labelled frame):",
+                  f"  {'video':<14}{'labelled':>9}{'age 1grp':>9}{'range':>7}{'rng ok':>7}{'age wrong':>10}"
+                  f"{'gen dec':>8}{'gen wrong':>10}"]
+        for row in gen["videos"] + [{"video": "ALL", **gen["all"],
+                                     "ready_frames": sum(r["ready_frames"] for r in gen["videos"])}]:
+            lines.append(
+                f"  {row['video'][:14]:<14}{row['ready_frames']:>9}{_f(row.get('age_decided_share')):>9}"
+                f"{_f(row.get('age_range_share')):>7}{_f(row.get('age_range_contains_truth')):>7}"
+                f"{_f(row.get('age_group_wrong_per_ready')):>10}{_f(row.get('gender_decided_share')):>8}"
+                f"{_f(row.get('gender_wrong_per_ready')):>10}")
     if report.get("real"):
         lines += ["", "real single-person clips (main track):",
                   f"  {'clip':<26}{'frames':>7}{'tracks':>7}{'labelled':>9}{'age mean':>9}{'std':>6}{'min':>6}"
@@ -780,6 +883,12 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{_f(row['age_max'], '.1f'):>6}{','.join(row['groups_shown']):>22}"
                 f"{row['flicker_group']['per_track_per_min']:>12.2f}{row['flicker_gender']['per_track_per_min']:>12.2f}"
                 f"{_f(row['time_to_first_label_s'], '.2f'):>7}")
+        lines += [f"  {'clip':<26}{'labelled':>9}{'age 1grp':>9}{'gen dec':>8}{'gen acc':>8}{'gen wrong':>10}"
+                  f"{'years outside group':>20}"]
+        for row in report["real"]:
+            lines.append(f"  {row['clip'][:26]:<26}{row['ready_frames']:>9}{_f(row['age_decided_share']):>9}"
+                         f"{_f(row['gender_decided_share']):>8}{_f(row['gender_acc_shown']):>8}"
+                         f"{_f(row['gender_wrong_per_ready']):>10}{row['incoherent_frames']:>20}")
     return "\n".join(lines)
 
 

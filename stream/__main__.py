@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from stream.config import ConfigError, load_cli_config
+from stream.config import PROFILES, ConfigError, load_cli_config
 from stream.redact import SecretFilter
 from stream.signals import StopSignals, Terminated
 
@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set door:tracker.lost_track_buffer=60 (repeatable)")
     parser.add_argument("--detector", help="detector model name (see `python -m models list`), or auto")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="onnxruntime device")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="models.profile: commercial (default; refuses non-commercial models), accurate "
+                        "(utk_multihead, non-commercial licence) or research (any model)")
     parser.add_argument("--max-frames", type=int, help="stop after N frames (of each camera)")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return parser
@@ -82,10 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
         config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device,
-                                 sources=args.sources)
+                                 profile=args.profile, sources=args.sources)
         if not config.sources:  # neither --source nor a sources: list: the built-in demo clip
             config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device,
-                                     sources=["demo"])
+                                     profile=args.profile, sources=["demo"])
     except ConfigError as error:
         return _fail(str(error))
     many = len(config.sources) > 1 or any((c.output, c.events, c.summary, c.counts) != (None,) * 4
@@ -102,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
             parse_address(args.serve)
         except ValueError as error:
             return _fail(str(error))
+    from stream.profiles import ProfileError, apply_profile, check_profile
+
+    config = apply_profile(config, args.overrides)
 
     # Heavy imports only after the arguments are known to be good: --help and config errors stay instant.
     from models.fetch import ModelError
@@ -123,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         check_classifier_models(config.classifier)
     except ValueError as error:
         return _fail(f"classifier: {error}")
+    try:
+        check_profile(config)
+    except ProfileError as error:
+        return _fail(str(error))
+    logger.info("profile %s: detector %s, classifiers %s", config.models.profile, config.detector.name,
+                " + ".join(n for n in (config.classifier.age_model, config.classifier.gender_model) if n != "none"))
     stop = StopSignals()
     previous = stop.install()
     try:

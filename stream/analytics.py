@@ -10,20 +10,23 @@ many tracks were folded into people seen before.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from stream.labels import shown_label
+from stream.labels import LabelRule, shown_label
 from stream.trackbook import TrackEstimate
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE
 
 
-def track_record(track_id: int, track: TrackEstimate, fps: float, person_id: int | None = None) -> dict[str, Any]:
+def track_record(track_id: int, track: TrackEstimate, fps: float, rule: LabelRule | None = None,
+                 person_id: int | None = None) -> dict[str, Any]:
     """JSON-ready summary of one track: its life, its person, and the label shown when it ended (``None`` fields if it
-    had none; ``person_id`` None when no identity stage ran)."""
+    had none; ``person_id`` None when no identity stage ran), decided by ``rule`` (the pipeline's, which also knows
+    what the track showed last; default the ``labels:`` defaults)."""
     fused = track.fused
+    previous = None if rule is None else rule.end(track_id)
     label = shown_label(fused.get(AGE_GROUP_PROBS), fused.get(AGE_YEARS), fused.get(P_FEMALE),
                         ready=track.shown_group >= 0, shown_group=track.shown_group,
-                        shown_female=track.shown_female, n_obs=track.n_obs)
+                        shown_female=track.shown_female, n_obs=track.n_obs, rule=rule, previous=previous)
     return {
         "track_id": track_id,
         "person_id": person_id,
@@ -32,6 +35,19 @@ def track_record(track_id: int, track: TrackEstimate, fps: float, person_id: int
         "duration_s": round((track.last_seen_frame - track.first_frame + 1) / fps, 3) if fps > 0 else None,
         **label.as_record(),
     }
+
+
+class _PersonLabel(NamedTuple):
+    """What a person's latest record showed. A person with evidence but no decided group (a range or ``age?``,
+    see :mod:`stream.labels`) or gender is counted as undecided, not guessed into one."""
+
+    group: str | None
+    gender: str | None
+    has_age: bool  # age evidence was fused
+    has_gender: bool
+
+
+_NO_LABEL = _PersonLabel(None, None, False, False)
 
 
 @dataclass
@@ -44,17 +60,19 @@ class Totals:
 
     tracks: int = 0
     labelled: int = 0
-    # person key -> (age group, gender) of their latest record; a few bytes a person, for a run's lifetime.
-    _people: dict[Any, tuple[str | None, str | None]] = field(default_factory=dict)
+    # person key -> the label of their latest record; a few bytes a person, for a run's lifetime.
+    _people: dict[Any, _PersonLabel] = field(default_factory=dict)
 
     def add(self, record: dict[str, Any]) -> None:
         self.tracks += 1
         person = record.get("person_id")
         key = ("track", self.tracks) if person is None else person
-        self.labelled += record["age_group"] is not None
-        label = (record["age_group"], record["gender"] if record["age_group"] is not None else None)
-        # A later track of a person without a label (it ended before its first one) keeps the earlier label.
-        if key not in self._people or label[0] is not None:
+        evidence = record.get("age_group_probs") is not None or record.get("p_female") is not None
+        self.labelled += evidence
+        label = _PersonLabel(record["age_group"], record["gender"], record.get("age_group_probs") is not None,
+                             record.get("p_female") is not None) if evidence else _NO_LABEL
+        # A later track of a person without evidence (it ended before its first look) keeps the earlier label.
+        if key not in self._people or evidence:
             self._people[key] = label
 
     @property
@@ -64,14 +82,20 @@ class Totals:
     def as_dict(self) -> dict[str, Any]:
         by_age_group = dict.fromkeys(AGE_GROUPS, 0)
         by_gender = {"female": 0, "male": 0}
-        labelled_people = 0
-        for group, gender in self._people.values():
-            if group is None:
+        labelled_people = age_undecided = gender_undecided = 0
+        for person in self._people.values():
+            if not (person.has_age or person.has_gender):
                 continue
             labelled_people += 1
-            by_age_group[group] = by_age_group.get(group, 0) + 1
-            if gender is not None:
-                by_gender[gender] = by_gender.get(gender, 0) + 1
+            if person.group is not None:
+                by_age_group[person.group] += 1
+            elif person.has_age:
+                age_undecided += 1
+            if person.gender is not None:
+                by_gender[person.gender] += 1
+            elif person.has_gender:
+                gender_undecided += 1
         return {"people": self.people, "labelled_people": labelled_people, "tracks": self.tracks,
                 "labelled_tracks": self.labelled, "merged_tracks": self.tracks - self.people,
-                "by_age_group": by_age_group, "by_gender": by_gender}
+                "by_age_group": by_age_group, "by_gender": by_gender, "age_undecided": age_undecided,
+                "gender_undecided": gender_undecided}

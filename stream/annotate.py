@@ -19,8 +19,9 @@ _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def label_color(label: ShownLabel) -> tuple[int, int, int]:
-    """BGR colour of a face's box and label: by the gender shown, grey while there is none."""
-    if not label.ready or label.age_group is None or label.gender is None:
+    """BGR colour of a face's box and label: by the gender shown, grey while there is none (not ready, or
+    undecided)."""
+    if not label.ready or label.gender is None:
         return _UNKNOWN
     return _FEMALE if label.gender == FEMALE else _MALE
 
@@ -68,6 +69,7 @@ class Annotator:
         h = out.shape[0]
         scale = self.font_scale or max(0.4, h / 1400)
         thick = max(1, round(scale * 2))
+        placed: list[tuple[int, int, int, int]] = []  # label boxes already drawn on this frame
         for i, label in enumerate(face_labels(faces)):
             text, color = label_text(label, int(faces.track_id[i])), label_color(label)
             x1, y1, x2, y2 = (int(round(v)) for v in faces.xyxy[i])
@@ -78,12 +80,35 @@ class Annotator:
                 for x, y in faces.landmarks[i]:
                     cv2.circle(out, (int(round(x)), int(round(y))), max(1, thick), color, -1)
             (tw, th), base = cv2.getTextSize(text, _FONT, scale, thick)
-            ty = y1 - 4 if y1 - th - base - 4 >= 0 else y2 + th + 4
-            cv2.rectangle(out, (x1, ty - th - base), (x1 + tw + 4, ty + base // 2), color, -1)
-            cv2.putText(out, text, (x1 + 2, ty - base // 2), _FONT, scale, (20, 20, 20), thick, cv2.LINE_AA)
+            box = _label_box(x1, y1, x2, y2, tw + 4, th + base + base // 2, out.shape[1], h, placed)
+            placed.append(box)
+            lx, top, right, bottom = box
+            cv2.rectangle(out, (lx, top), (right, bottom), color, -1)
+            cv2.putText(out, text, (lx + 2, bottom - base // 2 - base // 2), _FONT, scale, (20, 20, 20), thick,
+                        cv2.LINE_AA)
         if self.show_stats:
             stats = f"faces {len(faces)}" + (f" | {fps:.1f} fps" if fps else "")
             (tw, th), base = cv2.getTextSize(stats, _FONT, scale, thick)
             cv2.rectangle(out, (0, 0), (tw + 12, th + base + 12), (0, 0, 0), -1)
             cv2.putText(out, stats, (6, th + 6), _FONT, scale, (255, 255, 255), thick, cv2.LINE_AA)
         return out
+
+
+def _label_box(x1: int, y1: int, x2: int, y2: int, width: int, height: int, frame_w: int, frame_h: int,
+               placed: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """Where a face's label goes: ``(left, top, right, bottom)``.
+
+    Above the face box (below it at the top of the frame), kept inside the frame; in a crowd, where that spot is
+    taken by a label already drawn, the label is stacked higher (up to 3 rows), or put below the box, so that no
+    label hides another's text. When every spot is taken, the first is used.
+    """
+    left = max(0, min(x1, frame_w - width))
+    above = y1 - 4 - height
+    candidates = [above - k * (height + 2) for k in range(4)] + [y2 + 4]
+    tops = [t for t in candidates if t >= 0 and t + height <= frame_h] or [max(0, min(y2 + 4, frame_h - height))]
+
+    def free(top: int) -> bool:
+        return all(left >= r or left + width <= lft or top >= b or top + height <= t for lft, t, r, b in placed)
+
+    top = next((t for t in tops if free(t)), tops[0])
+    return left, top, left + width, top + height

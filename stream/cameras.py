@@ -29,6 +29,7 @@ from typing import Any
 
 from stream.config import CameraSpec
 from stream.pipeline import PendingFrame, Pipeline, RunResult, classify_batch
+from stream.quality import KEPT
 from stream.sinks import Sink, SinkError
 from stream.sources import LiveSource, Source, SourceError
 from stream.types import Faces, Frame
@@ -344,7 +345,8 @@ def run_cameras(
         estimates: list[dict[str, Any]] = [{} for _ in pending]
         if due:
             t0 = time.perf_counter()
-            results, align_s = classify_batch(classifiers, [(pending[i].frame.image, pending[i].picked) for i in due])
+            results, align_s = classify_batch(classifiers, [(pending[i].frame.image, pending[i].picked) for i in due],
+                                              [pending[i].quality for i in due])
             seconds = time.perf_counter() - t0
             total = sum(len(pending[i].picked) for i in due)
             for i, result in zip(due, results):
@@ -353,7 +355,7 @@ def run_cameras(
                 share = len(pending[i].picked) / total  # the batch's time, shared by the faces each camera sent
                 timer.add("align", align_s * share)
                 timer.add("classify", (seconds - align_s) * share)
-                timer.classified_faces += len(pending[i].picked)
+                timer.classified_faces += int(result[KEPT].sum())
             batches += 1
             batched += total
         for (camera, frame, _), item, estimate in zip(ready, pending, estimates):

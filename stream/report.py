@@ -27,6 +27,7 @@ from stream.types import AGE_GROUPS
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 # Ordered groups get ordered colours (young light to old dark); "estimating" is grey in every chart.
 ESTIMATING_COLOUR = "#b0b0b0"
+UNDECIDED_COLOUR = "#707070"  # labelled, but no one age group: darker than "estimating", outside the group ramp
 # Gender colours outside the age groups' palette, so the two charts never look alike.
 GENDER_COLOURS = {"female": "#e66101", "male": "#0571b0", "gender_unknown": ESTIMATING_COLOUR}
 GENDER_LABELS = {"female": "female", "male": "male", "gender_unknown": "unknown / estimating"}
@@ -128,9 +129,12 @@ def plot(rows: list[dict[str, Any]], totals: list[dict[str, Any]], path: Path, w
         bottom = [b + v for b, v in zip(bottom, values)]
     values = [r["estimating"] for r in across]
     ax.bar(x, values, bottom=bottom, color=ESTIMATING_COLOUR, label="estimating", width=0.8)
+    bottom = [b + v for b, v in zip(bottom, values)]
+    ax.bar(x, [r["age_undecided"] for r in across], bottom=bottom, color=UNDECIDED_COLOUR, label="age undecided",
+           width=0.8)
     ax.set_title(f"People arriving per {window_text}, by age group (all cameras)")
     ax.set_ylabel(f"people per {window_text}")
-    ax.legend(title="age group", ncol=9, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    ax.legend(title="age group", ncol=10, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
     _time_axis(ax, x, labels)
 
     ax = axes[1]
@@ -147,7 +151,8 @@ def plot(rows: list[dict[str, Any]], totals: list[dict[str, Any]], path: Path, w
     ax = axes[2]
     left = [0] * len(cameras)
     stacks: list[tuple[str, str, Any]] = [*zip(AGE_GROUPS, AGE_COLUMNS, colours),
-                                          ("estimating", "estimating", ESTIMATING_COLOUR)]
+                                          ("estimating", "estimating", ESTIMATING_COLOUR),
+                                          ("age undecided", "age_undecided", UNDECIDED_COLOUR)]
     for group, column, colour in stacks:
         values = [per_camera[c][column] for c in cameras]
         ax.barh(range(len(cameras)), values, left=left, color=colour, label=group)

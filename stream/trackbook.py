@@ -143,6 +143,14 @@ class TrackBook:
             track.last_seen_frame = frame_index
             self._fuse(track)
 
+    def skip(self, faces: Faces, frame_index: int) -> None:
+        """Note a look at these faces that gave no observation (chips too poor to classify,
+        :mod:`stream.quality`): the scheduler then waits its interval before trying them again instead of
+        putting them first on every frame."""
+        for track_id in faces.track_id.tolist():
+            track = self._track(int(track_id), frame_index)
+            track.last_classified_frame = track.last_seen_frame = frame_index
+
     @staticmethod
     def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
         valid = np.isfinite(values).all(axis=-1) if values.ndim > 1 else np.isfinite(values)

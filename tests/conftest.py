@@ -56,6 +56,9 @@ ALLOWED_SKIPS: dict[str, str] = {
     "root ignores file permissions": "covered as nobody by test_permissions.py",
     # The "no camera" error path cannot be provoked on a machine that has one.
     "this machine has a camera at /dev/video0": "machine-dependent",
+    # Its export starts from a Hugging Face checkpoint, and model hubs are unreachable from CI; every other
+    # registered age classifier runs there.
+    "siglip_age is not available on this machine": "export needs a model hub",
 }
 _unexpected_skips: list[str] = []
 

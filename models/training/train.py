@@ -153,6 +153,11 @@ class TrainConfig:
     #: become (1 - w) x the members' average + w x its cross-fitted per-image outputs (w alone without members).
     #: 0: members only.
     descriptor_teacher: float = 0.0
+    #: Share of training chips degraded, before the batch augmentation, by one random camera condition of
+    #: ``models.training.conditions`` (small face, motion/defocus blur, JPEG, dim light with noise, covered lower
+    #: face, turned head, or all at once): the conditions ``python -m models.training.evaluate --conditions``
+    #: scores. Drawn per (seed, epoch, step), so a resumed run repeats them. 0: off (the committed model).
+    camera_augment: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------- tensors
@@ -198,6 +203,18 @@ def augment(chips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     x = x.clamp(0, 1) * 255.0
     mean_t = torch.tensor(MEAN_RGB, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     return (x - mean_t) / STD_RGB[0]
+
+
+def camera_augmented(chips: torch.Tensor, config: TrainConfig, epoch: int, step: int) -> torch.Tensor:
+    """``(n, S, S, 3)`` uint8 chips with ``config.camera_augment`` of them degraded by a camera condition
+    (``models.training.conditions.augment_chips``, on the CPU: JPEG and noise are OpenCV/numpy work)."""
+    if config.camera_augment <= 0:
+        return chips
+    from models.training.conditions import augment_chips
+
+    rng = np.random.default_rng([config.seed, epoch, step])
+    degraded = augment_chips(chips.cpu().numpy(), config.camera_augment, rng)
+    return torch.from_numpy(degraded).to(chips.device)
 
 
 def class_weights(groups: np.ndarray, power: float = 0.5) -> torch.Tensor:
@@ -545,7 +562,8 @@ def _train(config: TrainConfig, resume: bool,
         sums: dict[str, torch.Tensor] = {}  # on the device: read back only for the progress bar
         for step in range(steps_per_epoch):
             batch = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
-            x = augment(chips_t[batch], generator).contiguous(memory_format=torch.channels_last)
+            x = augment(camera_augmented(chips_t[batch], config, epoch, step),
+                        generator).contiguous(memory_format=torch.channels_last)
             feats = None if features_t is None else features_t[batch]
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 out = model.forward_train(x, age_features=feats)
@@ -1073,6 +1091,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     config = TrainConfig(**{k: getattr(args, k) for k in asdict(defaults)})
+    if not 0.0 <= config.camera_augment <= 1.0:
+        print(f"error: --camera-augment must be a share in [0, 1], got {config.camera_augment}", file=sys.stderr)
+        return 2
     try:
         if args.card_only:
             path, config, summary, difference = load_export_record(config)

@@ -58,12 +58,7 @@ def face_records(faces: Faces, classified: np.ndarray | None = None) -> list[dic
 
 def track_text(record: dict[str, Any]) -> str:
     """The overlay's text for an ended track's record (:func:`stream.analytics.track_record`)."""
-    group, probs = record["age_group"], record["age_group_probs"]
-    label = ShownLabel(ready=group is not None, n_obs=record["n_obs"], age_group=group,
-                       age_group_probs=None if probs is None else tuple(probs),
-                       confidence=None if group is None else probs[AGE_GROUPS.index(group)],
-                       age=record["age"], gender=record["gender"], p_female=record["p_female"])
-    return label_text(label, record["track_id"])
+    return label_text(ShownLabel.from_record(record), record["track_id"])
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

@@ -70,7 +70,9 @@ class FaceResult(BaseModel):
     score: float = Field(description="detector confidence")
     classified: bool = Field(description="false when the face is too small or unsure to classify")
     text: str = Field(description="the overlay's label text")
-    age_group: str | None
+    age_group: str | None = Field(description="the age group shown; null while undecided")
+    age_range: str | None = Field(description="the age shown: the group, two neighbouring groups as one range "
+                                  "(21-40) when too close to call, null when undecided")
     age_group_probs: list[float] | None = Field(description="8 probabilities in age_groups order")
     confidence: float | None = Field(description="probability of the shown age group")
     age: float | None = Field(description="years")
@@ -100,6 +102,7 @@ class TrackResult(BaseModel):
     duration_s: float | None
     n_obs: int
     age_group: str | None
+    age_range: str | None
     age_group_probs: list[float] | None
     age: float | None
     gender: str | None
@@ -196,7 +199,8 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
                 if face["age_group_probs"] is not None:
                     colour = GENDER_COLOURS.get(face["gender"] or "unknown", GENDER_COLOURS["unknown"])
                     face["chart_svg"] = age_bars(face["age_group_probs"], colour,
-                                                 highlight=AGE_GROUPS.index(face["age_group"]),
+                                                 highlight=None if face["age_group"] is None
+                                                 else AGE_GROUPS.index(face["age_group"]),
                                                  title=f"face {face['id']} age groups")
         return answer
 

@@ -6,6 +6,7 @@ Every source is a context manager and an iterator of :class:`stream.types.Frame`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -46,10 +47,8 @@ def exit_past_stuck_readers(code: int) -> int:
     logging.getLogger(__name__).debug("exiting past reader thread(s) still blocked: %s", ", ".join(stuck))
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more can be said
             stream.flush()
-        except (OSError, ValueError):
-            pass  # a closed or broken pipe: nothing more can be said
     os._exit(code)
 
 

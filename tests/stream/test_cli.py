@@ -172,6 +172,18 @@ CASES: list[tuple[str, Case, str]] = [
     ("--max-frames 0", _clip_with("--max-frames", "0"), r"--max-frames must be >= 1, got 0"),
     ("unknown option", _clip_with("--frobnicate"), r"unrecognized arguments: --frobnicate \(see .*--help"),
     ("bad --device", _clip_with("--device", "tpu"), r"argument --device: invalid choice: 'tpu'"),
+    (
+        "commercial profile, non-commercial classifier",
+        _clip_with("--profile", "commercial", "--set", "classifier.age_model=utk_multihead"),
+        r"^error: model 'utk_multihead' is not licensed for commercial use \(Project weights; non-commercial .*\); "
+        r"the commercial profile refuses it",
+    ),
+    (
+        "default profile, non-commercial detector",
+        _clip_with("--detector", "scrfd_500m"),
+        r"^error: model 'scrfd_500m' is not licensed for commercial use \(InsightFace model zoo: non-commercial",
+    ),
+    ("bad --profile", _clip_with("--profile", "cheap"), r"argument --profile: invalid choice: 'cheap'"),
 ]
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.counts import ALL_CAMERAS, COLUMNS, PERSON_ID, EventsCounter, PeopleCounter, parse_window, table_bytes
-from stream.types import Faces
+from stream.counts import ALL_CAMERAS, COLUMNS, EventsCounter, PeopleCounter, parse_window, table_bytes
+from stream.types import PERSON_ID, Faces
 from tests.conftest import REPO, shared_file
 from tests.support.cli_util import error_line, run_cli
 
@@ -27,6 +27,28 @@ def _faces(track_ids, person_ids=None) -> Faces:
 
 def _end(track_id, group=None, gender=None, **extra):
     return {"track_id": track_id, "age_group": group, "gender": gender, **extra}
+
+
+def test_a_person_whose_age_stayed_undecided_is_counted_as_such_with_the_gender_shown():
+    """From an events file: track 1 shows a group, then only a range (its last label); track 2 never decides an age
+    but shows a gender; track 3 leaves before any label. Each is counted once, by the last label it showed."""
+    probs = [0.1, 0.1, 0.3, 0.3, 0.1, 0.05, 0.03, 0.02]
+
+    def face(track_id, group=None, age_range=None, gender=None, labelled=True):
+        return {"track_id": track_id, "age_group": group, "age_range": age_range, "gender": gender,
+                "age_group_probs": probs if labelled else None, "p_female": (0.8 if gender else 0.5) if labelled
+                else None}
+
+    counter = EventsCounter()
+    frames = [[face(1, labelled=False), face(2, labelled=False), face(3, labelled=False)],
+              [face(1, "21-30", "21-30", "female"), face(2, gender="male"), face(3, labelled=False)],
+              [face(1, None, "21-40", "female"), face(2, gender="male")]]
+    for k, faces in enumerate(frames):
+        counter.add({"frame": k, "time": T0 + k, "camera": "door", "faces": faces})
+    row = next(r for r in counter.finish().rows(60.0) if r["camera"] == "door")
+    assert (row["people"], row["labelled"], row["age_undecided"], row["estimating"]) == (3, 0, 2, 1)
+    assert (row["female"], row["male"], row["gender_unknown"]) == (1, 1, 1)
+    assert row["estimating_share"] == pytest.approx(1 / 3, abs=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -149,7 +171,8 @@ def test_report_from_events_agrees_with_the_runs_own_counts(tmp_path):
             theirs = from_events.loc[from_events["camera"] == camera, summed].sum()
             assert mine.to_dict() == theirs.to_dict(), camera
     crowd = from_events.loc[from_events["camera"] == "crowd"]
-    assert crowd["people"].sum() >= 15 and crowd["labelled"].sum() >= 10  # 27 faces walk by in 4 s
+    # 27 faces walk by in 4 s; most get a label: one age group, or one their evidence leaves undecided (a range).
+    assert crowd["people"].sum() >= 15 and (crowd["labelled"] + crowd["age_undecided"]).sum() >= 10
     png = (out / "counts.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000
 

@@ -525,6 +525,7 @@ def test_face_records_values_rounding_and_nulls():
         "box_xyxy": [10.0, 20.1, 50.0, 60.0],
         "score": 0.9712,
         "age_group": "31-40",
+        "age_range": "31-40",
         "age_group_probs": [0.0, 0.0, 0.0, 0.7, 0.3, 0.0, 0.0, 0.0],
         "age": 34.2,
         "gender": "female",
@@ -541,8 +542,11 @@ def test_face_records_values_rounding_and_nulls():
     ("data", "expected"),
     [
         ({}, {"age_group": None, "age": None, "gender": None, "n_obs": None}),
-        ({P_FEMALE: [0.49]}, {"gender": "male", "p_female": 0.49, "age": None}),
-        ({P_FEMALE: [0.5]}, {"gender": "female"}),
+        # A gender only where P(female) is labels.gender_min_lean (0.1) or more from 0.5; else undecided.
+        ({P_FEMALE: [0.49]}, {"gender": None, "p_female": 0.49, "age": None}),
+        ({P_FEMALE: [0.5]}, {"gender": None}),
+        ({P_FEMALE: [0.4]}, {"gender": "male"}),
+        ({P_FEMALE: [0.6]}, {"gender": "female"}),
         ({P_FEMALE: [0.9], LABEL_READY: [False]}, {"gender": None, "p_female": None}),
         ({AGE_YEARS: [70.0], N_OBS: [2]}, {"age": 70.0, "n_obs": 2, "age_group": None}),
         ({AGE_GROUP_PROBS: [[0.0] * 7 + [1.0]]}, {"age_group": AGE_GROUPS[-1]}),

@@ -36,7 +36,7 @@ function render(data) {
   body.textContent = "";
   if (!data.people.length) body.append(el("tr", {}, el("td", {colspan: "8", class: "empty"}, "nobody in view")));
   data.people.forEach((p) => body.append(el("tr", {}, el("td", {}, p.camera), el("td", {class: "num"}, "#" + p.track_id),
-    el("td", {}, chip(p.label, p.gender)), el("td", {}, p.age_group || "–"), el("td", {class: "num"}, fmt(p.age, 0)),
+    el("td", {}, chip(p.label, p.gender)), el("td", {}, p.age_range || p.age_group || "–"), el("td", {class: "num"}, fmt(p.age, 0)),
     el("td", {}, p.gender || "–"), el("td", {class: "num"}, fmt(p.p_female, 2)),
     el("td", {class: "num"}, fmt(p.in_view_s, 0, " s")))));
 }

@@ -14,10 +14,10 @@ function faceCard(face) {
   else chart.append(el("div", {class: "empty"}, face.classified ? "no age estimate" :
                                               "too small or unsure to classify"));
   const facts = el("dl", {},
-    el("dt", {}, "Age group"), el("dd", {}, face.age_group || "–"),
+    el("dt", {}, "Age group"), el("dd", {}, face.age_range || (face.age_group_probs ? "undecided" : "–")),
     el("dt", {}, "Probability"), el("dd", {}, fmt(face.confidence === null ? null : face.confidence * 100, 0, "%")),
     el("dt", {}, "Age"), el("dd", {}, fmt(face.age, 0, " years")),
-    el("dt", {}, "Gender"), el("dd", {}, face.gender || "–"),
+    el("dt", {}, "Gender"), el("dd", {}, face.gender || (face.p_female === null ? "–" : "undecided")),
     el("dt", {}, "P(female)"), el("dd", {}, fmt(face.p_female, 2)),
     el("dt", {}, "Box"), el("dd", {}, face.box.map((v) => Math.round(v)).join(", ")));
   const thumb = el("canvas", {class: "thumb " + genderClass(face.gender), width: "72", height: "72"});
@@ -38,7 +38,8 @@ function drawThumbs(image, faces) {
 }
 
 function trackRow(track) {
-  const label = track.age_group ? track.text : track.text + " (seen too briefly for a label)";
+  const seen = track.age_group_probs !== null || track.p_female !== null;
+  const label = seen ? track.text : track.text + " (seen too briefly for a label)";
   return el("tr", {}, el("td", {class: "num"}, "#" + track.track_id), el("td", {}, chip(label, track.gender)),
             el("td", {class: "num"}, fmt(track.duration_s, 1, " s")), el("td", {class: "num"}, track.n_obs),
             el("td", {class: "num"}, fmt(track.p_female, 2)));
