@@ -17,8 +17,8 @@ from stream.trackbook import TrackEstimate
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, P_FEMALE
 
 
-def track_record(track_id: int, track: TrackEstimate, fps: float, rule: LabelRule | None = None,
-                 person_id: int | None = None) -> dict[str, Any]:
+def track_record(track_id: int, track: TrackEstimate, fps: float, person_id: int | None = None,
+                 rule: LabelRule | None = None) -> dict[str, Any]:
     """JSON-ready summary of one track: its life, its person, and the label shown when it ended (``None`` fields if it
     had none; ``person_id`` None when no identity stage ran), decided by ``rule`` (the pipeline's, which also knows
     what the track showed last; default the ``labels:`` defaults)."""

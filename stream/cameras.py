@@ -357,7 +357,7 @@ def run_cameras(
                 timer.add("classify", (seconds - align_s) * share)
                 timer.classified_faces += int(result[KEPT].sum())
             batches += 1
-            batched += total
+            batched += sum(int(result[KEPT].sum()) for result in results)  # the faces the models saw
         for (camera, frame, _), item, estimate in zip(ready, pending, estimates):
             _finish_frame(camera, frame, item, estimate, shared_sinks, draw[camera.name], on_result)
             frames += 1

@@ -313,7 +313,7 @@ class Pipeline:
         return records
 
     def _record(self, track_id: int, estimate: Any, person_id: int | None = None) -> dict[str, Any]:
-        record = track_record(track_id, estimate, self.fps_hint or 30.0, self.labels, person_id=person_id)
+        record = track_record(track_id, estimate, self.fps_hint or 30.0, person_id, self.labels)
         if self.camera:
             record["camera"] = self.camera
         return record

@@ -12,7 +12,7 @@ them on a bounded in-memory queue. A publisher thread appends them to an on-disk
 and publishes from the spool in order, at most ``window`` messages awaiting the broker's PUBACK; the spool's
 read position advances only over acknowledged messages and is saved next to it. When the broker is gone the
 spool keeps growing (paho reconnects in its network thread) up to ``spool_mb``; what does not fit is counted
-as dropped and reported. When the broker is back, paho first re-sends what was in flight, then the spool is
+as dropped and reported (status messages are always kept). When the broker is back, paho first re-sends what was in flight, then the spool is
 sent in order. What is still unacknowledged at exit stays in the spool and is sent first by the next run
 with the same spool (QoS 1 is at-least-once: a message may arrive twice; ``seq`` tells repeats apart).
 
@@ -537,8 +537,9 @@ class MqttSink(Sink, kind="mqtt"):
                 line = json.dumps({"topic": topic, "retain": retain, "payload": event}, separators=(",", ":"),
                                   allow_nan=False).encode() + b"\n"
                 try:
-                    # The final status carries the drop count: it is kept even when the spool is full.
-                    accepted = self.spool.append(line, force=topic == self.topics["status"] and final_status_written)
+                    # Status messages (a handful a run, retained) are kept even when the spool is full: a new run's
+                    # "live" must replace the last run's retained "offline", and the final one carries the drop count.
+                    accepted = self.spool.append(line, force=topic == self.topics["status"])
                 except OSError as err:
                     accepted = False
                     logger.warning("mqtt %s: writing the spool failed (%s)", self.settings.where, _reason(err))

@@ -179,9 +179,9 @@ def test_one_batch_per_tick_over_the_cameras(config, default_detector, default_c
     batches: list[int] = []  # frames (cameras) per classifier batch
     calls: list[int] = []  # chips per model call
 
-    def recording_batch(classifiers, items):
+    def recording_batch(classifiers, items, rules=None):
         batches.append(len(items))
-        return classify_batch(classifiers, items)
+        return classify_batch(classifiers, items, rules)
 
     monkeypatch.setattr(stream.cameras, "classify_batch", recording_batch)
     for classifier in default_classifiers:

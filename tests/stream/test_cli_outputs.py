@@ -17,7 +17,9 @@ pytestmark = pytest.mark.slow
 
 FRAMES = 90
 MIN_OBS = 4  # not the default (3), so the gate is seen to follow the setting
-LABEL_KEYS = ("age_group", "age_group_probs", "age", "gender", "p_female")
+EVIDENCE_KEYS = ("age_group_probs", "p_female")  # given exactly once a track has its label
+DECISION_KEYS = ("age_group", "age_range", "age", "gender")  # null before; after, null only while undecided
+LABEL_KEYS = EVIDENCE_KEYS + DECISION_KEYS
 
 
 def _run(tmp_path: Path, *extra: str) -> tuple[list[dict], dict]:
@@ -56,7 +58,8 @@ def test_labels_appear_exactly_at_min_observations(request, run):
     for event in events:
         for face in event["faces"]:
             ready = face["n_obs"] >= MIN_OBS
-            assert all((face[key] is not None) == ready for key in LABEL_KEYS), (event["frame"], face)
+            assert all((face[key] is not None) == ready for key in EVIDENCE_KEYS), (event["frame"], face)
+            assert ready or all(face[key] is None for key in DECISION_KEYS), (event["frame"], face)
             seen_at_threshold += face["n_obs"] == MIN_OBS
     assert seen_at_threshold > 0, "no face was ever seen with exactly min_observations observations"
 
@@ -80,11 +83,13 @@ def test_summary_matches_the_events_of_the_same_run(mean_run):
         for key in LABEL_KEYS:
             assert record[key] == last_face[key], (track_id, key)
     totals = summary["totals"]
-    labelled = [r for r in summary["tracks"] if r["age_group"] is not None]
+    labelled = [r for r in summary["tracks"] if r["age_group_probs"] is not None]
     assert totals["tracks"] == len(summary["tracks"]) and totals["labelled_tracks"] == len(labelled)
     assert totals["by_age_group"] == {group: Counter(r["age_group"] for r in labelled)[group]
                                       for group in totals["by_age_group"]}
     assert totals["by_gender"] == {g: sum(r["gender"] == g for r in labelled) for g in ("female", "male")}
+    # Labelled tracks whose evidence decided no age group (a range or age?) are counted as undecided, not guessed.
+    assert totals["age_undecided"] == sum(r["age_group"] is None for r in labelled)
     assert totals["labelled_tracks"] >= 5 and 0 < totals["labelled_tracks"] < totals["tracks"]
 
 

@@ -211,6 +211,8 @@ def test_full_spool_counts_drops_and_the_next_run_sends_what_was_kept(
     assert first_run[-1]["status"] == "offline" and first_run[-1]["dropped"] == dropped  # the report got through
     seqs = [p["seq"] for p in first_run]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))  # in order; the newest were the ones dropped
+    # The next run's "live" gets through although the spool it starts with is full (a retained "offline" would
+    # otherwise stay on the camera wall while the worker runs).
     assert [p["type"] for p in second_run] == ["status", "status"] and second_run[0]["status"] == "live"
     assert second.left_in_spool == 0
 

@@ -601,8 +601,12 @@ def test_events_for_images(tmp_path):
 
 
 def _record(track_id, group, gender):
+    """An ended track's record as stream.analytics.track_record writes it: evidence (probabilities) with a label."""
+    probs = None if group is None else [0.9 if g == group else 0.1 / 7 for g in AGE_GROUPS]
+    p_female = None if gender is None else 0.9 if gender == "female" else 0.1
     return {"track_id": track_id, "first_frame": 0, "last_frame": 9, "duration_s": 0.4, "age_group": group,
-            "age_group_probs": None, "age": None, "gender": gender, "p_female": None, "n_obs": 5}
+            "age_range": group, "age_group_probs": probs, "age": None, "gender": gender, "p_female": p_female,
+            "n_obs": 5}
 
 
 def test_summary_sink_writes_tracks_and_totals_atomically_at_close(tmp_path):
@@ -620,7 +624,7 @@ def test_summary_sink_writes_tracks_and_totals_atomically_at_close(tmp_path):
     # Records without a person id (no identity stage) are each a person of their own.
     assert data["totals"] == {"people": 3, "labelled_people": 2, "merged_tracks": 0, "tracks": 3, "labelled_tracks": 2,
                               "by_age_group": {**dict.fromkeys(AGE_GROUPS, 0), "31-40": 2},
-                              "by_gender": {"female": 1, "male": 1}}
+                              "by_gender": {"female": 1, "male": 1}, "age_undecided": 0, "gender_undecided": 0}
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
 
 
