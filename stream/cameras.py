@@ -7,10 +7,11 @@ shared by every camera's pipeline. :func:`run_cameras` is the scheduler loop:
 
 1. take the newest frame of every camera that has one (live sources never queue: a camera whose consumer
    fell behind drops frames, as with one camera; files and folders are read in order by a feeder thread);
-2. run each of those frames through its camera's detector call and tracker (:meth:`Pipeline.prepare`), the
-   cameras' frames in parallel worker threads (see :func:`_prepare_all`);
+2. convert each of those frames to BGR and run it through its camera's detector call and tracker
+   (:meth:`Pipeline.prepare`), the cameras' frames in parallel threads (:class:`_Workers`);
 3. classify the chosen faces of all of them in one batch per model (:func:`~stream.pipeline.classify_batch`);
-4. fuse, annotate and write per camera (:meth:`Pipeline.complete`), then the shared outputs.
+4. fuse per camera (:meth:`Pipeline.complete`), again in parallel; then, in the loop's thread and camera
+   order, annotate and write each camera's own outputs, then the shared outputs.
 
 No step waits for a camera: a camera with no new frame is skipped on this tick, so one that stalls,
 reconnects or dies never holds up the others. A camera whose source fails (gives up reconnecting, or cannot
