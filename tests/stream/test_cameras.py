@@ -349,6 +349,35 @@ def test_cameras_prepared_in_parallel_report_what_each_reports_alone(config, def
                     np.testing.assert_array_equal(data[key], data_alone[key], err_msg=f"{name} frame {index} {key}")
 
 
+def test_camera_workers_keep_the_order_use_every_thread_and_raise_what_a_step_raised():
+    from stream.cameras import _Workers
+
+    workers = _Workers(2)
+    try:
+        ran_on: dict[int, str] = {}
+        together = threading.Barrier(3)
+
+        def step(k):
+            ran_on[k] = threading.current_thread().name
+            if k < 3:
+                together.wait(timeout=30)  # passes only when three threads hold the first three items at once
+            return k * k
+
+        assert workers.map(step, [(k,) for k in range(8)]) == [k * k for k in range(8)]  # in the items' order
+        assert len({ran_on[k] for k in range(3)}) == 3 and "MainThread" in ran_on.values()
+        assert workers.map(step, [(9,)]) == [81] and ran_on[9] == "MainThread"  # one item: no hand-over
+
+        def failing(k):
+            if k == 3:
+                raise ValueError("step 3 failed")
+            return k
+
+        with pytest.raises(ValueError, match="step 3 failed"):
+            workers.map(failing, [(k,) for k in range(6)])
+    finally:
+        workers.close()
+
+
 def test_ctrl_c_with_several_cameras_finalizes_every_output(tmp_path):
     long_clip = shared_file("videos", "expressive_woman_480.mp4")  # 1008 frames: far from its end
     config = tmp_path / "cameras.yaml"
