@@ -20,7 +20,11 @@ How it measures:
   stays under ``--max-p99-ms`` (default 500 ms: it does not fall behind). The machine's load average
   before and after each run is printed: on a shared machine other processes take cores too, so the CPU
   time per processed frame (all threads) is printed as well: ``cores / (ms per frame x 25 fps)`` estimates
-  how many streams an idle machine would fit.
+  how many streams an idle machine would fit. Where that time goes is read per thread from ``/proc`` (Linux)
+  over the measured window: the cores taken by decoding (the cameras' grabber threads), by the scheduler
+  loop's thread, by its camera workers (conversion, detection, tracking and fusion of several cameras at once,
+  :mod:`stream.cameras`) and by the rest (onnxruntime's own pool threads), and the loop thread's CPU time per
+  frame: the serial part, which bounds the frames per second one process can serve whatever the cores.
 """
 
 from __future__ import annotations
@@ -126,6 +130,44 @@ def _loadavg() -> str:
         return "?"
 
 
+#: Thread roles of the per-thread CPU figures, by thread-name prefix (threads without a Python name, such as
+#: onnxruntime's pool threads, are "other").
+THREAD_ROLES = {"grabber:": "decode", "MainThread": "loop", "camera-worker": "workers"}
+
+
+def _thread_cpu_s() -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) of every live thread of this process by (native id, Python name or "");
+    empty off Linux."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    names = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    seconds: dict[tuple[int, str], float] = {}
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return seconds
+    for task in tasks:
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        tid = int(task.name)
+        seconds[tid, names.get(tid, "")] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+    return seconds
+
+
+def _role(name: str) -> str:
+    return next((role for prefix, role in THREAD_ROLES.items() if name.startswith(prefix)), "other")
+
+
+def _cores_by_role(before: dict[tuple[int, str], float], after: dict[tuple[int, str], float],
+                   seconds: float) -> dict[str, float]:
+    """Cores taken by each thread role between two :func:`_thread_cpu_s` snapshots ``seconds`` apart."""
+    cores = dict.fromkeys([*THREAD_ROLES.values(), "other"], 0.0)
+    for (tid, name), cpu in after.items():
+        cores[_role(name)] += (cpu - before.get((tid, name), 0.0)) / seconds
+    return {role: round(value, 3) for role, value in cores.items()}
+
+
 def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warmup_s: float, max_p99_ms: float,
                 detector: Any, classifiers: Any) -> dict[str, Any]:
     """``n_streams`` paced copies of ``clip`` through :func:`run_cameras` for ``warmup_s + seconds``."""
@@ -166,11 +208,15 @@ def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warm
     started = time.monotonic()
     window.update(start=started + warmup_s, end=started + warmup_s + seconds)
     dropped_before: dict[str, int] = {}
+    threads_cpu: dict[str, dict[tuple[int, str], float]] = {}
 
     def should_stop() -> bool:
         now = time.monotonic()
         if not dropped_before and now >= window["start"]:
             dropped_before.update({c.name: c.source.frames_dropped for c in cameras if c.source is not None})
+            threads_cpu["start"] = _thread_cpu_s()
+        if now > window["end"] and "end" not in threads_cpu:
+            threads_cpu["end"] = _thread_cpu_s()  # before the threads end
         return now > window["end"]
 
     try:
@@ -192,6 +238,8 @@ def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warm
         rows.append({"camera": name, "status": result.status[name], "fps": round(fps, 2),
                      "dropped": dropped_after.get(name, 0) - dropped_before.get(name, 0),
                      "latency_p50_ms": _percentile(lat, 50), "latency_p99_ms": p99, "real_time": real_time})
+    cores = _cores_by_role(threads_cpu.get("start", {}), threads_cpu.get("end", {}), seconds)
+    frames_in_window = sum(processed.values())
     stage_ms: dict[str, float] = {}
     for camera_result in result.cameras.values():
         for stage, ms in camera_result.stage_ms.items():
@@ -208,6 +256,10 @@ def run_streams(config: Config, clip: Path, n_streams: int, seconds: float, warm
         # CPU time (all threads: decoding, inference, the loop) per frame processed, warm-up included: what a
         # frame costs whatever else the machine runs; cores / (cost x fps) estimates the streams that would fit.
         "cpu_ms_per_frame": round(cpu_s * 1000 / max(result.frames, 1), 2),
+        # Over the measured window, per thread role: the cores each took, and the loop thread's CPU time per frame
+        # processed (the serial part: 1000 / it bounds the frames per second of all streams together).
+        "cores_by_thread": cores,
+        "loop_cpu_ms_per_frame": round(cores["loop"] * seconds * 1000 / max(frames_in_window, 1), 2),
         "frames_decoded": sum(len(c.due) for c in captures.values()),
         "frames_processed": result.frames,
         "classifier_batches": result.batches,
@@ -239,6 +291,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"fit about {report['cores'] * 1000 / (cost * 25):.1f} streams at 25 fps (an estimate, not a run)")
     for run in report["runs"]:
         lines.append(f"  {run['streams']} streams, ms per frame and stream: {run['stage_ms_per_frame']}")
+    for run in report["runs"]:
+        lines.append(f"  {run['streams']} streams, cores by thread: {run['cores_by_thread']}; loop thread "
+                     f"{run['loop_cpu_ms_per_frame']:.1f} ms CPU per frame")
     return "\n".join(lines)
 
 

@@ -7,9 +7,11 @@ shared by every camera's pipeline. :func:`run_cameras` is the scheduler loop:
 
 1. take the newest frame of every camera that has one (live sources never queue: a camera whose consumer
    fell behind drops frames, as with one camera; files and folders are read in order by a feeder thread);
-2. run each of those frames through its camera's detector call and tracker (:meth:`Pipeline.prepare`);
+2. convert each of those frames to BGR and run it through its camera's detector call and tracker
+   (:meth:`Pipeline.prepare`), the cameras' frames in parallel threads (:class:`_Workers`);
 3. classify the chosen faces of all of them in one batch per model (:func:`~stream.pipeline.classify_batch`);
-4. fuse, annotate and write per camera (:meth:`Pipeline.complete`), then the shared outputs.
+4. fuse per camera (:meth:`Pipeline.complete`), again in parallel; then, in the loop's thread and camera
+   order, annotate and write each camera's own outputs, then the shared outputs.
 
 No step waits for a camera: a camera with no new frame is skipped on this tick, so one that stalls,
 reconnects or dies never holds up the others. A camera whose source fails (gives up reconnecting, or cannot
@@ -20,12 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from stream.config import CameraSpec
 from stream.pipeline import PendingFrame, Pipeline, RunResult, classify_batch
@@ -42,6 +48,8 @@ STATUSES = ("opening", "live", "reconnecting", "ended", "offline")
 
 Opener = Callable[[], Source]
 SinkOpener = Callable[[Source], list[Sink]]
+#: Converts a live frame's picture when called (:meth:`stream.sources.LiveSource.read_unconverted`).
+Convert = Callable[[], np.ndarray]
 
 
 class _Feeder:
@@ -193,6 +201,15 @@ class Camera:
 
     def poll(self) -> Frame | None:
         """The camera's newest frame not processed yet, or None; never waits. Updates :attr:`status`."""
+        taken = self.take()
+        if taken is None:
+            return None
+        frame, convert = taken
+        return frame if convert is None else dataclasses.replace(frame, image=convert())
+
+    def take(self) -> tuple[Frame, Convert | None] | None:
+        """As :meth:`poll`, but a live frame's picture is converted only when the returned function is called
+        (None: the frame is as it will be), so that the loop converts several cameras' frames in parallel."""
         if self.done:
             return None
         if self.source is None:
@@ -211,7 +228,7 @@ class Camera:
             self._set_status("ended")
             return None
         try:
-            frame = self._read()
+            taken = self._read()
         except StopIteration:
             self._set_status("ended")
             return None
@@ -219,7 +236,7 @@ class Camera:
             self._set_status("offline", str(error))
             return None
         now = time.monotonic()
-        if frame is None:
+        if taken is None:
             if self.live and now - self._last_frame_at > self.pipeline.config.source.read_timeout_s:
                 self._set_status("reconnecting")
             return None
@@ -227,19 +244,24 @@ class Camera:
         if self.status == "reconnecting":
             self._set_status("live")
         self.frames += 1
-        return dataclasses.replace(frame, camera=self.name)
+        frame, convert = taken
+        return dataclasses.replace(frame, camera=self.name), convert
 
-    def _read(self) -> Frame | None:
+    def _read(self) -> tuple[Frame, Convert | None] | None:
         if self._feeder is not None:
-            return self._feeder.poll()
+            frame = self._feeder.poll()
+            return None if frame is None else (frame, None)
         source = self.source
         if source is None:
             return None
         if not isinstance(source, LiveSource):  # a live source of another kind: take what comes
-            return next(source)
-        # A frame between detections whose picture nobody shows is not converted (analytics: ~3 ms a 1080p frame).
-        pixels = not self.pipeline.next_frame_coasts or self.shows_images()
-        return source.read(0.0, pixels=pixels)
+            return next(source), None
+        read = source.read_unconverted(0.0)
+        if read is None:
+            return None
+        # A frame between detections whose picture nobody shows is not converted (analytics: 0.6-3 ms a 1080p frame).
+        frame, convert = read
+        return frame, (convert if not self.pipeline.next_frame_coasts or self.shows_images() else None)
 
     def shows_images(self) -> bool:
         """Whether an output of this camera (its own, or one it shares) uses the annotated picture."""
@@ -314,20 +336,43 @@ def run_cameras(
     if any(camera.pipeline.classifiers is not classifiers for camera in cameras):
         raise ValueError("the cameras' pipelines must share one list of classifiers (Pipeline(classifiers=...))")
     started = time.perf_counter()
-    frames = batches = batched = 0
     draw = {camera.name: False for camera in cameras}
     for camera in cameras:
         camera.shared_shows_images = any(sink.shows_image for sink in shared_sinks)
+    # The loop's thread and one worker per further core (one camera: no worker, everything in the loop's thread).
+    workers = _Workers(min(len(cameras), os.cpu_count() or 1) - 1)
+    try:
+        frames, batches, batched = _serve(cameras, shared_sinks, classifiers, workers, should_stop, on_result, draw)
+    finally:
+        workers.close()
+    for camera in cameras:
+        if not camera.retired:
+            _retire(camera, shared_sinks)
+    seconds = time.perf_counter() - started
+    results_by_camera = {
+        camera.name: RunResult(camera.frames, seconds, camera.pipeline.timer.ms_per_frame(),
+                               camera.pipeline.totals.as_dict())
+        for camera in cameras
+    }
+    return CamerasResult(results_by_camera, {c.name: c.status for c in cameras},
+                         {c.name: c.error for c in cameras if c.error}, frames, seconds, batches, batched)
+
+
+def _serve(cameras: list[Camera], shared_sinks: list[Sink], classifiers: list[Any], workers: _Workers,
+           should_stop: Callable[[], bool] | None, on_result: OnResult | None,
+           draw: dict[str, bool]) -> tuple[int, int, int]:
+    """The loop of :func:`run_cameras`; returns the frames processed, the classifier batches and their faces."""
+    frames = batches = batched = 0
     while not all(camera.done for camera in cameras):
         if should_stop is not None and should_stop():
             break
-        ready: list[tuple[Camera, Frame, float]] = []
+        ready: list[tuple[Camera, Frame, Convert | None]] = []
         for camera in cameras:
             t0 = time.perf_counter()
-            frame = camera.poll()
-            if frame is not None:
+            taken = camera.take()
+            if taken is not None:
                 camera.pipeline.timer.add("decode", time.perf_counter() - t0)
-                ready.append((camera, frame, t0))
+                ready.append((camera, *taken))
                 # Drawing costs time on every frame; a camera whose outputs are all analytics skips it.
                 draw[camera.name] = camera.shows_images()
         for camera in cameras:
@@ -336,10 +381,7 @@ def run_cameras(
         if not ready:
             time.sleep(_IDLE_S)
             continue
-        pending: list[PendingFrame] = []
-        for camera, frame, _ in ready:
-            pipeline = camera.pipeline
-            pending.append(pipeline.prepare_still(frame) if camera.still else pipeline.prepare(frame))
+        pending = workers.map(_prepare, ready)
         # One classifier call per model for the due faces of every camera on this tick.
         due = [i for i, p in enumerate(pending) if len(p.picked)]
         estimates: list[dict[str, Any]] = [{} for _ in pending]
@@ -358,20 +400,68 @@ def run_cameras(
                 timer.classified_faces += int(result[KEPT].sum())
             batches += 1
             batched += sum(int(result[KEPT].sum()) for result in results)  # the faces the models saw
-        for (camera, frame, _), item, estimate in zip(ready, pending, estimates):
-            _finish_frame(camera, frame, item, estimate, shared_sinks, draw[camera.name], on_result)
+        completed = workers.map(_complete, [(camera, item, estimate)
+                                            for (camera, _, _), item, estimate in zip(ready, pending, estimates)])
+        for (camera, _, _), item, (faces, ended) in zip(ready, pending, completed):
+            _finish_frame(camera, item.frame, faces, ended, shared_sinks, draw[camera.name], on_result)
             frames += 1
-    for camera in cameras:
-        if not camera.retired:
-            _retire(camera, shared_sinks)
-    seconds = time.perf_counter() - started
-    results_by_camera = {
-        camera.name: RunResult(camera.frames, seconds, camera.pipeline.timer.ms_per_frame(),
-                               camera.pipeline.totals.as_dict())
-        for camera in cameras
-    }
-    return CamerasResult(results_by_camera, {c.name: c.status for c in cameras},
-                         {c.name: c.error for c in cameras if c.error}, frames, seconds, batches, batched)
+    return frames, batches, batched
+
+
+class _Workers:
+    """Runs one step of every ready camera's frame at once: the loop's thread and ``count`` worker threads.
+
+    Why threads help under the GIL: most of a frame's work runs in native code that releases it (the picture's
+    conversion in FFmpeg's swscale, the detector's resize in OpenCV, inference in onnxruntime: the detector and
+    the face embedder), so on a machine with several cores the cameras' frames are converted, detected and
+    completed in parallel (``python -m bench.streams``: 2 cores, 4 cameras of 1080p25). The frames of one tick
+    belong to different cameras, each with its own tracker, book, scheduler and identities; the shared detector is
+    stateless and onnxruntime sessions may be run from several threads. A camera's next frame is taken only after
+    this one is completed (the next tick), so its state is never touched by two threads at once.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.executor = ThreadPoolExecutor(count, thread_name_prefix="camera-worker") if count > 0 else None
+
+    def map(self, function: Callable[..., Any], items: list[tuple[Any, ...]]) -> list[Any]:
+        """``[function(*item) for item in items]``, the items shared out over the threads; raises what one raised."""
+        if self.executor is None or len(items) < 2:
+            return [function(*item) for item in items]
+        results: list[Any] = [None] * len(items)
+        order = iter(range(len(items)))
+        lock = threading.Lock()
+
+        def drain() -> None:
+            # Each thread takes the next item not started: a slow frame does not leave the other threads idle.
+            while True:
+                with lock:
+                    k = next(order, None)
+                if k is None:
+                    return
+                results[k] = function(*items[k])
+
+        futures = [self.executor.submit(drain) for _ in range(min(self.count, len(items) - 1))]
+        try:
+            drain()
+        finally:
+            for future in futures:
+                future.result()
+        return results
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _prepare(camera: Camera, frame: Frame, convert: Convert | None) -> PendingFrame:
+    """One camera's frame converted (when it came unconverted), detected and tracked: :meth:`Pipeline.prepare`."""
+    pipeline = camera.pipeline
+    if convert is not None:
+        t0 = time.perf_counter()
+        frame = dataclasses.replace(frame, image=convert())
+        pipeline.timer.add("decode", time.perf_counter() - t0)
+    return pipeline.prepare_still(frame) if camera.still else pipeline.prepare(frame)
 
 
 def _retire(camera: Camera, shared_sinks: list[Sink]) -> None:
@@ -387,14 +477,20 @@ def _retire(camera: Camera, shared_sinks: list[Sink]) -> None:
             logger.error("camera %s: %s", camera.name, error)
 
 
-def _finish_frame(camera: Camera, frame: Frame, pending: PendingFrame, estimates: dict[str, Any],
-                  shared_sinks: list[Sink], draw: bool, on_result: OnResult | None) -> None:
+def _complete(camera: Camera, pending: PendingFrame, estimates: dict[str, Any]) -> tuple[Faces, list[dict[str, Any]]]:
+    """One camera's frame fused (:meth:`Pipeline.complete`): its faces, and the summaries of the tracks that ended."""
     pipeline = camera.pipeline
     if camera.still:
         faces = pipeline.complete_still(pending, estimates)
-        ended = pipeline.still_records(frame, faces)
-    else:
-        faces, ended = pipeline.complete(pending, estimates)
+        return faces, pipeline.still_records(pending.frame, faces)
+    return pipeline.complete(pending, estimates)
+
+
+def _finish_frame(camera: Camera, frame: Frame, faces: Faces, ended: list[dict[str, Any]], shared_sinks: list[Sink],
+                  draw: bool, on_result: OnResult | None) -> None:
+    """One camera's frame drawn (when an output shows it) and written, in the loop's thread (outputs are not
+    thread-safe, and the shared ones get the cameras' frames in one order)."""
+    pipeline = camera.pipeline
     now = time.perf_counter()
     annotated = frame
     t_draw = now

@@ -23,6 +23,10 @@ def test_report_has_every_figure_per_run_and_per_stream(tmp_path):
         assert run["real_time_streams"] == sum(row["real_time"] for row in run["per_stream"])
         assert run["frames_processed"] > 0 and run["frames_decoded"] >= run["frames_processed"]
         assert run["cpu_ms_per_frame"] > 0 and run["loadavg_before"]
+        cores = run["cores_by_thread"]
+        assert set(cores) == {"decode", "loop", "workers", "other"} and cores["decode"] > 0 and cores["loop"] > 0
+        assert (cores["workers"] > 0) == (run["streams"] > 1)  # one camera: everything in the loop's thread
+        assert run["loop_cpu_ms_per_frame"] > 0
         for row in run["per_stream"]:
             assert row["status"] == "live" and row["fps"] > 0
             assert row["latency_p50_ms"] is not None and row["latency_p99_ms"] >= row["latency_p50_ms"]

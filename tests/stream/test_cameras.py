@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -292,6 +293,89 @@ def test_frames_between_detections_are_not_converted_when_no_output_shows_them(
     # 25 fps: detection on every other frame (detector.interval auto); the frames between need no picture.
     assert any(empty) != shows_image and not all(empty)
     assert all(shape == (512, 512, 3) for shape, e in zip(shapes, empty) if not e)
+
+
+def _outcomes(cameras) -> dict[str, list[tuple]]:
+    """Per camera, what each processed frame reported: its index, boxes, track ids and every data array."""
+    seen: dict[str, list[tuple]] = {camera.name: [] for camera in cameras}
+
+    def record(camera, frame, faces, _t):
+        seen[camera.name].append((frame.index, faces.xyxy.copy(), faces.track_id.copy(),
+                                  {key: value.copy() for key, value in faces.data.items()}))
+
+    try:
+        run_cameras(cameras, [], on_result=record)
+    finally:
+        for camera in cameras:
+            camera.close()
+    return seen
+
+
+def test_cameras_prepared_in_parallel_report_what_each_reports_alone(config, default_detector, default_classifiers,
+                                                                      monkeypatch):
+    clips = {"man": shared_file("videos", "talking_man_512.mp4"), "woman": shared_file("videos", "woman_1280x720.mp4"),
+             "crowd": shared_file("videos", "crowd_1080p.mp4")}
+
+    def cameras(names):
+        return [_camera(name, str(clips[name]), config, default_detector, default_classifiers,
+                        partial(open_source, clips[name]), live=False, max_frames=16) for name in names]
+
+    alone = {}
+    for name in clips:
+        alone.update(_outcomes(cameras([name])))
+    threads: set[str] = set()
+    prepare = Pipeline.prepare
+    monkeypatch.setattr(Pipeline, "prepare",
+                        lambda self, frame: threads.add(threading.current_thread().name) or prepare(self, frame))
+    together = _outcomes(cameras(list(clips)))
+    if (os.cpu_count() or 1) > 1:
+        # The loop's thread and a camera worker both prepared frames (the frames of a tick are shared out).
+        assert "MainThread" in threads and any(name.startswith("camera-worker") for name in threads), threads
+    for name in clips:
+        assert len(together[name]) == len(alone[name]) == 16
+        for (index, xyxy, ids, data), (index_alone, xyxy_alone, ids_alone, data_alone) in zip(together[name],
+                                                                                            alone[name]):
+            assert index == index_alone
+            np.testing.assert_array_equal(xyxy, xyxy_alone)
+            np.testing.assert_array_equal(ids, ids_alone)
+            assert data.keys() == data_alone.keys()
+            for key in data:
+                if data[key].dtype.kind == "f":
+                    # Classified in one batch with the other cameras' faces: float32 rounding of another batch size
+                    # (as test_faces_of_all_cameras_are_classified_in_one_batch_with_the_same_results).
+                    np.testing.assert_allclose(data[key], data_alone[key], rtol=1e-4, atol=1e-5,
+                                               err_msg=f"{name} frame {index} {key}")
+                else:
+                    np.testing.assert_array_equal(data[key], data_alone[key], err_msg=f"{name} frame {index} {key}")
+
+
+def test_camera_workers_keep_the_order_use_every_thread_and_raise_what_a_step_raised():
+    from stream.cameras import _Workers
+
+    workers = _Workers(2)
+    try:
+        ran_on: dict[int, str] = {}
+        together = threading.Barrier(3)
+
+        def step(k):
+            ran_on[k] = threading.current_thread().name
+            if k < 3:
+                together.wait(timeout=30)  # passes only when three threads hold the first three items at once
+            return k * k
+
+        assert workers.map(step, [(k,) for k in range(8)]) == [k * k for k in range(8)]  # in the items' order
+        assert len({ran_on[k] for k in range(3)}) == 3 and "MainThread" in ran_on.values()
+        assert workers.map(step, [(9,)]) == [81] and ran_on[9] == "MainThread"  # one item: no hand-over
+
+        def failing(k):
+            if k == 3:
+                raise ValueError("step 3 failed")
+            return k
+
+        with pytest.raises(ValueError, match="step 3 failed"):
+            workers.map(failing, [(k,) for k in range(6)])
+    finally:
+        workers.close()
 
 
 def test_ctrl_c_with_several_cameras_finalizes_every_output(tmp_path):

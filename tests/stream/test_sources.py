@@ -24,6 +24,7 @@ import pytest
 
 from stream.sources import SourceError, SourceOptions, open_source, redact_url
 from stream.types import Frame
+from tests.conftest import shared_file
 
 CLIP = "talking_woman_512.mp4"  # 512x512, 30 fps, 354 frames, moov atom at the end
 FASTSTART_CLIP = "woman_1280x720.mp4"  # moov atom first: a truncated copy still opens
@@ -525,6 +526,56 @@ def test_live_source_gives_up_after_a_long_outage() -> None:
             for _ in range(10):
                 next(source)
         assert time.monotonic() - started < 0.6 + 1.5
+
+
+class ClipCamera:
+    """A live camera that hands over decoded ``av.VideoFrame`` objects (``read_frame``), as the RTSP capture does:
+    the frames of a real clip, at ``fps``."""
+
+    def __init__(self, clip: Path, fps: float = 100.0) -> None:
+        self.container = av.open(str(clip))
+        self.frames = self.container.decode(video=0)
+        self.fps = fps
+
+    def read_frame(self) -> av.VideoFrame | None:
+        time.sleep(1.0 / self.fps)
+        return next(self.frames, None)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:  # pragma: no cover - read_frame() is used
+        raise AssertionError("the grabber reads PyAV captures through read_frame()")
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2's spelling
+        return True
+
+    def get(self, prop_id: int) -> float:
+        return self.fps if prop_id == cv2.CAP_PROP_FPS else 0.0
+
+    def release(self) -> None:
+        self.container.close()
+
+
+def test_a_live_frame_converted_later_in_another_thread_is_the_frame_read() -> None:
+    clip = shared_file("videos", "talking_man_512.mp4")
+    with open_source(clip) as file_source:
+        reference = [frame.image for _, frame in zip(range(40), file_source)]
+    with open_source(0, capture_factory=lambda _spec: ClipCamera(clip), give_up_after_s=5, **FAST) as source:
+        taken = []
+        while len(taken) < 3:
+            read = source.read_unconverted(timeout_s=2.0)
+            assert read is not None
+            frame, convert = read
+            assert frame.image.shape == (0, 0, 3)  # nothing converted yet
+            taken.append((frame.index, convert))
+            time.sleep(0.03)  # slower than the camera: frames are dropped in between
+        images: dict[int, np.ndarray] = {}
+        workers = [threading.Thread(target=lambda k=k, c=c: images.__setitem__(k, c())) for k, c in taken]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(images) == 3 and max(images) < len(reference)
+    for index, image in images.items():
+        np.testing.assert_array_equal(image, reference[index])
 
 
 def test_read_with_timeout_returns_none_while_no_frame_comes() -> None:
