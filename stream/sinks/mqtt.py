@@ -13,8 +13,9 @@ and publishes from the spool in order, at most ``window`` messages awaiting the 
 read position advances only over acknowledged messages and is saved next to it. When the broker is gone the
 spool keeps growing (paho reconnects in its network thread) up to ``spool_mb``; what does not fit is counted
 as dropped and reported (status messages are always kept). When the broker is back, paho first re-sends what
-was in flight, then the spool is sent in order. What is still unacknowledged at exit stays in the spool and is sent first by the next run
-with the same spool (QoS 1 is at-least-once: a message may arrive twice; ``seq`` tells repeats apart).
+was in flight, then the spool is sent in order. What is still unacknowledged at exit stays in the spool and is
+sent first by the next run with the same spool (QoS 1 is at-least-once: a message may arrive twice; ``seq``
+tells repeats apart).
 
 Why paho-mqtt: it is the reference Python MQTT client, maintained by the Eclipse Foundation (which also
 hosts Mosquitto), supports MQTT 3.1.1/5, TLS, last will and automatic reconnection, and has no dependencies.
