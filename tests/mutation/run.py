@@ -85,7 +85,7 @@ TARGETS: dict[str, Target] = {
     "config": Target("stream/config.py", ("tests/stream/test_config.py", "tests/stream/test_config_rules.py")),
     "redact": Target("stream/redact.py", ("tests/stream/test_hostile_inputs.py", "tests/stream/test_sources.py",
                                           "tests/stream/test_sinks.py"),
-                     select="redact or credential or password or scrub or at_sign"),
+                     select="redact or credential or password or secret or scrub or at_sign"),
 }
 
 _CMP_SWAPS: dict[type, list[type]] = {
