@@ -60,6 +60,9 @@ class Target:
 
 _TRACKING_TESTS = ("tests/stream/test_tracking.py", "tests/stream/test_tracking_reference.py",
                    "tests/stream/test_identity.py")
+# The identity stage's own tests first: pytest -x then stops at the first failure sooner.
+_IDENTITY_TESTS = ("tests/stream/test_identity.py", "tests/stream/test_tracking.py",
+                   "tests/stream/test_tracking_reference.py")
 
 TARGETS: dict[str, Target] = {
     "scheduler": Target("stream/scheduler.py", (
@@ -68,8 +71,8 @@ TARGETS: dict[str, Target] = {
     "tracking_core": Target("stream/tracking/core.py", _TRACKING_TESTS),
     "tracking_kalman": Target("stream/tracking/kalman.py", _TRACKING_TESTS),
     "tracking_matching": Target("stream/tracking/matching.py", _TRACKING_TESTS),
-    "tracking_cuts": Target("stream/tracking/cuts.py", _TRACKING_TESTS),
-    "tracking_identity": Target("stream/tracking/identity.py", _TRACKING_TESTS),
+    "tracking_cuts": Target("stream/tracking/cuts.py", _IDENTITY_TESTS),
+    "tracking_identity": Target("stream/tracking/identity.py", _IDENTITY_TESTS),
     "plausible": Target("stream/plausible.py", ("tests/stream/test_identity.py",)),
     "trackbook": Target("stream/trackbook.py", ("tests/stream/test_trackbook.py",
                                                    "tests/stream/test_trackbook_fusion.py",

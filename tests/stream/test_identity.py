@@ -89,6 +89,46 @@ def test_cut_detector_first_frame_size_change_and_off_switch():
     assert not off.is_cut(image) and not off.is_cut(255 - image)
 
 
+def test_cut_statistics_on_pictures_of_known_change():
+    """Uniform grey pictures (hue 0, saturation 0): the value histogram has 4 bins of 64 levels, so 127 -> 128 moves
+    all of it into the next bin (change 1.0) while the grey difference is 1/255; swapping the halves of a two-tone
+    picture keeps the histogram and changes the layout by 150/255. Either statistic alone makes a cut."""
+    def grey(*levels: int) -> np.ndarray:
+        image = np.empty((90, 160, 3), np.uint8)
+        for k, level in enumerate(levels):
+            image[:, k * 160 // len(levels):(k + 1) * 160 // len(levels)] = level
+        return image
+
+    detector = CutDetector(0.3, 0.15)
+    assert (detector.last_histogram_change, detector.last_difference) == (0.0, 0.0)  # nothing seen yet
+    assert not detector.is_cut(grey(127))
+    assert not detector.is_cut(grey(120))  # the same bin, 7/255 darker
+    assert detector.last_histogram_change == 0.0 and detector.last_difference == pytest.approx(7 / 255, rel=1e-5)
+    assert detector.is_cut(grey(128))  # colour alone
+    assert detector.last_histogram_change == pytest.approx(1.0) and detector.last_difference == pytest.approx(
+        8 / 255, rel=1e-5)
+    assert detector.is_cut(grey(50, 200))  # another histogram: value bins 0 and 3, half each
+    assert detector.last_histogram_change == pytest.approx(1.0)
+    assert detector.is_cut(grey(200, 50)) is True  # layout alone: the same histogram, the halves swapped
+    assert detector.last_histogram_change == 0.0 and detector.last_difference == pytest.approx(150 / 255, rel=1e-5)
+    detector.reset()
+    assert not detector.is_cut(grey(128))  # after a reset, nothing to compare with: no cut, no change
+    assert (detector.last_histogram_change, detector.last_difference) == (0.0, 0.0)
+    assert detector.is_cut(grey(128)[:45]) and detector.last_histogram_change == detector.last_difference == 1.0
+
+
+@pytest.mark.parametrize(("thresholds", "enabled"), [((0.3, 0.15), True), ((0.3, 1.0), True), ((1.0, 0.15), True),
+                                                     ((1.0, 1.0), False)])
+def test_either_cut_test_alone_enables_the_detector(thresholds, enabled):
+    detector = CutDetector(*thresholds)
+    assert detector.enabled is enabled
+    image = np.full((90, 160, 3), 100, np.uint8)
+    verdicts = [detector.is_cut(frame) for frame in (image, 255 - image, image[:45])]
+    assert verdicts == ([False, True, True] if enabled else [False, False, False])
+    if not enabled:  # off: nothing is measured
+        assert (detector.last_histogram_change, detector.last_difference) == (0.0, 0.0)
+
+
 # -------------------------------------------------------------------------------------- tracker cut/end/restart
 
 
