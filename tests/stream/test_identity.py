@@ -115,6 +115,13 @@ def test_cut_statistics_on_pictures_of_known_change():
     assert not detector.is_cut(grey(128))  # after a reset, nothing to compare with: no cut, no change
     assert (detector.last_histogram_change, detector.last_difference) == (0.0, 0.0)
     assert detector.is_cut(grey(128)[:45]) and detector.last_histogram_change == detector.last_difference == 1.0
+    # Hue alone (red to green, both fully saturated) and saturation alone (grey to pale red, the same value) move the
+    # whole histogram too: all three channels count.
+    for before, after in (((0, 0, 200), (0, 200, 0)), ((200, 200, 200), (100, 100, 200))):
+        detector.reset()
+        detector.is_cut(np.full((90, 160, 3), before, np.uint8))
+        detector.is_cut(np.full((90, 160, 3), after, np.uint8))
+        assert detector.last_histogram_change == pytest.approx(1.0), (before, after)
 
 
 @pytest.mark.parametrize(("thresholds", "enabled"), [((0.3, 0.15), True), ((0.3, 1.0), True), ((1.0, 0.15), True),
