@@ -368,8 +368,11 @@ def test_a_box_stacked_on_a_more_confident_face_is_not_plausible():
         (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.45], [0.35, 0.5], [0.65, 0.5]], np.float32), False),
         # Mouth above the nose.
         (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.8], [0.35, 0.6], [0.65, 0.6]], np.float32), False),
-        # No landmarks: nothing to judge.
+        # No landmarks, or one missing: nothing to judge.
         (np.full((5, 2), np.nan, np.float32), True),
+        (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.45], [0.35, 0.5], [np.nan, 0.5]], np.float32), True),
+        # A tilted mouth: the centre of its corners counts (0.3 below the nose), not one corner (0.15).
+        (np.array([[0.3, 0.4], [0.7, 0.4], [0.5, 0.6], [0.35, 0.78], [0.65, 0.66]], np.float32), True),
     ],
 )
 def test_landmarks_in_face_order(points, expected):
@@ -418,3 +421,50 @@ def test_without_the_embedding_file_the_pipeline_warns_and_runs_on_cuts_alone(
         tracks.append(faces.track_id.tolist())
     assert tracks[2] == [1] and tracks[-1] == [2]  # the cut ended the woman's track; the man is another one
     assert pipeline.identities.stats.cuts == 1
+
+
+def _face_points(nose_drop: float, mouth_below_nose: float) -> np.ndarray:
+    """Landmarks (fractions of a 100-px box) of an upright face whose nose lies ``nose_drop`` inter-ocular distances
+    below the eye line and whose mouth lies ``mouth_below_nose`` below the nose (eyes 40 px apart)."""
+    nose_y = 0.4 + 0.4 * nose_drop
+    mouth_y = nose_y + 0.4 * mouth_below_nose
+    return np.array([[0.3, 0.4], [0.7, 0.4], [0.5, nose_y], [0.35, mouth_y], [0.65, mouth_y]], np.float32)
+
+
+@pytest.mark.parametrize(
+    ("nose_drop", "mouth_below_nose", "expected"),
+    # The documented bounds: nose at least NOSE_DROP (0.35) below the eyes, mouth MOUTH_BELOW_NOSE (0.25) below it.
+    [(0.37, 0.5, True), (0.33, 0.5, False), (1.5, 0.27, True), (1.5, 0.23, False), (0.6, -0.3, False)],
+)
+def test_landmark_order_bounds(nose_drop, mouth_below_nose, expected):
+    points = _face_points(nose_drop, mouth_below_nose)
+    assert landmarks_in_face_order(faces_at((0, 0, 100, 100), points=points)).tolist() == [expected]
+    upside_down = faces_at((0, 0, 100, 100), points=np.array([1.0, 1.0], np.float32) - points)  # rolled 180 degrees
+    assert landmarks_in_face_order(upside_down).tolist() == [expected]
+
+
+# A face (the more confident detection) and boxes above it: (60 x 70) face, 60-px boxes at different places.
+FACE = (100, 100, 160, 170)
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        ((100, 47, 160, 107), True),  # shares 7/60 of its area with the face (> STACK_OVERLAP 0.1), centre 58 px higher
+        ((100, 45, 160, 105), False),  # shares 5/60: a neighbour above, not the top of this head
+        ((100, 86, 160, 146), True),  # centre 19 px higher: more than STACK_DROP (0.3) of its 60 px
+        ((100, 88, 160, 148), False),  # 17 px higher: beside it, not on top
+        ((129, 70, 189, 130), True),  # centres 29 px apart horizontally: within half the face's 60 px
+        ((131, 70, 191, 130), False),  # 31 px: off to the side
+    ],
+)
+def test_stacked_box_bounds(top, expected):
+    faces = faces_at(FACE, top, scores=(0.9, 0.5))
+    assert stacked_on_a_face(faces).tolist() == [False, expected]
+    assert plausible_faces(faces).tolist() == [True, not expected]
+    assert stacked_on_a_face(faces_at(FACE, top, scores=(0.5, 0.5))).tolist() == [False, False]  # equally sure
+
+
+def test_a_single_or_no_detection_is_never_stacked():
+    assert stacked_on_a_face(faces_at((100, 47, 160, 107))).tolist() == [False]
+    assert stacked_on_a_face(Faces.empty()).tolist() == []
