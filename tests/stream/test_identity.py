@@ -450,7 +450,7 @@ FACE = (100, 100, 160, 170)
 @pytest.mark.parametrize(
     ("top", "expected"),
     [
-        ((100, 47, 160, 107), True),  # shares 7/60 of its area with the face (> STACK_OVERLAP 0.1), centre 58 px higher
+        ((100, 46.5, 160, 106.5), True),  # shares 6.5/60 = 0.108 of its area with the face (> STACK_OVERLAP 0.1)
         ((100, 45, 160, 105), False),  # shares 5/60: a neighbour above, not the top of this head
         ((100, 86, 160, 146), True),  # centre 19 px higher: more than STACK_DROP (0.3) of its 60 px
         ((100, 88, 160, 148), False),  # 17 px higher: beside it, not on top
