@@ -465,3 +465,41 @@ def test_coast_is_not_a_miss_but_lost_tracks_keep_ageing() -> None:
     assert ended == [1]
     with pytest.raises(TypeError, match="previous must be a Faces"):
         tracker.coast([])  # type: ignore[arg-type]
+
+
+def test_skipped_frames_count_as_seen_for_tracked_faces_and_as_time_for_lost_ones() -> None:
+    """lost_track_buffer 3 at 30 fps: a confirmed track is removed on the 4th frame after it was last seen. A coasted
+    (skipped) frame sees the faces that are tracked, and is one more frame of absence for a lost track."""
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=3)
+    out = tracker.update(make_faces([(box(100, 100), HIGH)]))  # frame 1
+    out = tracker.coast(tracker.coast(out))  # frames 2 and 3: skipped, the face still there (seen on 3)
+    assert out.track_id.tolist() == [1]
+    ended = []
+    for _ in range(5):  # frames 4-8: nobody
+        tracker.update(Faces.empty())
+        ended.append(tracker.ended_track_ids.tolist())
+    assert ended == [[], [], [], [1], []]  # removed on frame 7 = 3 + 4
+
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=3)
+    tracker.update(make_faces([(box(100, 100), HIGH)]))  # frame 1: seen
+    tracker.update(Faces.empty())  # frame 2: lost
+    for _ in range(2):  # frames 3 and 4: skipped; the lost track ages, and is not removed on a skipped frame
+        assert len(tracker.coast(Faces.empty())) == 0 and tracker.ended_track_ids.tolist() == []
+    ended = []
+    for _ in range(2):
+        tracker.update(Faces.empty())
+        ended.append(tracker.ended_track_ids.tolist())
+    assert ended == [[1], []]  # removed on frame 5 = 1 + 4
+
+
+def test_ids_ended_by_a_cut_are_reported_once_by_the_next_frame_skipped_or_not() -> None:
+    for skipped in (False, True):
+        tracker = ByteTracker(minimum_consecutive_frames=1)
+        out = tracker.update(make_faces([(box(100, 100), HIGH), (box(300, 100), HIGH)]))
+        tracker.cut()
+        out = tracker.coast(out) if skipped else tracker.update(Faces.empty())
+        assert len(out) == 0 and tracker.ended_track_ids.tolist() == [1, 2]
+        tracker.coast(out)
+        assert tracker.ended_track_ids.tolist() == []  # reported once
+        tracker.update(Faces.empty())
+        assert tracker.ended_track_ids.tolist() == []
