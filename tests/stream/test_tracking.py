@@ -503,3 +503,20 @@ def test_ids_ended_by_a_cut_are_reported_once_by_the_next_frame_skipped_or_not()
         assert tracker.ended_track_ids.tolist() == []  # reported once
         tracker.update(Faces.empty())
         assert tracker.ended_track_ids.tolist() == []
+
+
+def test_match_pairs_overlapping_boxes_within_the_gate_and_reports_the_rest() -> None:
+    """``match`` accepts a pair when the boxes overlap and ``1 - IoU <= max_cost`` (inclusive), and returns the
+    ``(k, 2)`` pairs with the tracks and detections left over on each side."""
+    from stream.tracking.matching import match
+
+    tracks = np.array([[0, 0, 100, 100], [300, 0, 400, 100], [600, 0, 700, 100]], np.float64)
+    dets = np.array([[300, 0, 350, 100], [900, 0, 1000, 100]], np.float64)  # half of track 1 (IoU 0.5); nothing
+    matches, left_tracks, left_dets = match(tracks, dets, max_cost=0.5)
+    assert matches.tolist() == [[1, 0]] and left_tracks.tolist() == [0, 2] and left_dets.tolist() == [1]
+    matches, left_tracks, left_dets = match(tracks, dets, max_cost=0.49)
+    assert matches.shape == (0, 2) and left_tracks.tolist() == [0, 1, 2] and left_dets.tolist() == [0, 1]
+    for t, d in ((tracks[:0], dets), (tracks, dets[:0])):
+        matches, left_tracks, left_dets = match(t, d, max_cost=0.5)
+        assert matches.shape == (0, 2) and left_tracks.tolist() == list(range(len(t)))
+        assert left_dets.tolist() == list(range(len(d)))
