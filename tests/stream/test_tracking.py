@@ -520,3 +520,25 @@ def test_match_pairs_overlapping_boxes_within_the_gate_and_reports_the_rest() ->
         matches, left_tracks, left_dets = match(t, d, max_cost=0.5)
         assert matches.shape == (0, 2) and left_tracks.tolist() == list(range(len(t)))
         assert left_dets.tolist() == list(range(len(d)))
+
+
+def test_reset_clears_the_ended_ids_too() -> None:
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    assert tracker.ended_track_ids.tolist() == []  # before any update
+    tracker.update(make_faces([(box(100, 100), HIGH)]))
+    tracker.cut()
+    tracker.update(Faces.empty())
+    assert tracker.ended_track_ids.tolist() == [1]
+    tracker.reset()
+    assert tracker.ended_track_ids.tolist() == []
+
+
+def test_a_detection_at_the_activation_threshold_is_confident_only_and_returned_once() -> None:
+    """Score exactly ``track_activation_threshold`` is a confident detection, not also a low one: too far from the
+    track for the first association's gate (IoU 0.6 < 0.9) it starts its own track, and the old one does not take it
+    up in the second association (whose gate, IoU >= 0.5, it would pass)."""
+    tracker = ByteTracker(minimum_consecutive_frames=1, track_activation_threshold=0.6, minimum_matching_threshold=0.1)
+    for _ in range(3):
+        assert ids_by_row(tracker.update(make_faces([([100, 100, 200, 200], HIGH)]))) == {0: 1}
+    out = tracker.update(make_faces([([125, 100, 225, 200], 0.6)]))  # IoU 75 / 125 = 0.6
+    assert out.track_id.tolist() == [2] and out.data["det_index"].tolist() == [0]
