@@ -468,3 +468,119 @@ def test_stacked_box_bounds(top, expected):
 def test_a_single_or_no_detection_is_never_stacked():
     assert stacked_on_a_face(faces_at((100, 47, 160, 107))).tolist() == [False]
     assert stacked_on_a_face(Faces.empty()).tolist() == []
+
+
+# ---------------------------------------------------------------------------- re-identification radius and prior
+
+
+def _person_then_cut(stream: Stream, embeddings: list[np.ndarray], box=(100, 100, 200, 200)) -> np.ndarray:
+    """One person seen with ``embeddings`` (one per frame), then a hard cut; returns their centre."""
+    for embedding in embeddings:
+        stream.frame([box], [embedding])
+    stream.tracker.cut()
+    return np.mean(np.stack(embeddings), axis=0)
+
+
+def _spread(embeddings: list[np.ndarray]) -> float:
+    stacked = np.stack(embeddings).astype(np.float64)
+    return float(np.linalg.norm(stacked - stacked.mean(axis=0), axis=1).mean())
+
+
+@pytest.mark.parametrize("distance", [0.29, 0.31])
+def test_a_tight_cluster_is_found_again_within_the_minimum_radius(distance):
+    """A person whose embeddings barely scatter is taken back within MIN_RADIUS (0.3) of their centre, not beyond
+    (twice their spread is far less)."""
+    stream = Stream()
+    alice = unit(1)
+    shots = [near(alice, 0.02, k) for k in range(4)]
+    centre = _person_then_cut(stream, shots)
+    assert 2 * _spread(shots) < 0.1
+    out = stream.frame([(300, 100, 400, 200)], [near(centre, distance, 9)])
+    assert out.data[PERSON_ID].tolist() == ([1] if distance < 0.3 else [2])
+
+
+@pytest.mark.parametrize(("samples", "factor", "found"), [(3, 0.95, True), (3, 1.05, False), (2, 0.95, False)])
+def test_a_loose_cluster_is_found_again_within_twice_its_spread_once_it_has_three_embeddings(samples, factor, found):
+    """SPREAD_FACTOR (2) times the mean distance of a person's embeddings from their centre, once they have
+    MIN_SPREAD_SAMPLES (3) of them; with two, MIN_RADIUS still."""
+    stream = Stream()
+    bob = unit(2)
+    shots = [near(bob, 0.25, k) for k in range(samples)]
+    centre = _person_then_cut(stream, shots)
+    radius = 2 * _spread(shots)
+    assert 0.3 / 0.95 < radius < 0.55 * 0.95  # between the floor and the cap, with room for the factor
+    out = stream.frame([(300, 100, 400, 200)], [near(centre, factor * radius, 9)])
+    assert out.data[PERSON_ID].tolist() == ([1] if found else [2])
+
+
+@pytest.mark.parametrize(("distance", "found"), [(0.53, True), (0.57, False)])
+def test_a_very_loose_cluster_is_capped_at_the_reid_distance(distance, found):
+    stream = Stream(reject_distance=1.5)
+    carol = unit(3)
+    shots = [near(carol, 0.45, k) for k in range(4)]
+    centre = _person_then_cut(stream, shots)
+    assert 2 * _spread(shots) > 0.6
+    out = stream.frame([(300, 100, 400, 200)], [near(centre, distance, 9)])
+    assert out.data[PERSON_ID].tolist() == ([1] if found else [2])
+
+
+@pytest.mark.parametrize(("wait_frames", "box", "found"), [
+    (35, (105, 100, 205, 200), True),  # back at the same place 3.6 s later, same shot: up to reid_distance
+    (35, (400, 100, 500, 200), False),  # elsewhere: the person's own radius (0.3)
+    (55, (105, 100, 205, 200), False),  # the same place but 5.6 s later (SAME_PLACE_S is 5)
+])
+def test_a_person_lost_a_moment_ago_at_the_same_place_is_taken_back_up_to_the_reid_distance(wait_frames, box, found):
+    stream = Stream()
+    alice = unit(1)
+    shots = [near(alice, 0.02, k) for k in range(4)]
+    for embedding in shots:
+        stream.frame([(100, 100, 200, 200)], [embedding])
+    for _ in range(wait_frames):  # nobody; the tracker drops her track after its lost buffer (30 frames)
+        stream.frame([], [])
+    assert stream.tracker.active_track_ids.tolist() == []
+    out = stream.frame([box], [near(np.mean(np.stack(shots), axis=0), 0.45, 9)])  # turned: 0.45 from her centre
+    assert out.data[PERSON_ID].tolist() == ([1] if found else [2])
+
+
+@pytest.mark.parametrize(("attempts", "found"), [(1, False), (2, True)])
+def test_a_new_track_is_compared_with_people_only_on_its_first_reid_attempts_embeddings(attempts, found):
+    """A track's first embedding is 0.5 from Alice (too far); its second is Alice's own, which brings the track's
+    mean to 0.25 from her: re-identified on that second embedding only if it is still among the first attempts."""
+    stream = Stream(reid_attempts=attempts)
+    alice = unit(1)
+    centre = _person_then_cut(stream, [near(alice, 0.02, k) for k in range(4)])
+    box = (300, 100, 400, 200)
+    first = stream.frame([box], [near(centre, 0.5, 9)])
+    assert first.data[PERSON_ID].tolist() == [2]
+    out = stream.frame([box], [centre])
+    assert out.data[PERSON_ID].tolist() == ([1] if found else [2])
+    assert stream.identities.stats.reidentified == int(found)
+
+
+def test_cuts_are_counted_and_unknown_tracks_have_no_person():
+    identities = Identities(embedding_model="none")
+    image = np.full((90, 160, 3), 100, np.uint8)
+    verdicts = [identities.is_cut(frame) for frame in (image, image, 255 - image, image)]
+    assert verdicts == [False, False, True, True] and identities.stats.cuts == 2
+    assert identities.stats.as_dict() == {"cuts": 2, "refused_matches": 0, "reidentified_tracks": 0}
+    assert identities.person_of(7) is None and identities.chip_input is None
+
+
+def test_only_whole_unoccluded_faces_big_enough_get_an_embedding(config):
+    from stream.tracking.appearance import build_embedder
+
+    embedder = build_embedder(config.identity.embedding_model, config.models, config.runtime)
+    identities = Identities(embedding_model="none", embedder=embedder, min_face_size=40)
+    assert identities.chip_input == (embedder.template, embedder.chip_size)
+    boxes = [
+        (100, 100, 200, 200),  # whole, big: yes
+        (1, 1, 60, 60), (0.5, 220, 60, 280),  # a pixel from the left/top edge: yes; on the edge: no
+        (580, 10, 639, 70), (580, 100, 639.5, 160),  # a pixel from the right edge: yes; on it: no
+        (300, 299, 360, 359), (400, 299.5, 460, 359.5),  # the bottom edge likewise (the frame is 640 x 360)
+        (250, 10, 290, 50), (300, 10, 339, 49),  # 40 px: yes; 39 px: no
+        (400, 150, 480, 230), (470, 150, 550, 230),  # overlapping each other: neither
+    ]
+    wanted = identities.wants_embedding(faces_at(*boxes), (360, 640, 3))
+    assert wanted.tolist() == [True, True, False, True, False, True, False, True, False, False, False]
+    assert Identities(embedding_model="none").wants_embedding(faces_at(*boxes), (360, 640, 3)).sum() == 0
+    assert identities.wants_embedding(Faces.empty(), (360, 640, 3)).tolist() == []
