@@ -564,6 +564,21 @@ def test_cuts_are_counted_and_unknown_tracks_have_no_person():
     assert verdicts == [False, False, True, True] and identities.stats.cuts == 2
     assert identities.stats.as_dict() == {"cuts": 2, "refused_matches": 0, "reidentified_tracks": 0}
     assert identities.person_of(7) is None and identities.chip_input is None
+    identities.reset()  # with the tracker's reset: the next frame has nothing to be compared with
+    assert not identities.is_cut(255 - image) and identities.stats.cuts == 0
+
+
+def test_the_reidentification_horizon_counts_from_when_a_person_was_last_seen():
+    """Seen for 2 s, gone 0.8 s: within a 1 s horizon, counted from the last frame they were on (not the first)."""
+    stream = Stream(reid_horizon_s=1.0)
+    alice = unit(1)
+    for k in range(20):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.02, k % 4)])
+    stream.tracker.cut()
+    for _ in range(7):
+        stream.frame([], [])
+    out = stream.frame([(100, 100, 200, 200)], [near(alice, 0.05, 9)])
+    assert out.data[PERSON_ID].tolist() == [1]
 
 
 def test_only_whole_unoccluded_faces_big_enough_get_an_embedding(config):
