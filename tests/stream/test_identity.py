@@ -599,3 +599,21 @@ def test_only_whole_unoccluded_faces_big_enough_get_an_embedding(config):
     assert wanted.tolist() == [True, True, False, True, False, True, False, True, False, False, False]
     assert Identities(embedding_model="none").wants_embedding(faces_at(*boxes), (360, 640, 3)).sum() == 0
     assert identities.wants_embedding(Faces.empty(), (360, 640, 3)).tolist() == []
+
+
+@pytest.mark.parametrize("bob_first", [False, True])
+def test_of_two_people_out_of_view_within_reach_the_nearer_one_is_taken(bob_first):
+    alice = unit(1)
+    away = near(alice, 1.0, 5) - alice
+    bob = (alice + 0.35 * away / np.linalg.norm(away)).astype(np.float32)  # 0.35 from Alice: another person
+    stream = Stream()
+    people = [("bob", bob, (400, 100, 500, 200)), ("alice", alice, (100, 100, 200, 200))]
+    ids = {}
+    for name, centre, place in people[::-1] if not bob_first else people:  # apart: no same-place prior
+        out = stream.frame([place], [centre])
+        ids[name] = int(out.data[PERSON_ID][0])
+        stream.tracker.cut()
+    assert sorted(ids.values()) == [1, 2]
+    face = (bob + 0.1 * (alice - bob) / 0.35).astype(np.float32)  # 0.1 from Bob, 0.25 from Alice: both within 0.3
+    out = stream.frame([(250, 250, 350, 350)], [face])
+    assert out.data[PERSON_ID].tolist() == [ids["bob"]]
