@@ -527,7 +527,9 @@ def test_a_very_loose_cluster_is_capped_at_the_reid_distance(distance, found):
 @pytest.mark.parametrize(("wait_frames", "box", "found"), [
     (35, (105, 100, 205, 200), True),  # back at the same place 3.6 s later, same shot: up to reid_distance
     (35, (400, 100, 500, 200), False),  # elsewhere: the person's own radius (0.3)
-    (55, (105, 100, 205, 200), False),  # the same place but 5.6 s later (SAME_PLACE_S is 5)
+    (35, (152, 100, 252, 200), True),  # IoU 48 / 152 = 0.32 with where she was lost: still the same place (0.3)
+    (35, (155, 100, 255, 200), False),  # IoU 0.29: elsewhere
+    (52, (105, 100, 205, 200), False),  # the same place but 5.3 s later (SAME_PLACE_S is 5)
 ])
 def test_a_person_lost_a_moment_ago_at_the_same_place_is_taken_back_up_to_the_reid_distance(wait_frames, box, found):
     stream = Stream()
@@ -617,3 +619,48 @@ def test_of_two_people_out_of_view_within_reach_the_nearer_one_is_taken(bob_firs
     face = (bob + 0.1 * (alice - bob) / 0.35).astype(np.float32)  # 0.1 from Bob, 0.25 from Alice: both within 0.3
     out = stream.frame([(250, 250, 350, 350)], [face])
     assert out.data[PERSON_ID].tolist() == [ids["bob"]]
+
+
+def test_a_track_is_reidentified_once_and_a_first_embedding_is_never_refused():
+    """Alice and Bob (0.35 apart) are out of view. A new track's first embedding is Alice's own: it is her. Its second
+    brings the track's mean within reach of Bob, but the question was settled: it stays Alice. And a track's first
+    embedding has nothing to be compared with, however small ``reject_distance``."""
+    alice = unit(1)
+    away = near(alice, 1.0, 5) - alice
+    step = (away / np.linalg.norm(away)).astype(np.float32)
+    bob = alice + 0.35 * step
+    stream = Stream()
+    for centre, place in ((alice, (100, 100, 200, 200)), (bob, (400, 100, 500, 200))):
+        stream.frame([place], [centre])
+        stream.tracker.cut()
+    box = (250, 250, 350, 350)
+    assert stream.frame([box], [alice]).data[PERSON_ID].tolist() == [1]
+    out = stream.frame([box], [alice + 0.58 * step])  # the track's mean is now 0.06 from Bob
+    assert out.track_id.tolist() == [3] and out.data[PERSON_ID].tolist() == [1]
+    assert stream.identities.stats.reidentified == 1 and stream.identities.stats.refused == 0
+    strict = Stream(reject_distance=0.05, reid_distance=0.05)
+    assert strict.frame([box], [alice]).track_id.tolist() == [1] and strict.identities.stats.refused == 0
+
+
+def test_a_reidentified_track_still_held_by_the_tracker_is_merged_when_its_person_is_found_again():
+    stream = Stream()
+    alice = unit(1)
+    for k in range(3):
+        stream.frame([(100, 100, 200, 200)], [near(alice, 0.02, k)])
+    stream.tracker.cut()
+    for k in range(2):  # track 2, re-identified as Alice
+        out = stream.frame([(400, 100, 500, 200)], [near(alice, 0.02, 10 + k)])
+    assert out.track_id.tolist() == [2] and out.data[PERSON_ID].tolist() == [1]
+    stream.frame([], [])  # track 2 is lost, still held by the tracker
+    out = stream.frame([(100, 250, 200, 350)], [near(alice, 0.02, 20)])  # elsewhere: a new track, Alice again
+    assert out.track_id.tolist() == [3] and out.data[PERSON_ID].tolist() == [1]
+    assert 2 not in stream.tracker.active_track_ids.tolist()
+    assert stream.book.tracks[3].n_obs == 6  # 3 (track 1) + 2 (track 2) + 1
+
+
+def test_observing_a_face_that_was_never_labelled_starts_a_new_person():
+    identities = Identities(embedding_model="none")
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    faces = tracker.update(faces_at((100, 100, 200, 200)))  # not passed through label()
+    out, swallowed = identities.observe(faces, np.array([0]), unit(1)[None], 0.1, tracker, TrackBook())
+    assert out.data[PERSON_ID].tolist() == [1] and swallowed == [] and identities.person_of(1) == 1
