@@ -533,6 +533,7 @@ def test_a_very_loose_cluster_is_capped_at_the_reid_distance(distance, found):
 ])
 def test_a_person_lost_a_moment_ago_at_the_same_place_is_taken_back_up_to_the_reid_distance(wait_frames, box, found):
     stream = Stream()
+    stream.t = 20.0  # 20 s into the stream: the times are differences, not stream times
     alice = unit(1)
     shots = [near(alice, 0.02, k) for k in range(4)]
     for embedding in shots:
@@ -591,14 +592,15 @@ def test_only_whole_unoccluded_faces_big_enough_get_an_embedding(config):
     assert identities.chip_input == (embedder.template, embedder.chip_size)
     boxes = [
         (100, 100, 200, 200),  # whole, big: yes
-        (1, 1, 60, 60), (0.5, 220, 60, 280),  # a pixel from the left/top edge: yes; on the edge: no
+        (1, 1, 60, 60), (0.5, 220, 60, 280), (200, 0.5, 250, 50.5),  # a pixel from the left/top edge: yes; on
+        # the left edge, on the top edge: no
         (580, 10, 639, 70), (580, 100, 639.5, 160),  # a pixel from the right edge: yes; on it: no
         (300, 299, 360, 359), (400, 299.5, 460, 359.5),  # the bottom edge likewise (the frame is 640 x 360)
         (250, 10, 290, 50), (300, 10, 339, 49),  # 40 px: yes; 39 px: no
         (400, 150, 480, 230), (470, 150, 550, 230),  # overlapping each other: neither
     ]
     wanted = identities.wants_embedding(faces_at(*boxes), (360, 640, 3))
-    assert wanted.tolist() == [True, True, False, True, False, True, False, True, False, False, False]
+    assert wanted.tolist() == [True, True, False, False, True, False, True, False, True, False, False, False]
     assert Identities(embedding_model="none").wants_embedding(faces_at(*boxes), (360, 640, 3)).sum() == 0
     assert identities.wants_embedding(Faces.empty(), (360, 640, 3)).tolist() == []
 
