@@ -58,12 +58,25 @@ class Target:
         return (*self.tests, *(("-k", self.select) if self.select else ()))
 
 
+_TRACKING_TESTS = ("tests/stream/test_tracking.py", "tests/stream/test_tracking_reference.py",
+                   "tests/stream/test_identity.py")
+# The identity stage's own tests first: pytest -x then stops at the first failure sooner.
+_IDENTITY_TESTS = ("tests/stream/test_identity.py", "tests/stream/test_tracking.py",
+                   "tests/stream/test_tracking_reference.py")
+
 TARGETS: dict[str, Target] = {
-    "scheduler": Target("stream/scheduler.py", ("tests/stream/test_scheduler.py",)),
-    "tracking": Target("stream/tracking.py", ("tests/stream/test_tracking.py",
-                                                 "tests/stream/test_tracking_reference.py")),
+    "scheduler": Target("stream/scheduler.py", (
+        "tests/stream/test_scheduler.py",
+        "tests/stream/test_identity.py::test_scheduler_never_classifies_a_track_that_is_mostly_implausible")),
+    "tracking_core": Target("stream/tracking/core.py", _TRACKING_TESTS),
+    "tracking_kalman": Target("stream/tracking/kalman.py", _TRACKING_TESTS),
+    "tracking_matching": Target("stream/tracking/matching.py", _TRACKING_TESTS),
+    "tracking_cuts": Target("stream/tracking/cuts.py", _IDENTITY_TESTS),
+    "tracking_identity": Target("stream/tracking/identity.py", _IDENTITY_TESTS),
+    "plausible": Target("stream/plausible.py", ("tests/stream/test_identity.py",)),
     "trackbook": Target("stream/trackbook.py", ("tests/stream/test_trackbook.py",
-                                                   "tests/stream/test_trackbook_fusion.py")),
+                                                   "tests/stream/test_trackbook_fusion.py",
+                                                   "tests/stream/test_identity.py")),
     "align": Target("stream/align.py", ("tests/stream/test_align.py", "tests/stream/test_align_reference.py")),
     "yunet": Target("stream/detectors/yunet.py", ("tests/stream/test_detector_parity.py",
                                                    "tests/stream/test_detectors.py"), select="yunet"),
@@ -73,8 +86,9 @@ TARGETS: dict[str, Target] = {
                                                           "tests/stream/test_detectors.py")),
     "labels": Target("stream/labels.py", ("tests/stream/test_labels.py",)),
     "config": Target("stream/config.py", ("tests/stream/test_config.py", "tests/stream/test_config_rules.py")),
-    "redact": Target("stream/sources/base.py", ("tests/stream/test_sources.py", "tests/stream/test_sinks.py"),
-                     ("redact_url",), select="redact or credential or password"),
+    "redact": Target("stream/redact.py", ("tests/stream/test_hostile_inputs.py", "tests/stream/test_sources.py",
+                                          "tests/stream/test_sinks.py"),
+                     select="redact or credential or password or secret or scrub or at_sign"),
 }
 
 _CMP_SWAPS: dict[type, list[type]] = {

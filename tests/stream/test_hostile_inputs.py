@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.redact import SecretFilter, redact_url, url_secrets
+from stream.redact import SecretFilter, has_credentials, redact_url, scrub, url_secrets
 from tests.conftest import shared_file
 from tests.support.cli_util import child_env, error_line, free_port, read_events, run_cli
 
@@ -335,3 +335,72 @@ def test_a_read_only_model_cache_is_one_line(tmp_path: Path, command: list[str])
         subprocess.run(["umount", "-l", str(cache)], check=False)
     assert result.returncode == 2, result.stderr
     assert "Read-only file system" in error_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("rtsp://user:secret@cam/live", {"user:secret", "secret"}),  # the whole user info and the password
+        ("rtsp://adm%40in:p%40ss@cam/live", {"adm%40in:p%40ss", "adm@in:p@ss", "p%40ss", "p@ss"}),  # raw, decoded
+        ("rtsp://u:pw@cam/live", {"u:pw"}),  # a 2-character password alone would blank ordinary words
+        # Secret query values of 3 characters and more; other parameters, short values and bare keys are not.
+        ("rtsp://cam/live?channel=123&token=abc&pwd=ab&password#frag", {"abc"}),
+        ("https://x/live?api_key=a%2Fb%3Dc", {"a%2Fb%3Dc", "a/b=c"}),
+        ("rtsp://@cam/live", set()),  # an empty user info is nothing to hide (and "" would blank everything)
+        ("videos/clip@2x.mp4", set()),  # not a URL
+    ],
+)
+def test_url_secrets_are_exactly_the_strings_to_hide(url: str, expected: set[str]) -> None:
+    assert url_secrets(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [("rtsp://u:p@cam/x", True), ("rtsp://token@cam/x", True), ("rtsp://cam/x", False), ("clips/a@b.mp4", False),
+     ("http://example.com/a@b.m3u8", False)],
+)
+def test_has_credentials(url: str, expected: bool) -> None:
+    assert has_credentials(url) is expected
+
+
+def test_scrub_hides_the_url_and_the_whole_user_info_before_its_parts() -> None:
+    url = "rtsp://viewer:s3cret@cam.example/live"
+    message = f"open {url} failed; login viewer:s3cret refused; password s3cret"
+    # The longest secret first: replacing the password first would leave "viewer:***", naming the user.
+    assert scrub(message, url) == "open rtsp://***@cam.example/live failed; login *** refused; password ***"
+    assert scrub("camera said no", "rtsp://@cam/live") == "camera said no"
+    SecretFilter.add_url("rtsp://watcher:Qw3rty@cam/x")
+    assert SecretFilter.scrub_text("login watcher:Qw3rty refused") == "login *** refused"
+
+
+def test_the_log_filter_scrubs_a_logged_exception() -> None:
+    url = "rtsp://viewer:Kx7-tr@cam.example/live"
+    SecretFilter.add_url(url)
+    handler = logging.StreamHandler()
+    records: list[str] = []
+    handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
+    handler.addFilter(SecretFilter())
+    logger = logging.getLogger("test.redaction.exception")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ConnectionError(f"cannot open {url}")
+        except ConnectionError:
+            logger.exception("camera down")
+    finally:
+        logger.removeHandler(handler)
+    assert len(records) == 1
+    assert "camera down" in records[0] and "ConnectionError: cannot open" in records[0]  # the traceback is there
+    assert "Kx7-tr" not in records[0] and "viewer" not in records[0]
+
+
+def test_install_puts_one_redaction_filter_on_each_root_handler() -> None:
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    root.addHandler(handler)
+    try:
+        SecretFilter.install()
+        SecretFilter.install()  # the CLI may install it more than once: still one filter per handler
+        assert sum(isinstance(f, SecretFilter) for f in handler.filters) == 1
+    finally:
+        root.removeHandler(handler)

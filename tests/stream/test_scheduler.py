@@ -3,7 +3,7 @@ import pytest
 
 from stream.scheduler import Scheduler
 from stream.trackbook import TrackBook
-from stream.types import AGE_GROUP_PROBS, Faces
+from stream.types import AGE_GROUP_PROBS, PLAUSIBLE, Faces
 
 
 def tracked(sizes, scores=None, ids=None) -> Faces:
@@ -132,3 +132,37 @@ def test_overdue_is_measured_in_intervals_across_refresh_and_settled_tracks():
                       settled_observations=4, settled_interval_frames=50)
     faces = tracked([100, 100], ids=[1, 2])
     assert faces.track_id[sched.select(faces, book, 100, 2)].tolist() == [2]
+
+
+def _judged(passed: list[bool], track_id: int = 1) -> Faces:
+    """One tracked face whose face checks (:meth:`Scheduler.mark`) gave ``passed``."""
+    return tracked([100], ids=[track_id]).with_data(**{PLAUSIBLE: np.array(passed)})
+
+
+def test_a_track_is_classified_only_while_most_of_its_detections_passed_the_face_checks():
+    """Judged over the track's life: a frame that fails is never classified, and a frame that passes is only when
+    fewer than half of the track's detection frames so far failed (exactly half is not "most")."""
+    sched = Scheduler(min_face_size=0, warmup_interval_frames=1)
+    passed = [True, False, True, False, False, True, True, True]
+    chosen = [bool(sched.select(_judged([p]), TrackBook(), frame, 3)[0]) for frame, p in enumerate(passed)]
+    # failed so far: 0/1, 1/2, 1/3, 2/4, 3/5, 3/6 (half), 3/7, 3/8
+    assert chosen == [True, False, True, False, False, False, True, True]
+
+
+def test_forget_starts_a_track_ids_face_check_history_afresh():
+    """The tracker restarts its ids at 1 after a reset: a new track reusing an ended track's id must not inherit
+    the old one's failed checks once the pipeline forgot it."""
+    sched = Scheduler(min_face_size=0, warmup_interval_frames=1)
+    for frame in range(3):
+        assert not sched.select(_judged([False]), TrackBook(), frame, 3)[0]
+    assert not sched.select(_judged([True]), TrackBook(), 3, 3)[0]  # 3 of 4 failed
+    sched.forget(np.array([1]))
+    assert sched.select(_judged([True]), TrackBook(), 4, 3)[0]
+
+
+@pytest.mark.parametrize("check_faces", [True, False])
+def test_eligibility_needs_the_face_checks_only_when_they_are_on(check_faces):
+    sizes, passed = [100, 100, 10], [True, False, True]
+    faces = tracked(sizes).with_data(**{PLAUSIBLE: np.array(passed)})
+    sched = Scheduler(min_face_size=32, check_faces=check_faces)
+    assert sched.eligible(faces).tolist() == [True, not check_faces, False]  # too small stays out either way

@@ -146,3 +146,55 @@ def test_switch_confidence_guards_gender_flips():
         plain.add(face, obs(2, p, 25), frame)
         flips.append(int(plain.annotate(face).data["shown_female"][0]))
     assert 1 in flips
+
+
+def _estimate(book: TrackBook, track_id: int, group: int, p_female: float, frames: range, confidence: float = 0.7):
+    face = faces_with_ids(track_id)
+    for frame in frames:
+        book.add(face, obs(group, p_female, 30.0, confidence), frame)
+    return book.tracks[track_id]
+
+
+def test_merge_carries_the_shown_label_on_and_refuses_it_again_by_the_usual_rules():
+    """Re-identification: an earlier track's label (group 0, male) carries on over the new track's own (group 6,
+    female) although the merged evidence leans the other way; the hysteresis then starts over from it: the
+    challenger has led once (streak 1 of switch_after 2), and the next observation that keeps it ahead switches."""
+    book = TrackBook(min_observations=3, switch_margin=0.1, switch_after=2, switch_confidence=0.0, gender_margin=0.3)
+    _estimate(book, 1, 0, 0.1, range(0, 3))
+    (_, earlier), = book.forget([1])
+    assert (earlier.shown_group, earlier.shown_female) == (0, 0)
+    track = _estimate(book, 5, 6, 0.9, range(10, 16))
+    assert (track.shown_group, track.shown_female) == (6, 1)
+    assert book.merge(earlier, 5) is earlier
+    assert (track.shown_group, track.shown_female, track.challenger_streak) == (0, 0, 1)
+    # The evidence is fused again over all nine observations: P(female) (3 x 0.1 + 6 x 0.9) / 9.
+    assert track.fused[P_FEMALE] == pytest.approx(5.7 / 9, abs=1e-6)
+    assert track.fused[AGE_GROUP_PROBS][6] == pytest.approx((6 * 0.7 + 3 * 0.3 / 7) / 9, abs=1e-6)
+    book.add(faces_with_ids(5), obs(6, 0.9, 30.0), 16)
+    assert track.shown_group == 6
+
+
+def test_merge_of_an_unlabelled_track_keeps_the_new_tracks_label():
+    """The earlier track had no label yet: the new track's label stays, and its hysteresis applies to the merged
+    evidence (which favours group 0 and male, not yet by enough to switch)."""
+    book = TrackBook(min_observations=3, switch_margin=0.1, switch_after=2, switch_confidence=0.0, gender_margin=0.3)
+    _estimate(book, 1, 0, 0.0, range(0, 2), confidence=0.95)  # two observations of three: no label yet
+    (_, earlier), = book.forget([1])
+    assert (earlier.shown_group, earlier.shown_female) == (-1, -1)
+    track = _estimate(book, 5, 6, 0.6, range(10, 13), confidence=0.4)
+    book.merge(earlier, 5)
+    assert int(np.argmax(track.fused[AGE_GROUP_PROBS])) == 0 and track.fused[P_FEMALE] < 0.5
+    assert (track.shown_group, track.shown_female, track.n_obs) == (6, 1, 5)
+
+
+def test_merge_into_a_track_the_book_does_not_hold_yet_takes_the_earlier_frames():
+    """A new track re-identified before the book has an entry for it: the entry starts from the earlier track's
+    frames (first seen, last seen, last classified), which the scheduler's intervals count from."""
+    book = TrackBook(min_observations=3)
+    _estimate(book, 1, 2, 0.9, range(4, 7))
+    book.observe_presence(faces_with_ids(1), 9)  # seen, not classified, on frame 9
+    (_, earlier), = book.forget([1])
+    book.merge(earlier, 8)
+    track = book.tracks[8]
+    assert (track.first_frame, track.last_seen_frame, track.last_classified_frame) == (4, 9, 6)
+    assert (track.n_obs, track.shown_group) == (3, 2)

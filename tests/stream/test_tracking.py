@@ -465,3 +465,80 @@ def test_coast_is_not_a_miss_but_lost_tracks_keep_ageing() -> None:
     assert ended == [1]
     with pytest.raises(TypeError, match="previous must be a Faces"):
         tracker.coast([])  # type: ignore[arg-type]
+
+
+def test_skipped_frames_count_as_seen_for_tracked_faces_and_as_time_for_lost_ones() -> None:
+    """lost_track_buffer 3 at 30 fps: a confirmed track is removed on the 4th frame after it was last seen. A coasted
+    (skipped) frame sees the faces that are tracked, and is one more frame of absence for a lost track."""
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=3)
+    out = tracker.update(make_faces([(box(100, 100), HIGH)]))  # frame 1
+    out = tracker.coast(tracker.coast(out))  # frames 2 and 3: skipped, the face still there (seen on 3)
+    assert out.track_id.tolist() == [1]
+    ended = []
+    for _ in range(5):  # frames 4-8: nobody
+        tracker.update(Faces.empty())
+        ended.append(tracker.ended_track_ids.tolist())
+    assert ended == [[], [], [], [1], []]  # removed on frame 7 = 3 + 4
+
+    tracker = ByteTracker(minimum_consecutive_frames=1, lost_track_buffer=3)
+    tracker.update(make_faces([(box(100, 100), HIGH)]))  # frame 1: seen
+    tracker.update(Faces.empty())  # frame 2: lost
+    assert len(tracker.coast(Faces.empty())) == 0  # frame 3: skipped; the lost track ages by one frame
+    assert tracker.ended_track_ids.tolist() == []
+    ended = []
+    for _ in range(3):  # frames 4-6
+        tracker.update(Faces.empty())
+        ended.append(tracker.ended_track_ids.tolist())
+    assert ended == [[], [1], []]  # removed on frame 5 = 1 + 4
+
+
+def test_ids_ended_by_a_cut_are_reported_once_by_the_next_frame_skipped_or_not() -> None:
+    for skipped in (False, True):
+        tracker = ByteTracker(minimum_consecutive_frames=1)
+        out = tracker.update(make_faces([(box(100, 100), HIGH), (box(300, 100), HIGH)]))
+        tracker.cut()
+        out = tracker.coast(out) if skipped else tracker.update(Faces.empty())
+        assert len(out) == 0 and tracker.ended_track_ids.tolist() == [1, 2]
+        tracker.coast(out)
+        assert tracker.ended_track_ids.tolist() == []  # reported once
+        tracker.update(Faces.empty())
+        assert tracker.ended_track_ids.tolist() == []
+
+
+def test_match_pairs_overlapping_boxes_within_the_gate_and_reports_the_rest() -> None:
+    """``match`` accepts a pair when the boxes overlap and ``1 - IoU <= max_cost`` (inclusive), and returns the
+    ``(k, 2)`` pairs with the tracks and detections left over on each side."""
+    from stream.tracking.matching import match
+
+    tracks = np.array([[0, 0, 100, 100], [300, 0, 400, 100], [600, 0, 700, 100]], np.float64)
+    dets = np.array([[300, 0, 350, 100], [900, 0, 1000, 100]], np.float64)  # half of track 1 (IoU 0.5); nothing
+    matches, left_tracks, left_dets = match(tracks, dets, max_cost=0.5)
+    assert matches.tolist() == [[1, 0]] and left_tracks.tolist() == [0, 2] and left_dets.tolist() == [1]
+    matches, left_tracks, left_dets = match(tracks, dets, max_cost=0.49)
+    assert matches.shape == (0, 2) and left_tracks.tolist() == [0, 1, 2] and left_dets.tolist() == [0, 1]
+    for t, d in ((tracks[:0], dets), (tracks, dets[:0])):
+        matches, left_tracks, left_dets = match(t, d, max_cost=0.5)
+        assert matches.shape == (0, 2) and left_tracks.tolist() == list(range(len(t)))
+        assert left_dets.tolist() == list(range(len(d)))
+
+
+def test_reset_clears_the_ended_ids_too() -> None:
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    assert tracker.ended_track_ids.tolist() == []  # before any update
+    tracker.update(make_faces([(box(100, 100), HIGH)]))
+    tracker.cut()
+    tracker.update(Faces.empty())
+    assert tracker.ended_track_ids.tolist() == [1]
+    tracker.reset()
+    assert tracker.ended_track_ids.tolist() == []
+
+
+def test_a_detection_at_the_activation_threshold_is_confident_only_and_returned_once() -> None:
+    """Score exactly ``track_activation_threshold`` is a confident detection, not also a low one: too far from the
+    track for the first association's gate (IoU 0.6 < 0.9) it starts its own track, and the old one does not take it
+    up in the second association (whose gate, IoU >= 0.5, it would pass)."""
+    tracker = ByteTracker(minimum_consecutive_frames=1, track_activation_threshold=0.6, minimum_matching_threshold=0.1)
+    for _ in range(3):
+        assert ids_by_row(tracker.update(make_faces([([100, 100, 200, 200], HIGH)]))) == {0: 1}
+    out = tracker.update(make_faces([([125, 100, 225, 200], 0.6)]))  # IoU 75 / 125 = 0.6
+    assert out.track_id.tolist() == [2] and out.data["det_index"].tolist() == [0]

@@ -173,3 +173,35 @@ def test_reset_forgets_tracks_and_restarts_ids_at_one():
     tracker.reset()
     assert tracker.ended_track_ids.tolist() == []
     assert tracker.update(_face(box + [600, 0, 600, 0])).track_id.tolist() == [1]
+
+
+@pytest.mark.parametrize("lost_frames", [1, 4, 12])
+def test_a_lost_track_moves_on_but_stops_growing_as_in_bytetrack(lost_frames):
+    """ByteTrack zeroes a lost track's height velocity before each prediction (its box keeps moving, but does not
+    balloon or collapse over an occlusion). A face growing 6 px a frame is missed for a while and found again; the
+    tracker's next prediction (a skipped detection) must be the reference filter's, lost steps included."""
+    tracker = ByteTracker(minimum_consecutive_frames=1)
+    reference = None
+    for frame in range(8):
+        side = 80.0 + 6 * frame
+        xyxy = np.array([100.0 + 5 * frame, 100.0, 100.0 + 5 * frame + side, 100.0 + side])
+        assert tracker.update(_face(xyxy)).track_id.tolist() == [1]
+        if reference is None:
+            reference = ReferenceKalman(_xyah(xyxy))
+        else:
+            reference.predict()
+            reference.update(_xyah(xyxy))
+    for lost in range(lost_frames):
+        assert len(tracker.update(Faces.empty())) == 0
+        if lost:  # lost from the first missed frame on: zeroed before every later prediction
+            reference.x[7] = 0.0
+        reference.predict()
+    reference.x[7] = 0.0
+    reference.predict()
+    back = np.array([100.0 + 5 * (8 + lost_frames), 100.0, 230.0 + 5 * (8 + lost_frames), 230.0])
+    reference.update(_xyah(back))
+    out = tracker.update(_face(back))
+    assert out.track_id.tolist() == [1]
+    out = tracker.coast(out)
+    reference.predict()
+    np.testing.assert_allclose(out.xyxy[0], reference.xyxy(), atol=0.02)
