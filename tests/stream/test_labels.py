@@ -247,3 +247,97 @@ def test_stills_are_decided_without_memory_and_ended_tracks_are_forgotten():
     assert rule.end(1) is None
     rule.annotate(faces)
     assert rule.end(1) == ((3, 3), 1) and rule.end(1) is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Edges of the rule, one test per decision the mutation run (tests/mutation/run.py labels) showed unpinned.
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _face(vector, *, p_female=0.9, years=30.0, ready=True, track_id=7) -> Faces:
+    return Faces(np.zeros((1, 4)), np.ones(1), np.zeros((1, 5, 2)), np.array([track_id]),
+                 {AGE_GROUP_PROBS: np.asarray(vector, np.float64)[None], AGE_YEARS: np.array([years]),
+                  P_FEMALE: np.array([p_female]), LABEL_READY: np.array([ready])})
+
+
+def test_a_shown_group_is_kept_while_it_leads_by_any_margin_and_a_new_one_needs_the_full_lead():
+    rule = LabelRule(group_min_lead=0.1)
+    barely = probs(g3=0.4, g2=0.395)  # 31-40 leads by 0.005
+    assert rule.age_span(barely, previous=(3, 3)) == (3, 3)  # KEEP_SHARE["group"] = 0: kept while it leads
+    assert rule.age_span(barely) == (2, 3)  # not shown before: a range
+    # The full lead (0.1) decides a group not shown before, also when float32 makes 0.4 - 0.3 = 0.0999999.
+    assert rule.age_span(np.array([0.05, 0.05, 0.3, 0.4, 0.05, 0.05, 0.05, 0.05], np.float32)) == (3, 3)
+    assert rule.age_span(probs(g3=0.405, g2=0.3)) == (3, 3)  # a lead of 0.105 is enough
+    assert rule.age_span(probs(g3=0.39, g2=0.3)) == (2, 3)  # 0.09 is not
+
+
+def test_the_track_books_group_zero_is_a_shown_group():
+    rule = LabelRule(group_min_lead=0.1)
+    # The book still shows 01-10 while 11-20 now leads: not shown alone against the evidence, as the range.
+    assert rule.age_span(probs(g1=0.6, g0=0.3), shown_group=0) == (0, 1)
+    assert rule.age_span(probs(g1=0.6, g0=0.3)) == (1, 1)
+
+
+def test_gender_edges():
+    old = LabelRule(gender_min_lean=0.0)
+    assert old.gender(0.5) == 1 and old.gender(0.52) == 1 and old.gender(0.4999) == 0
+    assert old.gender(0.3, shown_female=1) == 1  # threshold 0: the track book's shown gender, as before the rule
+    rule = LabelRule(gender_min_lean=0.1)
+    assert rule.gender(0.55) == -1 and rule.gender(0.45) == -1  # undecided is -1
+    assert rule.gender(0.552, previous=1) == 1  # shown before: kept while it leans half the threshold (0.05)
+    assert rule.gender(0.548, previous=1) == -1
+    assert rule.gender(0.552) == -1  # not shown before: needs the full 0.1
+    assert KEEP_SHARE["gender"] == 0.5
+
+
+def test_span_years_bounds():
+    assert span_years(2, 2) == (21.0, 30.0) and span_years(0, 0) == (0.0, 10.0)
+    assert span_years(4, 5) == (41.0, 65.0) and span_years(6, 7) == (66.0, float("inf"))
+
+
+def test_undecided_properties():
+    assert shown_label(probs(g2=0.41, g4=0.40), 33.0, 0.5).age_undecided  # age?
+    assert not shown_label(probs(g2=0.41, g3=0.40), 33.0, 0.5).age_undecided  # a range is a decision
+    assert not shown_label(None, 33.0, 0.5).age_undecided and not ShownLabel(False, 2).age_undecided
+    assert shown_label(None, None, 0.52).gender_undecided and not shown_label(None, None, 0.9).gender_undecided
+    assert not shown_label(probs(g3=0.8), 33.0, None).gender_undecided and not ShownLabel(False).gender_undecided
+
+
+@pytest.mark.parametrize("label", [
+    shown_label(probs(g3=0.87), 34.0, 0.95, n_obs=6),  # one group
+    shown_label(probs(g2=0.41, g3=0.40), 33.0, 0.45, n_obs=5),  # a range, gender undecided
+    shown_label(probs(g2=0.41, g4=0.40), 33.0, 0.05, n_obs=5),  # age?
+    shown_label(None, None, 0.05, n_obs=5),  # gender model only
+    shown_label(probs(g3=0.87), 34.0, None, n_obs=5),  # age model only
+    ShownLabel(False, 3),
+])
+def test_a_record_carries_its_label_back(label):
+    back = ShownLabel.from_record(label.as_record())
+    assert (back.ready, back.n_obs, back.age_group, back.age_range, back.gender) == (
+        label.ready, label.n_obs, label.age_group, label.age_range, label.gender)
+    for field in ("confidence", "age", "p_female"):
+        mine, theirs = getattr(back, field), getattr(label, field)
+        assert (mine is None) == (theirs is None) and (mine is None or mine == pytest.approx(theirs, abs=1e-3))
+    assert label_text(back, 4) == label_text(label, 4)
+
+
+def test_a_record_with_an_unknown_age_span_is_refused():
+    record = shown_label(probs(g3=0.87), 34.0, 0.95).as_record()
+    with pytest.raises(ValueError, match="not an age span"):
+        ShownLabel.from_record({**record, "age_range": "30-35"})
+
+
+@pytest.mark.parametrize(("vector", "p_female", "shown"), [
+    (probs(g0=0.9), 0.9, ("01-10", "01-10", "female")),  # group 0 stored as (0, 0)
+    (probs(g2=0.41, g3=0.40), 0.9, (None, "21-40", "female")),  # a stored range
+    (probs(g2=0.41, g4=0.40), 0.55, (None, None, None)),  # age? and gender undecided stored as none
+])
+def test_what_annotate_stores_is_what_face_labels_shows(vector, p_female, shown):
+    # face_labels with a rule that would decide otherwise: only the stored decision can give the expected label.
+    annotated = LabelRule().annotate(_face(vector, p_female=p_female))
+    label = face_labels(annotated, LabelRule(group_min_lead=0.0, gender_min_lean=0.0))[0]
+    assert (label.age_group, label.age_range, label.gender) == shown
+
+
+def test_a_ready_label_without_evidence_is_still_estimating():
+    assert label_text(ShownLabel(True, 3), 5) == "#5 estimating... (3)"
