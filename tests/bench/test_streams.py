@@ -25,7 +25,9 @@ def test_report_has_every_figure_per_run_and_per_stream(tmp_path):
         assert run["cpu_ms_per_frame"] > 0 and run["loadavg_before"]
         cores = run["cores_by_thread"]
         assert set(cores) == {"decode", "loop", "workers", "other"} and cores["decode"] > 0 and cores["loop"] > 0
-        assert (cores["workers"] > 0) == (run["streams"] > 1)  # one camera: everything in the loop's thread
+        # One camera: no worker thread, everything in the loop's thread. With more, the workers take the frames the
+        # loop's thread has not started yet, which on an idle machine may be none (the loop got to them first).
+        assert cores["workers"] >= 0 and (run["streams"] > 1 or cores["workers"] == 0)
         assert run["loop_cpu_ms_per_frame"] > 0
         for row in run["per_stream"]:
             assert row["status"] == "live" and row["fps"] > 0
