@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.config import SinkOptions
-from stream.sinks.base import SINKS, Sink, SinkContext, SinkError
+from stream.sinks.base import SINKS, Sink, SinkContext, SinkError, same_file
 from stream.sinks.counts import CountsSink
 from stream.sinks.events import STDOUT, EventsSink, face_records, frame_record
 from stream.sinks.images import IMAGE_EXTENSIONS, ImageFileSink, ImageFolderSink
@@ -270,16 +270,6 @@ def _check_output_path(flag: str, path: Path) -> None:
         raise SinkError(f"{flag} {shown!r}: a symbolic link loop is on the way ({err}); choose another path") from None
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file or folder: by resolved path, and by inode for existing ones (hard
-    links, bind mounts, case-insensitive file systems)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
 
 def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) -> None:
     """Refuse outputs that would overwrite the input or each other, before anything is opened.
@@ -295,11 +285,11 @@ def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) 
     for flag, path in paths:
         _check_output_path(flag, path)
     for i, (flag, path) in enumerate(paths):
-        if source is not None and _same_file(path, source):
+        if source is not None and same_file(path, source):
             raise SinkError(f"{flag} {str(path)!r} is the input itself; writing it would destroy the input. "
                             "Choose another path")
         for other_flag, other in paths[:i]:
-            if _same_file(path, other):
+            if same_file(path, other):
                 raise SinkError(f"{other_flag} and {flag} name the same file {str(path)!r}; give them different "
                                 "paths")
 

@@ -263,3 +263,14 @@ def write_atomically(path: Path, text: str | bytes, what: str) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise SinkError(f"cannot write {what} {str(path)!r} ({err.strerror or err})") from err
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or folder: by resolved path, and by inode for existing ones (hard
+    links, bind mounts, case-insensitive file systems)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from stream.config import SinkOptions
-from stream.sinks.base import Sink, SinkContext, SinkError, prepare_output_file
+from stream.sinks.base import Sink, SinkContext, SinkError, prepare_output_file, same_file
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -129,15 +129,6 @@ def output_name(frame: Frame) -> PurePath:
     return name
 
 
-def _same_folder(a: Path, b: Path) -> bool:
-    """By resolved path, and by inode when both exist (bind mounts)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
-
 
 class ImageFolderSink(Sink, kind="image_folder"):
     """Write one annotated image per input image into a folder, named after the input.
@@ -177,7 +168,7 @@ class ImageFolderSink(Sink, kind="image_folder"):
         super().__init__()
         self.options = options if options is not None else SinkOptions()
         self.folder = Path(folder).expanduser()
-        if source_dir is not None and _same_folder(self.folder, Path(source_dir).expanduser()):
+        if source_dir is not None and same_file(self.folder, Path(source_dir).expanduser()):
             raise SinkError(
                 f"image output folder {str(folder)!r} is the input folder; its images would be replaced. "
                 "Choose another output folder"
