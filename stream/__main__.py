@@ -210,10 +210,9 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
         pipeline = Pipeline(config, camera=camera.name)
         pipeline.set_frame_rate(source.fps)
         _log_models(pipeline)
-        on_ended = web.add_ended if web is not None else None
         stop.graceful = True
         try:
-            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=on_ended,
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames,
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()
@@ -236,7 +235,7 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
     from stream.classify import build_classifiers
     from stream.detectors import build_detector
     from stream.pipeline import Pipeline
-    from stream.sinks import check_distinct_outputs, open_sinks
+    from stream.sinks import SinkError, check_distinct_outputs, open_sinks
     from stream.sinks.mqtt import is_mqtt_url, parse_mqtt_url
     from stream.sources import local_source_path, open_source, source_kind
 
@@ -266,6 +265,7 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
         detector = build_detector(config.detector, config.models, config.runtime)
         classifiers = build_classifiers(config.classifier, config.models, config.runtime)
         cameras = []
+        views: dict[str, Any] = {}  # --serve: each camera's live view, one more output of its own
         for spec in config.sources:
             own = spec.config(config)
 
@@ -274,6 +274,8 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
                                    options=own.output, source_path=local_source_path(spec.url),
                                    summary=spec.summary, source_name=source.name, camera=spec.name,
                                    counts=spec.counts)
+                if spec.name in views:
+                    sinks.append(views[spec.name])
                 if broker is None:
                     return sinks
                 try:
@@ -287,9 +289,17 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
             pipeline = Pipeline(own, detector=detector, classifiers=classifiers, camera=spec.name)
             camera = Camera(spec, pipeline, partial(open_source, spec.url, options=own.source), open_own,
                             live=kinds[spec.name] in ("webcam", "stream"), max_frames=args.max_frames)
+            cameras.append(camera)
+        if args.serve is not None:
+            from stream.serve.server import serve_cameras
+
+            try:
+                views.update(stack.enter_context(serve_cameras(args.serve, config, cameras)))
+            except OSError as error:
+                raise SinkError(f"cannot serve the web page on {args.serve}: {error.strerror or error}") from None
+        for camera in cameras:
             stack.callback(camera.close)
             camera.start()
-            cameras.append(camera)
         _log_models(cameras[0].pipeline)
         logger.info("%d cameras: %s", len(cameras), ", ".join(f"{c.name} ({kinds[c.name]})" for c in cameras))
         stop.graceful = True

@@ -404,7 +404,6 @@ class ServeConfig(Section):
     workers: int = setting(2, low=1, high=64)
     jpeg_quality: int = setting(80, low=1, high=100)
     mjpeg_fps: float = setting(15.0, low=0.1, high=120.0)
-    history_tracks: int = setting(100000, low=1, high=10**7)
 
 
 @dataclass(frozen=True)

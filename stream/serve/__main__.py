@@ -60,18 +60,18 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
 
     from models.fetch import ModelError
+    from stream.config import camera_name
     from stream.runtime import RuntimeUnavailable
     from stream.serve.app import create_app
-    from stream.serve.live import Hub
-    from stream.serve.server import CameraRunner, Server, camera_options
+    from stream.serve.server import CameraRunner, Server, camera_options, new_hub
     from stream.sources import SourceError, redact_url
 
-    hub = Hub()
+    hub = new_hub(config)
     runner = None
     try:
         app = create_app(config, hub)
         if args.source is not None:
-            view = hub.add(redact_url(args.source), **camera_options(config))
+            view = hub.add(redact_url(args.source), key=camera_name(args.source), **camera_options(config))
             runner = CameraRunner(args.source, config, view, loop=args.loop)
         if runner is not None:
             runner.start()  # a source that cannot be opened is a one-line error, before the server starts

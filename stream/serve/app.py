@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -28,9 +29,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from stream.config import Config
+from stream.counts import ALL_CAMERAS
 from stream.serve.analyze import Analyzer
 from stream.serve.auth import TokenGate
-from stream.serve.charts import AGE_COLOURS, GENDER_COLOURS, age_bars, nice_bucket, stacked_timeline
+from stream.serve.charts import AGE_COLOURS, GENDER_COLOURS, age_bars, stacked_timeline
 from stream.serve.live import PEOPLE_COLUMNS, CameraView, Hub
 from stream.serve.uploads import ACCEPTED, UploadError, read_upload
 from stream.types import AGE_GROUPS
@@ -256,37 +258,33 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
         return [row for camera in chosen for row in camera.snapshot()["people"]]
 
     @app.get("/api/dashboard", summary="Counts per camera and in total, counts over time, people in view")
-    def dashboard(bucket_s: int = Query(0, ge=0, le=86400, description="bucket width; 0 picks one")) -> Any:
+    def dashboard(window_s: float = Query(0, ge=0, le=86400, description="window of the counts over time; "
+                                          "0: output.counts_window_s, as the summary and --counts")) -> Any:
         snapshots = [camera.snapshot() for camera in hub.cameras()]
-        total: dict[str, Any] = {"tracks": 0, "labelled_tracks": 0, "by_age_group": dict.fromkeys(AGE_GROUPS, 0),
-                 "by_gender": {"female": 0, "male": 0}}
-        for snap in snapshots:
-            totals = snap["totals"]
-            total["tracks"] += totals["tracks"]
-            total["labelled_tracks"] += totals["labelled_tracks"]
-            for key in ("by_age_group", "by_gender"):
-                for name, n in totals[key].items():
-                    total[key][name] += n
-        width, series = _series(hub.cameras(), bucket_s)
-        return {"cameras": snapshots, "total": total, "people_columns": list(PEOPLE_COLUMNS),
-                "people": [row for snap in snapshots for row in snap["people"]],
-                "bucket_s": width, "series": series, "privacy": config.annotate.privacy}
+        counts = hub.counts.table(window_s or None)
+        return {"cameras": snapshots, "total": hub.counts.totals_of(ALL_CAMERAS), "counts": counts,
+                "people_columns": list(PEOPLE_COLUMNS), "people": [row for snap in snapshots for row in snap["people"]],
+                "privacy": config.annotate.privacy}
 
     @app.get("/api/charts/{chart}.svg", summary="Counts over time as SVG: by age group (ages) or by gender",
              response_class=Response, responses={200: {"content": {"image/svg+xml": {}}}})
-    def chart(chart: str, camera: str = "all", bucket_s: int = Query(0, ge=0, le=86400)) -> Response:
+    def chart(chart: str, camera: str = "all", window_s: float = Query(0, ge=0, le=86400)) -> Response:
         if chart not in ("ages", "genders"):
             raise HTTPException(404, "charts: ages, genders")
-        chosen = hub.cameras() if camera == "all" else [camera_or_404(camera)]
-        width, series = _series(chosen, bucket_s)
-        counts = [(row["start"], row[chart]) for row in series]
-        where = "all cameras" if camera == "all" else chosen[0].name
+        key, where = ALL_CAMERAS, "all cameras"
+        if camera != "all":
+            view = camera_or_404(camera)
+            key, where = view.key, view.name
+        table = hub.counts.table(window_s or None)
+        width = table["window_s"]
+        counts = _series(table["rows"], key, width)
+        span = f"per {_span(width)}, by arrival"
         if chart == "ages":
-            svg = stacked_timeline(counts, AGE_GROUPS, AGE_COLOURS, bucket_s=width,
-                                   title=f"People by age group, {where} (per {_span(width)})")
+            svg = stacked_timeline(counts, AGE_KEYS, AGE_CHART_COLOURS, bucket_s=width,
+                                   title=f"People by age group, {where} ({span})")
         else:
-            svg = stacked_timeline(counts, ("female", "male", "unknown"), GENDER_COLOURS, bucket_s=width,
-                                   title=f"People by gender, {where} (per {_span(width)})")
+            svg = stacked_timeline(counts, GENDER_KEYS, GENDER_CHART_COLOURS, bucket_s=width,
+                                   title=f"People by gender, {where} ({span})")
         return Response(svg, media_type="image/svg+xml", headers={"cache-control": "no-store"})
 
     @app.get("/api/people.csv", summary="The table of people in view, as CSV", response_class=Response,
@@ -304,30 +302,38 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
 
 
 _BARS = 12
+#: The stacks of the charts: a counts row's columns under the names the page shows (bottom first).
+AGE_KEYS: tuple[str, ...] = (*AGE_GROUPS, "age?", "no label yet")
+GENDER_KEYS: tuple[str, ...] = ("female", "male", "undecided or no label")
+_AGE_COLUMNS = {**{group: f"age_{group}" for group in AGE_GROUPS}, "age?": "age_undecided",
+                "no label yet": "estimating"}
+_GENDER_COLUMNS = {"female": "female", "male": "male", "undecided or no label": "gender_unknown"}
+AGE_CHART_COLOURS = {**AGE_COLOURS, "age?": GENDER_COLOURS["unknown"], "no label yet": "#d5d9e2"}
+GENDER_CHART_COLOURS = {"female": GENDER_COLOURS["female"], "male": GENDER_COLOURS["male"],
+                        "undecided or no label": GENDER_COLOURS["unknown"]}
 
 
-def _span(seconds: int) -> str:
-    return f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
+def _span(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
-def _series(cameras: list[CameraView], bucket_s: int) -> tuple[int, list[dict[str, Any]]]:
-    """Ended tracks counted per time bucket, by age group and by gender, since the earliest camera start."""
-    now = time.time()
-    start = min([c.started_at for c in cameras] + [now])
-    width = bucket_s or nice_bucket(now - start)
-    first = int(start // width) * width
-    last = int(now // width) * width
-    # A fixed number of bars ending now (empty ones included), so one bucket of data is not one huge bar.
-    starts = range(min(first, last - (_BARS - 1) * width), last + 1, width)
-    buckets: list[dict[str, Any]] = [{"start": float(t), "ages": {}, "genders": {}} for t in starts][-200:]
-    origin = float(buckets[0]["start"]) if buckets else now
-    for camera_view in cameras:
-        for ended_at, record in camera_view.ended_since(origin):
-            bucket = buckets[min(len(buckets) - 1, int((ended_at - origin) // width))]
-            ages, genders = bucket["ages"], bucket["genders"]
-            group = record["age_group"]
-            if group is not None:
-                ages[group] = ages.get(group, 0) + 1
-            gender = record["gender"] or "unknown"
-            genders[gender] = genders.get(gender, 0) + 1
-    return width, buckets
+def _series(rows: list[dict[str, Any]], camera: str, width: float) -> list[tuple[float, dict[str, int]]]:
+    """One camera's (or ``all``'s) rows of the counts table as chart buckets: ``(start, {key: count})`` for the
+    last :data:`_BARS` windows up to now and every earlier window with arrivals (at most 200), empty ones too."""
+    from datetime import datetime
+
+    chosen = {datetime.fromisoformat(row["window_start"]).timestamp(): row for row in rows if row["camera"] == camera}
+    # Up to now, or to the latest arrival: a file analysed faster than real time is laid out ahead of the clock.
+    last = max([math.floor(time.time() / width) * width, *chosen])
+    first = min([*chosen, last - (_BARS - 1) * width])
+    count = min(200, int(round((last - first) / width)) + 1)
+    buckets: list[tuple[float, dict[str, int]]] = []
+    for i in range(count):
+        start = last - (count - 1 - i) * width
+        row = next((r for t, r in chosen.items() if abs(t - start) < 1e-6), None)
+        if row is None:
+            buckets.append((start, {}))
+            continue
+        columns = {**_AGE_COLUMNS, **_GENDER_COLUMNS}
+        buckets.append((start, {key: int(row[column]) for key, column in columns.items()}))
+    return buckets

@@ -60,14 +60,6 @@ def age_bars(probs: Sequence[float], colour: str, *, highlight: int | None = Non
     return "".join(parts)
 
 
-def nice_bucket(span_s: float, buckets: int = 12) -> int:
-    """A round bucket width (10 s ... 1 day) giving at most about ``buckets`` bars over ``span_s``."""
-    for width in (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400):
-        if span_s / width <= buckets:
-            return width
-    return 86400
-
-
 def stacked_timeline(counts: Sequence[tuple[float, dict[str, int]]], keys: Sequence[str], colours: dict[str, str],
                      *, bucket_s: int, title: str) -> str:
     """Stacked bars over time: ``counts`` is ``(bucket start epoch s, {key: count})`` in time order.
@@ -90,7 +82,7 @@ def stacked_timeline(counts: Sequence[tuple[float, dict[str, int]]], keys: Seque
         y = top + plot_h - plot_h * tick / peak
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e3e6ee"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT}>{tick}</text>')
-    if not counts:
+    if not any(sum(bucket.values()) for _, bucket in counts):
         parts.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" {_TEXT}>'
                      "no people counted yet: a person is counted when they leave the view</text>")
     slot = plot_w / max(len(counts), 1)

@@ -3,9 +3,11 @@
 :class:`CameraView` is an ordinary :class:`~stream.sinks.base.Sink` in the run's list of sinks, so the web
 page shows exactly the frames the pipeline annotated (with ``annotate.privacy`` applied like every other
 output). It keeps the newest frame as JPEG, the faces in view with the labels :mod:`stream.labels` gives
-them, the frame rate, and the tracks that ended (the records of :func:`stream.analytics.track_record`,
-counted with :class:`~stream.analytics.Totals`) for the dashboard. :class:`Hub` holds the cameras the
-server shows.
+them and the frame rate. People are counted over time by :class:`PeopleCounts`, one per server: the
+:class:`stream.counts.PeopleCounter` of the summary and ``--counts`` outputs (the same rule: a person counted
+once, in the window they arrived, with the label their track ended with), fed by every camera's view, so
+the dashboard, ``/api/dashboard`` and the run's summary give the same numbers. :class:`Hub` holds the
+cameras the server shows and their counts.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from stream.analytics import Totals
+from stream.counts import ALL_CAMERAS, FrameClock, PeopleCounter
 from stream.labels import face_labels, label_text
 from stream.serve.analyze import encode_jpeg
 from stream.sinks.base import Sink
@@ -29,8 +31,60 @@ _IDLE_ENCODE_S = 1.0
 #: A camera whose pipeline delivered nothing for this long is shown as stalled ("reconnecting").
 _STALLED_S = 5.0
 #: Columns of the table of people in view, and of its CSV export, in order.
-PEOPLE_COLUMNS: tuple[str, ...] = ("camera", "track_id", "label", "age_group", "confidence", "age", "gender",
-                                   "p_female", "n_obs", "in_view_s")
+PEOPLE_COLUMNS: tuple[str, ...] = ("camera", "track_id", "label", "age_group", "age_range", "confidence", "age",
+                                   "gender", "p_female", "n_obs", "in_view_s")
+
+
+class PeopleCounts:
+    """People over time of all the cameras of a server: :class:`stream.counts.PeopleCounter` behind a lock.
+
+    Camera views feed it from the pipelines' threads (:meth:`observe` each frame, :meth:`end` each ended
+    track), the web server reads it. Camera keys are the pipelines' camera names (``Frame.camera``, the track
+    summaries' ``camera``), as in the summary's ``counts``.
+
+    Args:
+        window_s: The windows of the dashboard's counts over time (``output.counts_window_s``).
+    """
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.window_s = float(window_s)
+        self._counter = PeopleCounter()
+        self._clock = FrameClock()
+        self._lock = threading.Lock()
+
+    def observe(self, camera: str, frame: Frame, faces: Faces) -> None:
+        with self._lock:
+            self._counter.observe(camera, self._clock.time(frame), faces)
+
+    def end(self, camera: str, records: list[dict[str, Any]]) -> None:
+        with self._lock:
+            for record in records:
+                self._counter.end(record.get("camera") or camera, record)
+
+    def table(self, window_s: float | None = None) -> dict[str, Any]:
+        """``{"window_s", "rows", "totals"}``: the summary's ``counts`` (:class:`stream.counts.PeopleCounter`)."""
+        window = float(window_s or self.window_s)
+        with self._lock:
+            return {"window_s": window, "rows": self._counter.rows(window), "totals": self._counter.totals()}
+
+    def totals_of(self, camera: str = ALL_CAMERAS) -> dict[str, Any]:
+        """The whole period's row of one camera (or ``all``); zeros before anybody was counted."""
+        with self._lock:
+            rows = self._counter.totals()
+        for row in rows:
+            if row["camera"] == camera:
+                return row
+        return empty_row(camera)
+
+
+def empty_row(camera: str) -> dict[str, Any]:
+    """A counts row of nobody (the same columns as :data:`stream.counts.COLUMNS`)."""
+    from stream.counts import COLUMNS
+
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, 0)
+    row.update(window_start=None, window_s=0.0, camera=camera, estimating_share=0.0, dwell_mean_s=None,
+               dwell_median_s=None)
+    return row
 
 
 class CameraView(Sink):
@@ -44,14 +98,17 @@ class CameraView(Sink):
         name: Display name of the source (credentials already redacted by the source).
         jpeg_quality: JPEG quality of the frames served.
         mjpeg_fps: Most frames a second encoded while somebody watches.
-        history_tracks: Ended tracks kept for the dashboard's charts.
+        counts: Where its people are counted (the server's :class:`PeopleCounts`).
+        key: The camera's name in the pipeline (``Frame.camera``; the counts' camera), when frames carry none.
     """
 
     def __init__(self, camera_id: str, name: str, *, jpeg_quality: int = 80, mjpeg_fps: float = 15.0,
-                 history_tracks: int = 100000) -> None:
+                 counts: PeopleCounts | None = None, key: str = "") -> None:
         super().__init__()
         self.camera_id = camera_id
         self.name = name
+        self.key = key or camera_id
+        self.counts = counts if counts is not None else PeopleCounts()
         self.jpeg_quality = jpeg_quality
         self.min_encode_interval_s = 1.0 / mjpeg_fps
         self._lock = threading.Lock()
@@ -63,8 +120,6 @@ class CameraView(Sink):
         self._write_times: deque[float] = deque(maxlen=50)
         self._people: list[dict[str, Any]] = []
         self._first_seen: dict[int, float] = {}
-        self.totals = Totals()
-        self.ended: deque[tuple[float, dict[str, Any]]] = deque(maxlen=history_tracks)
         self.started_at = time.time()
         self._status_of: Callable[[], str] | None = None
         self.finished = False
@@ -76,6 +131,9 @@ class CameraView(Sink):
     # -- the pipeline's side -----------------------------------------------------------------------
     def write(self, frame: Frame, faces: Faces) -> None:
         self._check_open()
+        if frame.camera:
+            self.key = frame.camera
+        self.counts.observe(self.key, frame, faces)
         now = time.monotonic()
         people = self._rows(faces, time.time())
         with self._lock:
@@ -91,13 +149,9 @@ class CameraView(Sink):
                 self._jpeg, self._encoded_at = jpeg, now
                 self._version += 1
 
-    def add_ended(self, records: list[dict[str, Any]]) -> None:
-        """Count tracks that ended (the pipeline's ``on_ended`` callback)."""
-        now = time.time()
-        with self._lock:
-            for record in records:
-                self.totals.add(record)
-                self.ended.append((now, record))
+    def end_tracks(self, records: list[dict[str, Any]]) -> None:
+        """Count the people whose tracks ended (the sinks' hook, as the summary's)."""
+        self.counts.end(self.key, records)
 
     def _close(self) -> None:
         with self._lock:
@@ -112,7 +166,8 @@ class CameraView(Sink):
             first = self._first_seen.setdefault(track_id, now)
             record = label.as_record()
             rows.append({"camera": self.name, "track_id": track_id, "label": label_text(label, track_id),
-                         "age_group": record["age_group"], "confidence": _round(label.confidence, 3),
+                         "age_group": record["age_group"], "age_range": record["age_range"],
+                         "confidence": _round(label.confidence, 3),
                          "age": record["age"], "gender": record["gender"], "p_female": record["p_female"],
                          "n_obs": record["n_obs"], "in_view_s": round(now - first, 1),
                          "box": [round(float(v), 1) for v in faces.xyxy[i]]})
@@ -146,16 +201,10 @@ class CameraView(Sink):
         with self._lock:
             times = list(self._write_times)
             people = [dict(row) for row in self._people]
-            totals = self.totals.as_dict()
         fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else None
         return {"id": self.camera_id, "name": self.name, "status": self.status,
                 "fps": None if fps is None else round(fps, 1), "faces_in_view": len(people), "people": people,
-                "totals": totals}
-
-    def ended_since(self, since: float) -> list[tuple[float, dict[str, Any]]]:
-        """Ended tracks ``(wall time, record)`` from ``since`` (epoch seconds) on."""
-        with self._lock:
-            return [(t, record) for t, record in self.ended if t >= since]
+                "counts_key": self.key, "totals": self.counts.totals_of(self.key)}
 
 
 def _round(value: float | None, digits: int) -> float | None:
@@ -163,16 +212,22 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 class Hub:
-    """The cameras a server shows, by id (``cam0``, ``cam1``...): ids from the request only look them up."""
+    """The cameras a server shows, by id (``cam0``, ``cam1``...): ids from the request only look them up.
 
-    def __init__(self) -> None:
+    Args:
+        window_s: The counts' window (``output.counts_window_s``).
+    """
+
+    def __init__(self, window_s: float = 60.0) -> None:
         self._cameras: dict[str, CameraView] = {}
         self._lock = threading.Lock()
+        self.counts = PeopleCounts(window_s)
 
-    def add(self, name: str, **options: Any) -> CameraView:
+    def add(self, name: str, key: str = "", **options: Any) -> CameraView:
+        """A new camera view named ``name`` (shown), counted as ``key`` (the pipeline's camera name)."""
         with self._lock:
             camera_id = f"cam{len(self._cameras)}"
-            view = CameraView(camera_id, name, **options)
+            view = CameraView(camera_id, name, counts=self.counts, key=key, **options)
             self._cameras[camera_id] = view
             return view
 

@@ -3,7 +3,8 @@
 * ``python -m stream.serve`` runs uvicorn in the foreground; with ``--source`` a :class:`CameraRunner`
   drives that source through :func:`stream.pipeline.run` in a thread, into a :class:`CameraView`.
 * ``python -m stream --source X --serve HOST:PORT`` runs the CLI's own pipeline as always and adds a
-  :class:`CameraView` to its sinks; :func:`serve_beside` starts the server in a thread next to it.
+  :class:`CameraView` to its sinks; :func:`serve_beside` starts the server in a thread next to it. With
+  several cameras (``--source a=X --source b=Y``) :func:`serve_cameras` gives each camera its own view.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import uvicorn
@@ -81,7 +83,12 @@ class Server:
 def camera_options(config: Config) -> dict[str, Any]:
     """The :class:`CameraView` settings from the ``serve:`` section."""
     serve = config.serve
-    return {"jpeg_quality": serve.jpeg_quality, "mjpeg_fps": serve.mjpeg_fps, "history_tracks": serve.history_tracks}
+    return {"jpeg_quality": serve.jpeg_quality, "mjpeg_fps": serve.mjpeg_fps}
+
+
+def new_hub(config: Config) -> Hub:
+    """The server's cameras, counted over ``output.counts_window_s`` windows like the summary and ``--counts``."""
+    return Hub(window_s=config.output.counts_window_s)
 
 
 def source_status(source: Any) -> Any:
@@ -99,8 +106,9 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
     from stream.serve.app import create_app
 
     host, port = parse_address(address)
-    hub = Hub()
-    view = hub.add(source.name, **camera_options(config))
+    hub = new_hub(config)
+    camera = config.sources[0].name if config.sources else ""
+    view = hub.add(source.name, key=camera, **camera_options(config))
     view.follow(source_status(source))
     server = Server(create_app(config, hub), host, port)
     server.start()
@@ -109,6 +117,48 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
         yield view
     finally:
         view.close()
+        server.stop()
+
+
+#: A camera's status in :mod:`stream.cameras` as the page says it.
+_CAMERA_STATUS = {"opening": "starting", "ended": "offline"}
+
+
+def _camera_status(camera: Any) -> str:
+    return _CAMERA_STATUS.get(camera.status, camera.status)
+
+
+@contextmanager
+def serve_cameras(address: str, config: Config, cameras: list[Any]) -> Iterator[dict[str, CameraView]]:
+    """``python -m stream --source a=X --source b=Y --serve``: the web server in a thread, one view per camera.
+
+    Args:
+        address: ``HOST:PORT``.
+        config: The run's configuration.
+        cameras: The :class:`stream.cameras.Camera` objects, not started yet; each view follows its camera's
+            status (starting, live, reconnecting, offline) and must be added to the camera's own outputs.
+
+    Yields:
+        The views by camera name.
+    """
+    from stream.serve.app import create_app
+    from stream.sources import redact_url
+
+    host, port = parse_address(address)
+    hub = new_hub(config)
+    views = {}
+    for camera in cameras:
+        view = hub.add(f"{camera.name} · {redact_url(camera.spec.url)}", key=camera.name, **camera_options(config))
+        view.follow(partial(_camera_status, camera))
+        views[camera.name] = view
+    server = Server(create_app(config, hub), host, port)
+    server.start()
+    logger.info("web page on %s (%d cameras)", server.url, len(views))
+    try:
+        yield views
+    finally:
+        for view in views.values():
+            view.close()
         server.stop()
 
 
@@ -160,14 +210,14 @@ class CameraRunner:
                 with source:
                     # A fresh tracker and track book for each pass of a looped file; the same model sessions.
                     models = self._models
-                    pipeline = Pipeline(self.config, detector=models.detector, classifiers=models.classifiers)
+                    pipeline = Pipeline(self.config, detector=models.detector, classifiers=models.classifiers,
+                                        camera=self.view.key)
                     self.view.follow(source_status(source))
                     pipeline.set_frame_rate(source.fps)
                     still = source.kind in ("image", "folder")
                     paced = self.realtime and not source.is_live and not still
                     frames = _paced(source, source.fps) if paced else source
-                    run(pipeline, frames, [self.view], still_images=still, on_ended=self.view.add_ended,
-                        should_stop=self._stop.is_set)
+                    run(pipeline, frames, [self.view], still_images=still, should_stop=self._stop.is_set)
                 if not self.loop or source.is_live or still or self._stop.is_set():
                     break
                 source = open_source(self.spec, options=self.config.source)

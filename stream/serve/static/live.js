@@ -21,8 +21,9 @@ function update(card, camera) {
   card.querySelector(".stats").textContent = (camera.fps === null ? "– fps" : camera.fps.toFixed(1) + " fps") +
     " · " + camera.faces_in_view + " face" + (camera.faces_in_view === 1 ? "" : "s") + " in view";
   const totals = camera.totals;
-  card.querySelector(".counted").textContent = totals.tracks + " people counted since start (" +
-    totals.by_gender.female + " female, " + totals.by_gender.male + " male)";
+  card.querySelector(".counted").textContent = totals.people + " people counted since start (" +
+    totals.female + " female, " + totals.male + " male" +
+    (totals.gender_unknown ? ", " + totals.gender_unknown + " undecided or no label" : "") + ")";
   const body = card.querySelector("tbody");
   body.textContent = "";
   if (!camera.people.length) {

@@ -143,8 +143,20 @@ def test_openapi_documents_the_api(live_server):
     assert content["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
     assert "image/jpeg" in content and "video/mp4" in content
     assert {"400", "413", "415"} <= set(analyze["responses"])
+    # Both request forms: the multipart field and the raw body of each accepted type.
+    assert content["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert all(content[media]["schema"]["format"] == "binary" for media in ("image/jpeg", "image/png",
+                                                                            "application/octet-stream"))
+    # The answer's schema: a photo's faces or a clip's tracks.
+    answer = analyze["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {ref["$ref"].rsplit("/", 1)[1] for ref in answer["anyOf"]} == {"ImageAnalysis", "ClipAnalysis"}
+    schemas = schema["components"]["schemas"]
     for name in ("ImageAnalysis", "ClipAnalysis", "FaceResult"):
-        assert name in schema["components"]["schemas"]
+        assert name in schemas
+    face = set(schemas["FaceResult"]["properties"])
+    assert {"box", "age_group_probs", "age", "gender", "p_female", "age_range"} <= face
+    assert {"detector", "classifiers"} <= set(schemas["Models"]["properties"])
+    assert "licence" in schemas["ModelInfo"]["properties"]
     assert {"/healthz", "/api/cameras", "/api/dashboard", "/api/people.csv"} <= set(schema["paths"])
 
 
@@ -164,10 +176,14 @@ def test_camera_status_and_mjpeg(live_server):
 
 def test_dashboard_counts_and_csv(live_server):
     # The clip loops every 3 s; its person is counted each time the pass ends.
-    data = wait_for(lambda: (d := live_server.get("/api/dashboard").json())["total"]["tracks"] >= 1 and d)
+    data = wait_for(lambda: (d := live_server.get("/api/dashboard").json())["total"]["people"] >= 1 and d)
     total = data["total"]
-    assert total["by_gender"]["male"] >= 1 and total["by_age_group"]["31-40"] >= 1
-    assert sum(sum(bucket["genders"].values()) for bucket in data["series"]) == total["tracks"]
+    assert total["camera"] == "all" and total["male"] >= 1 and total["age_31-40"] >= 1
+    # The counts over time of output.counts_window_s (60 s by default), as in the summary: they add up to the total.
+    counts = data["counts"]
+    assert counts["window_s"] == 60.0
+    assert sum(row["people"] for row in counts["rows"] if row["camera"] == "all") >= total["people"]
+    assert data["cameras"][0]["totals"]["people"] >= 1
     people = wait_for(lambda: live_server.get("/api/dashboard").json()["people"])
     assert people[0]["camera"].endswith("talking_man_512.mp4") and people[0]["label"].startswith("#")
     reply = live_server.get("/api/people.csv")
@@ -220,6 +236,8 @@ def test_uploads_do_not_block_the_live_view(live_server):
 @pytest.mark.parametrize("path", [
     "/static/../../config.yaml", "/static/..%2F..%2Fconfig.yaml", "/static/%2e%2e/%2e%2e/config.yaml",
     "/api/cameras/..%2F..%2Fconfig.yaml/frame.jpg", "/static/app.css/../../../../etc/passwd",
+    "/static//etc/passwd", "/static/%2Fetc%2Fpasswd", "//etc/passwd", "/static/%2e%2e%2f%2e%2e%2fREADME.md",
+    "/api/cameras/%2Fetc%2Fpasswd/frame.jpg", "/static/..%5C..%5Cconfig.yaml",
 ])
 def test_no_request_path_reaches_the_filesystem(live_server, path):
     reply = live_server.get(path)
