@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -111,3 +112,33 @@ def test_cli_serve_with_privacy_web_outputs_have_no_face(default_detector):
     time.sleep(0.2)
     with pytest.raises(OSError):
         client.request("GET", "/healthz", timeout=2)  # the page lives as long as the run
+
+
+@pytest.mark.parametrize("mode", ["pixelate", "none"])
+def test_rtsp_output_has_no_face(tmp_path, default_detector, mode):
+    """``--output rtsp://`` with annotate.privacy=pixelate: the stream an RTSP server on loopback receives (FFmpeg's
+    RTSP demuxer listening for the publisher) shows no face the detector finds, where the input shows one in each
+    (and where the same stream without privacy shows it too: the check can see a face)."""
+    from tests.stream.test_rtsp_output import _finish, _receiver
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("the ffmpeg CLI is not installed (apt-get install ffmpeg)")
+    clip = shared_file("videos", "expressive_woman_480.mp4")
+    url = f"rtsp://127.0.0.1:{free_port()}/private"
+    received = tmp_path / "received.mp4"
+    receiver = _receiver(ffmpeg, url, 60, received)
+    try:
+        run = subprocess.run(cli_command("--source", str(clip), "--output", url, "--max-frames", "150",
+                                         "--set", f"annotate.privacy={mode}"),
+                             cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=120, check=False)
+        receiver_log = _finish(receiver, timeout=30)
+    finally:
+        _finish(receiver, timeout=1)
+    assert run.returncode == 0, run.stderr
+    assert receiver.returncode == 0, receiver_log
+    outputs = _sampled_frames(received, every=6)
+    assert len(outputs) >= 5 and outputs[0].shape == (480, 480, 3)
+    assert all(len(default_detector.detect(image)) == 1 for image in _sampled_frames(clip, every=16)[:len(outputs)])
+    expected = 0 if mode != "none" else 1
+    assert [len(default_detector.detect(image)) for image in outputs] == [expected] * len(outputs)
