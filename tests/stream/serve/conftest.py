@@ -39,8 +39,9 @@ class Reply:
 class Client:
     """Plain HTTP/1.1 requests to one server (http.client: nothing between the test and the socket)."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, pid: int | None = None) -> None:
         self.host, self.port = host, port
+        self.pid = pid  # the server's process, when the test started it
         self.base = f"http://{host}:{port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
@@ -105,7 +106,7 @@ def serve(*args: str, startup_s: float = 120.0) -> Iterator[Client]:
     command = [sys.executable, "-m", "stream.serve", "--port", str(port), "--log-level", "WARNING", *args]
     process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    client = Client("127.0.0.1", port)
+    client = Client("127.0.0.1", port, process.pid)
     deadline = time.monotonic() + startup_s
     try:
         while True:

@@ -123,7 +123,7 @@ def test_live_view_shows_moving_frames(live_server: Client, browser, screens):
 
 def test_dashboard_shows_counts_charts_and_the_people_table(live_server: Client, browser, screens):
     driver = browser
-    wait_for(lambda: live_server.get("/api/dashboard").json()["total"]["tracks"] >= 1, 60)
+    wait_for(lambda: live_server.get("/api/dashboard").json()["total"]["people"] >= 1, 60)
     driver.get(live_server.base + "/dashboard")
     total = wait_for(lambda: driver.find_elements(*_by("#kpi-total .v")), 30)[0]
     assert int(total.text) >= 1
