@@ -274,17 +274,17 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
         key, where = ALL_CAMERAS, "all cameras"
         if camera != "all":
             view = camera_or_404(camera)
-            key, where = view.key, view.name
+            key, where = view.key, view.key  # the camera's short name; its source may be a long path
         table = hub.counts.table(window_s or None)
         width = table["window_s"]
         counts = _series(table["rows"], key, width)
-        span = f"per {_span(width)}, by arrival"
+        span = f"per {_span(width)}, by arrival; a person is counted when they leave the view"
         if chart == "ages":
             svg = stacked_timeline(counts, AGE_KEYS, AGE_CHART_COLOURS, bucket_s=width,
-                                   title=f"People by age group, {where} ({span})")
+                                   title=f"People by age group, {where}", subtitle=span)
         else:
             svg = stacked_timeline(counts, GENDER_KEYS, GENDER_CHART_COLOURS, bucket_s=width,
-                                   title=f"People by gender, {where} ({span})")
+                                   title=f"People by gender, {where}", subtitle=span)
         return Response(svg, media_type="image/svg+xml", headers={"cache-control": "no-store"})
 
     @app.get("/api/people.csv", summary="The table of people in view, as CSV", response_class=Response,

@@ -61,7 +61,7 @@ def age_bars(probs: Sequence[float], colour: str, *, highlight: int | None = Non
 
 
 def stacked_timeline(counts: Sequence[tuple[float, dict[str, int]]], keys: Sequence[str], colours: dict[str, str],
-                     *, bucket_s: int, title: str) -> str:
+                     *, bucket_s: float, title: str, subtitle: str = "") -> str:
     """Stacked bars over time: ``counts`` is ``(bucket start epoch s, {key: count})`` in time order.
 
     Args:
@@ -70,14 +70,29 @@ def stacked_timeline(counts: Sequence[tuple[float, dict[str, int]]], keys: Seque
         colours: Colour of each key.
         bucket_s: Bucket width, for the axis labels.
         title: Chart title, drawn and used as its accessible name.
+        subtitle: A second, smaller line under the title (e.g. the window).
     """
-    width, height, left, right, top, bottom = 640, 240, 36, 10, 30, 44
+    width, left, right = 640, 36, 10
+    # The legend first: its entries wrap onto more lines rather than run off the chart.
+    legend: list[tuple[float, int, str]] = []
+    legend_x, line = float(left), 0
+    for key in keys:
+        step = 14 + 6.5 * len(key) + 14
+        if legend_x + step > width - right and legend_x > left:
+            legend_x, line = float(left), line + 1
+        legend.append((legend_x, line, key))
+        legend_x += step
+    top = 46 if subtitle else 30
+    bottom = 44 + 16 * line
+    height = top + 166 + bottom
     plot_w, plot_h = width - left - right, height - top - bottom
     step = max(1, math.ceil(max([sum(c.values()) for _, c in counts] + [1]) / 4))
     peak = step * math.ceil(max([sum(c.values()) for _, c in counts] + [1]) / step)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart timeline" viewBox="0 0 {width} {height}" '
              f'role="img" aria-label="{escape(title)}">',
              f'<text x="{left}" y="16" {_FONT} font-weight="600" font-size="13">{escape(title)}</text>']
+    if subtitle:
+        parts.append(f'<text x="{left}" y="32" {_TEXT} fill-opacity="0.75">{escape(subtitle)}</text>')
     for tick in range(0, peak + 1, step):
         y = top + plot_h - plot_h * tick / peak
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#e3e6ee"/>')
@@ -102,11 +117,9 @@ def stacked_timeline(counts: Sequence[tuple[float, dict[str, int]]], keys: Seque
             stamp = time.strftime("%H:%M:%S" if bucket_s < 60 else "%H:%M", time.localtime(start))
             parts.append(f'<text x="{x + slot * 0.38:.1f}" y="{top + plot_h + 14}" text-anchor="middle" '
                          f'{_TEXT}>{stamp}</text>')
-    legend_x = float(left)
-    for key in keys:
-        parts.append(f'<rect x="{legend_x:.0f}" y="{height - 16}" width="10" height="10" rx="2" '
-                     f'fill="{colours[key]}"/>')
-        parts.append(f'<text x="{legend_x + 14:.0f}" y="{height - 7}" {_TEXT}>{escape(key)}</text>')
-        legend_x += 14 + 7 * len(key) + 14
+    for x, row, key in legend:
+        y = top + plot_h + 24 + 16 * row
+        parts.append(f'<rect x="{x:.0f}" y="{y}" width="10" height="10" rx="2" fill="{colours[key]}"/>')
+        parts.append(f'<text x="{x + 14:.0f}" y="{y + 9}" {_TEXT}>{escape(key)}</text>')
     parts.append("</svg>")
     return "".join(parts)

@@ -9,8 +9,9 @@ function cameraCard(camera) {
        el("span", {class: "stats"}, "")),
     el("div", {class: "body"}, image,
        el("div", {}, el("h3", {class: "sub"}, "In view"),
-          el("table", {class: "people"}, el("thead", {}, el("tr", {}, el("th", {}, "Person"), el("th", {}, "Label"),
-            el("th", {}, "Age"), el("th", {}, "P(female)"), el("th", {}, "In view"))), el("tbody", {})),
+          el("div", {class: "table-scroll"}, el("table", {class: "people"}, el("thead", {}, el("tr", {},
+            el("th", {}, "Person"), el("th", {}, "Label"), el("th", {}, "Age"), el("th", {}, "P(female)"),
+            el("th", {}, "In view"))), el("tbody", {}))),
           el("h3", {class: "sub"}, "Counted"), el("div", {class: "counted"}, "–"))));
 }
 
@@ -21,7 +22,8 @@ function update(card, camera) {
   card.querySelector(".stats").textContent = (camera.fps === null ? "– fps" : camera.fps.toFixed(1) + " fps") +
     " · " + camera.faces_in_view + " face" + (camera.faces_in_view === 1 ? "" : "s") + " in view";
   const totals = camera.totals;
-  card.querySelector(".counted").textContent = totals.people + " people counted since start (" +
+  card.querySelector(".counted").textContent = totals.people + (totals.people === 1 ? " person" : " people") +
+    " counted since start (" +
     totals.female + " female, " + totals.male + " male" +
     (totals.gender_unknown ? ", " + totals.gender_unknown + " undecided or no label" : "") + ")";
   const body = card.querySelector("tbody");

@@ -173,3 +173,35 @@ def test_privacy_mode_in_the_browser(browser, screens):
         driver.find_element(*_by("#file")).send_keys(str(PHOTO))
         wait_for(lambda: len(driver.find_elements(*_by(".face-card"))) == 6, 60)
         screenshot(driver, screens, "upload-privacy.png")
+
+
+def test_pages_fit_a_phone(live_server: Client, browser, screens):
+    """At 400 px wide nothing runs off the page: wide tables scroll inside their card, the header wraps."""
+    driver = browser
+    driver.set_window_size(400, 900)
+    try:
+        pages = (("/", "phone-upload.png"), ("/live", "phone-live.png"), ("/dashboard", "phone-dashboard.png"))
+        for page, name in pages:
+            driver.get(live_server.base + page)
+            if page == "/":
+                driver.find_element(*_by("#file")).send_keys(str(PHOTO))
+                wait_for(lambda: len(driver.find_elements(*_by(".face-card"))) == 6, 60)
+            else:
+                wait_for(lambda: driver.find_elements(*_by(".card")), 30)
+                wait_for(lambda: driver.execute_script("return document.querySelectorAll('tbody tr').length"), 30)
+            if page == "/live":
+                wait_for(lambda: driver.execute_script(FRAME_FINGERPRINT, "stream-cam0"), 30)
+            path = screens / name
+            assert driver.save_screenshot(str(path))
+            copy_to = os.environ.get("SERVE_SCREENSHOTS_DIR")
+            if copy_to:
+                shutil.copy(path, Path(copy_to) / name)
+            width = driver.execute_script("return document.documentElement.scrollWidth")
+            viewport = driver.execute_script("return window.innerWidth")
+            assert width <= viewport, (page, width, viewport)
+            if page == "/live":  # the camera's card itself fits too (no sideways scrolling of the video)
+                card = driver.execute_script("const c = document.getElementById('cam-cam0'); "
+                                             "return [c.scrollWidth, c.clientWidth]")
+                assert card[0] <= card[1], card
+    finally:
+        driver.set_window_size(1400, 1000)
