@@ -100,12 +100,12 @@ def multipart(field: str, filename: str, data: bytes, content_type: str = "appli
 
 
 @contextmanager
-def serve(*args: str, startup_s: float = 120.0) -> Iterator[Client]:
-    """``python -m stream.serve ARGS`` on a free port until the block ends (then SIGTERM)."""
+def serve(*args: str, startup_s: float = 120.0, env: dict[str, str] | None = None) -> Iterator[Client]:
+    """``python -m stream.serve ARGS`` on a free port until the block ends (then SIGTERM); ``env``: extra variables."""
     port = free_port()
     command = [sys.executable, "-m", "stream.serve", "--port", str(port), "--log-level", "WARNING", *args]
-    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(command, cwd=REPO, env=child_env(**(env or {})), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     client = Client("127.0.0.1", port, process.pid)
     deadline = time.monotonic() + startup_s
     try:

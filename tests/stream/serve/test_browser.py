@@ -205,3 +205,23 @@ def test_pages_fit_a_phone(live_server: Client, browser, screens):
                 assert card[0] <= card[1], card
     finally:
         driver.set_window_size(1400, 1000)
+
+
+def test_a_non_commercial_model_is_flagged_on_the_page(browser, screens):
+    """With InsightFace's SCRFD (non-commercial research use only) as the detector, the page says so, in red."""
+    local = os.environ.get("STREAM_LOCAL_MODELS", "")
+    if not local or not any(Path(folder, "scrfd_500m.onnx").exists() for folder in local.split(os.pathsep)):
+        pytest.skip("scrfd_500m.onnx is not in STREAM_LOCAL_MODELS")
+    driver = browser
+    with serve("--detector", "scrfd_500m", "--set", "serve.workers=1", env={"STREAM_LOCAL_MODELS": local}) as client:
+        models = client.get("/api/info").json()["models"]
+        assert models["detector"]["name"] == "scrfd_500m" and models["detector"]["commercial_use"] is False
+        driver.get(client.base + "/")
+        driver.find_element(*_by("#file")).send_keys(str(PHOTO))
+        wait_for(lambda: len(driver.find_elements(*_by(".face-card"))) == 6, 60)
+        flagged = wait_for(lambda: driver.find_elements(*_by("#model-info .nc")), 30)
+        assert len(flagged) == 1 and "NON-COMMERCIAL" in flagged[0].text
+        assert flagged[0].value_of_css_property("color") == "rgba(201, 42, 42, 1)"  # the page's warning red
+        assert "NON-COMMERCIAL" not in driver.find_element(*_by("#model-info")).text.replace(flagged[0].text, "")
+        driver.execute_script("document.getElementById('model-info').scrollIntoView()")
+        screenshot(driver, screens, "upload-noncommercial.png")
