@@ -12,17 +12,20 @@ cameras the server shows and their counts.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from stream.counts import ALL_CAMERAS, FrameClock, PeopleCounter
 from stream.labels import face_labels, label_text
 from stream.serve.analyze import encode_jpeg
 from stream.sinks.base import Sink
-from stream.types import Faces, Frame
+from stream.types import PERSON_ID, Faces, Frame
 
 #: A viewer who fetched a frame this recently is watching: every frame is encoded (up to ``mjpeg_fps``).
 _VIEWER_TIMEOUT_S = 5.0
@@ -30,6 +33,8 @@ _VIEWER_TIMEOUT_S = 5.0
 _IDLE_ENCODE_S = 1.0
 #: A camera whose pipeline delivered nothing for this long is shown as stalled ("reconnecting").
 _STALLED_S = 5.0
+#: A looped file's later passes count their track ids from here on (each pass has a fresh tracker, ids from 1).
+_PASS_IDS = 1_000_000
 #: Columns of the table of people in view, and of its CSV export, in order.
 PEOPLE_COLUMNS: tuple[str, ...] = ("camera", "track_id", "label", "age_group", "age_range", "confidence", "age",
                                    "gender", "p_female", "n_obs", "in_view_s")
@@ -120,6 +125,9 @@ class CameraView(Sink):
         self._write_times: deque[float] = deque(maxlen=50)
         self._people: list[dict[str, Any]] = []
         self._first_seen: dict[int, float] = {}
+        self._id_offset = 0
+        self._time_offset = 0.0
+        self._media_time = (0.0, 0.0)  # the last two frames' media times (with the offset)
         self.started_at = time.time()
         self._status_of: Callable[[], str] | None = None
         self.finished = False
@@ -133,7 +141,16 @@ class CameraView(Sink):
         self._check_open()
         if frame.camera:
             self.key = frame.camera
-        self.counts.observe(self.key, frame, faces)
+        counted_frame, counted_faces = frame, faces
+        if self._id_offset:
+            ids = faces.track_id
+            counted_frame = dataclasses.replace(frame, timestamp=frame.timestamp + self._time_offset)
+            counted_faces = dataclasses.replace(faces, track_id=_shifted(ids, self._id_offset))
+            if PERSON_ID in faces.data:
+                counted_faces = counted_faces.with_data(**{PERSON_ID: _shifted(faces.data[PERSON_ID],
+                                                                               self._id_offset)})
+        self._media_time = (self._media_time[1], counted_frame.timestamp)
+        self.counts.observe(self.key, counted_frame, counted_faces)
         now = time.monotonic()
         people = self._rows(faces, time.time())
         with self._lock:
@@ -151,7 +168,19 @@ class CameraView(Sink):
 
     def end_tracks(self, records: list[dict[str, Any]]) -> None:
         """Count the people whose tracks ended (the sinks' hook, as the summary's)."""
+        if self._id_offset:
+            records = [{**record, "track_id": int(record["track_id"]) + self._id_offset,
+                        **({PERSON_ID: int(record[PERSON_ID]) + self._id_offset}
+                           if record.get(PERSON_ID) is not None else {})} for record in records]
         self.counts.end(self.key, records)
+
+    def new_pass(self) -> None:
+        """A looped file starts again, with a fresh tracker and re-identification (track and person ids from 1) at
+        media time 0: its people are counted as new people arriving now, not merged with the last pass's people
+        of the same ids, nor dated back."""
+        earlier, last = self._media_time
+        self._id_offset += _PASS_IDS
+        self._time_offset = last + max(last - earlier, 0.0)
 
     def _close(self) -> None:
         with self._lock:
@@ -205,6 +234,11 @@ class CameraView(Sink):
         return {"id": self.camera_id, "name": self.name, "status": self.status,
                 "fps": None if fps is None else round(fps, 1), "faces_in_view": len(people), "people": people,
                 "counts_key": self.key, "totals": self.counts.totals_of(self.key)}
+
+
+def _shifted(ids: np.ndarray, offset: int) -> np.ndarray:
+    """Ids moved by ``offset``; negative ones (none) stay."""
+    return np.where(ids >= 0, ids + offset, ids)
 
 
 def _round(value: float | None, digits: int) -> float | None:

@@ -221,6 +221,7 @@ class CameraRunner:
                 if not self.loop or source.is_live or still or self._stop.is_set():
                     break
                 source = open_source(self.spec, options=self.config.source)
+                self.view.new_pass()
         except SourceError as error:
             self.error = str(error)
             logger.error("camera %s: %s", self.view.name, error)

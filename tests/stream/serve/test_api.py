@@ -184,6 +184,11 @@ def test_dashboard_counts_and_csv(live_server):
     assert counts["window_s"] == 60.0
     assert sum(row["people"] for row in counts["rows"] if row["camera"] == "all") >= total["people"]
     assert data["cameras"][0]["totals"]["people"] >= 1
+    # Each pass of the looping clip (a fresh tracker: ids from 1 again) is a new person, not the last pass's #1.
+    wait_for(lambda: live_server.get("/api/dashboard").json()["total"]["people"] >= 2)
+    # ... arriving when its pass began (3 s apart), not dated back to the first pass's media time.
+    seconds = live_server.get("/api/dashboard?window_s=1").json()["counts"]["rows"]
+    assert len({row["window_start"] for row in seconds if row["camera"] == "all"}) >= 2
     people = wait_for(lambda: live_server.get("/api/dashboard").json()["people"])
     assert people[0]["camera"].endswith("talking_man_512.mp4") and people[0]["label"].startswith("#")
     reply = live_server.get("/api/people.csv")

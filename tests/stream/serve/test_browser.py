@@ -118,6 +118,9 @@ def test_live_view_shows_moving_frames(live_server: Client, browser, screens):
     wait_for(lambda: "fps" in (t := driver.find_element(*_by("#cam-cam0 .stats")).text) and "–" not in t, 30)
     # Wait for a labelled person in the table, so the picture shows what a person would see.
     wait_for(lambda: any(" M " in chip.text for chip in driver.find_elements(*_by("#cam-cam0 .chip"))), 60)
+    box = driver.execute_script("const b = document.querySelector('#cam-cam0 .table-scroll'); "
+                                "return [b.scrollWidth, b.clientWidth]")
+    assert box[0] <= box[1], box  # the people table fits beside the video on a desktop screen
     screenshot(driver, screens, "live.png")
 
 
