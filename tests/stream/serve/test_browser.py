@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.stream.serve.conftest import PHOTO, Client, serve, wait_for
+from tests.stream.test_sources_rtsp import rtsp_ready, start_server  # noqa: F401 (fixtures: real RTSP servers)
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -228,3 +229,63 @@ def test_a_non_commercial_model_is_flagged_on_the_page(browser, screens):
         assert "NON-COMMERCIAL" not in driver.find_element(*_by("#model-info")).text.replace(flagged[0].text, "")
         driver.execute_script("document.getElementById('model-info').scrollIntoView()")
         screenshot(driver, screens, "upload-noncommercial.png")
+
+
+def test_two_cameras_live_and_on_the_dashboard(browser, screens, start_server):  # noqa: F811
+    """``python -m stream --source door=RTSP --source till=RTSP --serve``: both videos play side by side on the
+    live view; the dashboard has a row per camera and the total, and its filter offers each camera."""
+    import signal
+    import subprocess
+
+    from selenium.webdriver.support.ui import Select
+
+    from tests.conftest import REPO
+    from tests.support.cli_util import child_env, cli_command, free_port
+
+    door, till = start_server(), start_server()
+    port = free_port()
+    process = subprocess.Popen(cli_command("--source", f"door={door.url()}", "--source", f"till={till.url()}",
+                                           "--serve", f"127.0.0.1:{port}", "--set", "serve.workers=1"),
+                               cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = Client("127.0.0.1", port)
+    driver = browser
+    try:
+        def up() -> bool:
+            if process.poll() is not None:
+                pytest.fail(f"the run ended ({process.returncode}): {process.communicate()[1]}")
+            try:
+                return client.get("/healthz").status == 200
+            except OSError:
+                return False
+
+        wait_for(up, 120)
+        driver.get(client.base + "/live")
+        for camera in ("cam0", "cam1"):
+            first = wait_for(lambda camera=camera: driver.execute_script(FRAME_FINGERPRINT, f"stream-{camera}"), 60)
+            wait_for(lambda camera=camera, first=first: driver.execute_script(
+                FRAME_FINGERPRINT, f"stream-{camera}") not in (None, first), 30)
+            wait_for(lambda camera=camera: driver.find_element(*_by(f"#cam-{camera} .status")).text == "live", 30)
+        names = [h.text for h in driver.find_elements(*_by(".cam h2"))]
+        assert names[0].startswith("door") and names[1].startswith("till"), names
+        # Both women labelled in the table, as on the video (the table refreshes every second).
+        wait_for(lambda: sum(" F " in chip.text for chip in driver.find_elements(*_by(".cam tbody .chip"))) >= 2, 60)
+        screenshot(driver, screens, "live-two-cameras.png", height=1500)
+        driver.get(client.base + "/dashboard")
+        rows = wait_for(lambda: len(found := driver.find_elements(*_by("#per-camera tbody tr"))) == 3 and found, 30)
+        assert [row.text.split()[0] for row in rows] == ["door", "till", "All"]
+        options = [o.get_attribute("value") for o in driver.find_elements(*_by("#camera-filter option"))]
+        assert options == ["all", "cam0", "cam1"]
+        people = wait_for(lambda: driver.find_elements(*_by("#people tbody .chip")), 30)
+        assert len(people) >= 2
+        Select(driver.find_element(*_by("#camera-filter"))).select_by_value("cam1")
+        wait_for(lambda: "camera=cam1" in driver.find_element(*_by("#chart-ages")).get_attribute("src"), 10)
+        wait_for(lambda: driver.execute_script("return document.getElementById('chart-ages').naturalWidth"), 30)
+        screenshot(driver, screens, "dashboard-two-cameras.png", height=1300)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+    assert "Traceback" not in stderr, stderr
