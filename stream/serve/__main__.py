@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     runner = None
     try:
         app = create_app(config, hub)
+        models = app.app.state.analyzer.models
+        for model in (models["detector"], *models["classifiers"]):
+            if not model["commercial_use"]:  # as the CLI warns; the page flags it too
+                logger.warning("model %s is not licensed for commercial use: %s", model["name"], model["licence"])
         if args.source is not None:
             view = hub.add(redact_url(args.source), key=camera_name(args.source), **camera_options(config))
             runner = CameraRunner(args.source, config, view, loop=args.loop)
