@@ -277,7 +277,7 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
             key, where = view.key, view.key  # the camera's short name; its source may be a long path
         table = hub.counts.table(window_s or None)
         width = table["window_s"]
-        counts = _series(table["rows"], key, width)
+        counts = _series(table["rows"], key, width, _AGE_COLUMNS if chart == "ages" else _GENDER_COLUMNS)
         span = f"per {_span(width)}, by arrival; a person is counted when they leave the view"
         if chart == "ages":
             svg = stacked_timeline(counts, AGE_KEYS, AGE_CHART_COLOURS, bucket_s=width,
@@ -317,9 +317,11 @@ def _span(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
-def _series(rows: list[dict[str, Any]], camera: str, width: float) -> list[tuple[float, dict[str, int]]]:
-    """One camera's (or ``all``'s) rows of the counts table as chart buckets: ``(start, {key: count})`` for the
-    last :data:`_BARS` windows up to now and every earlier window with arrivals (at most 200), empty ones too."""
+def _series(rows: list[dict[str, Any]], camera: str, width: float,
+            columns: dict[str, str]) -> list[tuple[float, dict[str, int]]]:
+    """One camera's (or ``all``'s) rows of the counts table as chart buckets: ``(start, {key: count})`` (``key``
+    the chart's name of each of ``columns``) for the last :data:`_BARS` windows up to now and every earlier window
+    with arrivals (at most 200), empty ones too."""
     from datetime import datetime
 
     chosen = {datetime.fromisoformat(row["window_start"]).timestamp(): row for row in rows if row["camera"] == camera}
@@ -334,6 +336,5 @@ def _series(rows: list[dict[str, Any]], camera: str, width: float) -> list[tuple
         if row is None:
             buckets.append((start, {}))
             continue
-        columns = {**_AGE_COLUMNS, **_GENDER_COLUMNS}
         buckets.append((start, {key: int(row[column]) for key, column in columns.items()}))
     return buckets

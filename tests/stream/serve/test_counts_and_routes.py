@@ -94,6 +94,11 @@ def test_charts_draw_the_counted_people(served_run, chart, camera):
     everyone = next(row for row in summary["counts"]["totals"] if row["camera"] == "all")
     # Every counted person is in one stack of each chart (age groups + age? + no label yet; F + M + the rest).
     assert drawn == everyone["people"]
+    # The axis is scaled to the tallest stack: its top tick is the stack's height rounded up (at most 4 steps).
+    ticks = [int(node.text) for node in root.iter("{http://www.w3.org/2000/svg}text")
+             if node.get("text-anchor") == "end" and node.text.isdigit()]
+    tallest = max(row["people"] for row in summary["counts"]["rows"] if row["camera"] == "all")
+    assert tallest <= max(ticks) < tallest + max(1, -(-tallest // 4))
     assert "per 1 s, by arrival" in svg.body.decode()
 
 
