@@ -30,6 +30,9 @@ from pydantic import BaseModel, Field
 
 from stream.config import Config
 from stream.counts import ALL_CAMERAS
+
+# The group indices of a shown age range ("31-55"): the labels' own reading of their text.
+from stream.labels import _span_of
 from stream.serve.analyze import Analyzer
 from stream.serve.auth import TokenGate
 from stream.serve.charts import AGE_COLOURS, GENDER_COLOURS, age_bars, stacked_timeline
@@ -200,9 +203,9 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
             for face in answer["faces"]:
                 if face["age_group_probs"] is not None:
                     colour = GENDER_COLOURS.get(face["gender"] or "unknown", GENDER_COLOURS["unknown"])
-                    face["chart_svg"] = age_bars(face["age_group_probs"], colour,
-                                                 highlight=None if face["age_group"] is None
-                                                 else AGE_GROUPS.index(face["age_group"]),
+                    shown = face["age_range"]
+                    span = None if shown is None else range(_span_of(shown)[0], _span_of(shown)[1] + 1)
+                    face["chart_svg"] = age_bars(face["age_group_probs"], colour, highlight=span,
                                                  title=f"face {face['id']} age groups")
         return answer
 
@@ -303,12 +306,13 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
 
 _BARS = 12
 #: The stacks of the charts: a counts row's columns under the names the page shows (bottom first).
-AGE_KEYS: tuple[str, ...] = (*AGE_GROUPS, "age?", "no label yet")
+AGE_KEYS: tuple[str, ...] = (*AGE_GROUPS, "range or age?", "no label yet")
 GENDER_KEYS: tuple[str, ...] = ("female", "male", "undecided or no label")
-_AGE_COLUMNS = {**{group: f"age_{group}" for group in AGE_GROUPS}, "age?": "age_undecided",
+# A person shown with a range (21-40) or "age?" has no one age group: stream.counts counts them as age_undecided.
+_AGE_COLUMNS = {**{group: f"age_{group}" for group in AGE_GROUPS}, "range or age?": "age_undecided",
                 "no label yet": "estimating"}
 _GENDER_COLUMNS = {"female": "female", "male": "male", "undecided or no label": "gender_unknown"}
-AGE_CHART_COLOURS = {**AGE_COLOURS, "age?": GENDER_COLOURS["unknown"], "no label yet": "#d5d9e2"}
+AGE_CHART_COLOURS = {**AGE_COLOURS, "range or age?": GENDER_COLOURS["unknown"], "no label yet": "#d5d9e2"}
 GENDER_CHART_COLOURS = {"female": GENDER_COLOURS["female"], "male": GENDER_COLOURS["male"],
                         "undecided or no label": GENDER_COLOURS["unknown"]}
 

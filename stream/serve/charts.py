@@ -29,13 +29,14 @@ _FONT = 'font-family="system-ui,sans-serif" fill="#334"'
 _TEXT = _FONT + ' font-size="11"'
 
 
-def age_bars(probs: Sequence[float], colour: str, *, highlight: int | None = None, title: str = "") -> str:
+def age_bars(probs: Sequence[float], colour: str, *, highlight: Sequence[int] | None = None, title: str = "") -> str:
     """Vertical bars of the 8 age-group probabilities (the upload page's chart for one face).
 
     Args:
         probs: 8 probabilities in :data:`~stream.types.AGE_GROUPS` order.
         colour: Bar colour (the face's gender colour).
-        highlight: Index of the group shown on the overlay (drawn solid, the others lighter).
+        highlight: Indexes of the groups shown on the overlay, one or the two of a range (drawn solid, the others
+            lighter); None: all solid (the age is undecided).
         title: Accessible name of the chart.
     """
     width, height, left, bottom, top = 336, 150, 8, 26, 16
@@ -49,7 +50,7 @@ def age_bars(probs: Sequence[float], colour: str, *, highlight: int | None = Non
         p = max(0.0, min(1.0, float(p)))
         bar = plot * p
         x = left + i * slot + 4
-        opacity = "1" if highlight is None or highlight == i else "0.45"
+        opacity = "1" if highlight is None or i in highlight else "0.45"
         parts.append(f'<rect class="bar" x="{x:.1f}" y="{height - bottom - bar:.1f}" width="{slot - 8:.1f}" '
                      f'height="{bar:.1f}" rx="2" fill="{colour}" fill-opacity="{opacity}">'
                      f'<title>{group}: {p * 100:.1f}%</title></rect>')

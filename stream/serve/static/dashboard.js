@@ -32,7 +32,8 @@ function render(data) {
   camTable.tHead.textContent = "";
   camTable.tHead.append(el("tr", {}, el("th", {}, "Camera"), el("th", {}, "Status"), el("th", {class: "num"}, "People"),
     el("th", {class: "num"}, "F"), el("th", {class: "num"}, "M"), ...groups.map((g) => el("th", {class: "num"},
-      g.slice(4))), el("th", {class: "num", title: "labelled, but the evidence named no one age group"}, "age?"),
+      g.slice(4))), el("th", {class: "num", title: "labelled with a range of two groups (21-40) or age?: no one age group"},
+      "range / age?"),
     el("th", {class: "num", title: "left before a label was given"}, "no label")));
   const camBody = camTable.tBodies[0];
   camBody.textContent = "";

@@ -289,3 +289,62 @@ def test_two_cameras_live_and_on_the_dashboard(browser, screens, start_server): 
             process.kill()
             _, stderr = process.communicate()
     assert "Traceback" not in stderr, stderr
+
+
+def test_uncertain_labels_read_sensibly(live_server: Client, browser, screens, tmp_path):
+    """Frames of a crowd give every kind of label the overlay has (stream.labels): a range of two groups, age?,
+    an undecided gender ?(F50%), estimating...; each card says it in words and its chart highlights what is shown."""
+    import re
+
+    import cv2
+
+    from tests.conftest import shared_file
+
+    capture = cv2.VideoCapture(str(shared_file("videos", "crowd_1080p.mp4")))
+    driver = browser
+    seen: dict[str, str] = {}
+    try:
+        for index in (20, 40):
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, image = capture.read()
+            assert ok
+            path = tmp_path / f"crowd_{index}.jpg"
+            cv2.imwrite(str(path), image)
+            driver.get(live_server.base + "/")
+            driver.find_element(*_by("#file")).send_keys(str(path))
+            wait_for(lambda path=path: driver.find_element(*_by("#status")).text == f"{path.name} analysed.", 60)
+            for card in driver.find_elements(*_by(".face-card")):
+                text = card.find_element(*_by(".chip")).text
+                facts = dict(zip([n.text for n in card.find_elements(*_by("dt"))],
+                                 [n.text for n in card.find_elements(*_by("dd"))]))
+                bars = card.find_elements(*_by("rect.bar"))
+                solid = [b for b in bars if b.get_attribute("fill-opacity") == "1"]
+                chip_class = card.find_element(*_by(".chip")).get_attribute("class")
+                if text.endswith("estimating..."):
+                    assert facts["Age group"] == "–" and facts["Gender"] == "–" and not bars
+                    assert "too small or unsure to classify" in card.text
+                    seen["estimating"] = text
+                    continue
+                if "?(F" in text:  # the gender undecided: grey, said in words, P(female) near one half
+                    assert "unknown" in chip_class and facts["Gender"] == "undecided"
+                    assert 0.3 <= float(facts["P(female)"]) <= 0.7
+                    seen["gender undecided"] = text
+                if text.endswith("age?"):  # no one age: said in words, no years, no group highlighted
+                    assert facts["Age group"] == "undecided" and facts["Age"] == "–"
+                    assert len(bars) == 8 and len(solid) == 8
+                    seen["age?"] = text
+                    continue
+                shown = re.search(r" (\d\d-\d\d|\d\d\+) ", text)[1]
+                assert facts["Age group"] == shown
+                groups = [b.find_element(*_by("title")).get_attribute("textContent").split(":")[0] for b in solid]
+                if shown not in groups:  # a range of two groups: both highlighted
+                    assert len(solid) == 2 and groups[0].split("-")[0] == shown.split("-")[0], (text, groups)
+                    seen["range"] = text
+                else:
+                    assert len(solid) == 1
+            if index == 20:
+                driver.execute_script("document.querySelector('.face-card').scrollIntoView()")
+                screenshot(driver, screens, "upload-uncertain-labels.png", height=1300)
+    finally:
+        capture.release()
+    assert set(seen) == {"estimating", "gender undecided", "age?", "range"}, seen
