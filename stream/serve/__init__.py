@@ -8,6 +8,21 @@ run with ``python -m stream --source X --serve 127.0.0.1:8080``.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+#: The access token from the environment (keeps it out of the process list); it wins over ``serve.token``.
+TOKEN_ENV = "FACE_STREAM_TOKEN"
+
+
+def with_env_token(config: Any) -> Any:
+    """``config`` with ``serve.token`` from ``$FACE_STREAM_TOKEN`` when that is set (the rule of both
+    ``python -m stream.serve`` and ``python -m stream --serve``)."""
+    from stream.config import replace
+
+    token = os.environ.get(TOKEN_ENV)
+    return replace(config, "serve", token=token) if token else config
+
 
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (or ``:PORT``, or ``PORT``: 127.0.0.1) → ``(host, port)``; light, for argument checks.

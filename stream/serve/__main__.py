@@ -12,10 +12,10 @@ import sys
 from typing import NoReturn
 
 from stream.config import ConfigError, load_cli_config, replace
+from stream.serve import TOKEN_ENV, with_env_token
 
 logger = logging.getLogger("stream.serve")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
-TOKEN_ENV = "FACE_STREAM_TOKEN"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
         config = load_cli_config(args.config, args.overrides, detector=args.detector, device=args.device)
+        config = with_env_token(config)
         changes = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
-        token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)
-        if token is not None:
-            changes["token"] = token
+        if args.token is not None:
+            changes["token"] = args.token
         if changes:
             config = replace(config, "serve", **changes)
     except ConfigError as error:

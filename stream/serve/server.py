@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 
 from stream.config import Config
-from stream.serve import parse_address
+from stream.serve import parse_address, with_env_token
 from stream.serve.live import CameraView, Hub
 
 logger = logging.getLogger("stream.serve")
@@ -106,13 +106,14 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
     from stream.serve.app import create_app
 
     host, port = parse_address(address)
+    config = with_env_token(config)
     hub = new_hub(config)
     camera = config.sources[0].name if config.sources else ""
     view = hub.add(source.name, key=camera, **camera_options(config))
     view.follow(source_status(source))
     server = Server(create_app(config, hub), host, port)
     server.start()
-    logger.info("web page on %s", server.url)
+    logger.info("web page on %s%s", server.url, " (access token required)" if config.serve.token else "")
     try:
         yield view
     finally:
@@ -145,6 +146,7 @@ def serve_cameras(address: str, config: Config, cameras: list[Any]) -> Iterator[
     from stream.sources import redact_url
 
     host, port = parse_address(address)
+    config = with_env_token(config)
     hub = new_hub(config)
     views = {}
     for camera in cameras:
@@ -153,7 +155,8 @@ def serve_cameras(address: str, config: Config, cameras: list[Any]) -> Iterator[
         views[camera.name] = view
     server = Server(create_app(config, hub), host, port)
     server.start()
-    logger.info("web page on %s (%d cameras)", server.url, len(views))
+    logger.info("web page on %s (%d cameras%s)", server.url, len(views),
+                ", access token required" if config.serve.token else "")
     try:
         yield views
     finally:
