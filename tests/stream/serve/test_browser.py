@@ -71,6 +71,13 @@ def screenshot(driver: object, folder: Path, name: str, height: int | None = Non
     return path
 
 
+def texts(driver: object, css: str) -> list[str]:
+    """The text of every element matching ``css``, read in one script: the pages rebuild their tables every
+    second, so an element found a moment ago may be gone (stale) when asked for its text."""
+    return driver.execute_script(  # type: ignore[attr-defined]
+        "return Array.from(document.querySelectorAll(arguments[0]), (node) => node.textContent)", css)
+
+
 def _by(css: str) -> tuple[str, str]:
     from selenium.webdriver.common.by import By
 
@@ -118,7 +125,7 @@ def test_live_view_shows_moving_frames(live_server: Client, browser, screens):
     wait_for(lambda: status.text == "live", 30)
     wait_for(lambda: "fps" in (t := driver.find_element(*_by("#cam-cam0 .stats")).text) and "–" not in t, 30)
     # Wait for a labelled person in the table, so the picture shows what a person would see.
-    wait_for(lambda: any(" M " in chip.text for chip in driver.find_elements(*_by("#cam-cam0 .chip"))), 60)
+    wait_for(lambda: any(" M " in text for text in texts(driver, "#cam-cam0 .chip")), 60)
     box = driver.execute_script("const b = document.querySelector('#cam-cam0 .table-scroll'); "
                                 "return [b.scrollWidth, b.clientWidth]")
     assert box[0] <= box[1], box  # the people table fits beside the video on a desktop screen
@@ -134,8 +141,8 @@ def test_dashboard_shows_counts_charts_and_the_people_table(live_server: Client,
     for chart in ("chart-ages", "chart-genders"):
         wait_for(lambda chart=chart: driver.execute_script(
             f"return document.getElementById('{chart}').naturalWidth"), 30)
-    rows = driver.find_elements(*_by("#per-camera tbody tr"))
-    assert rows[-1].text.startswith("All cameras") and "talking_man_512.mp4" in rows[0].text
+    rows = wait_for(lambda: texts(driver, "#per-camera tbody tr"), 30)
+    assert rows[-1].startswith("All cameras") and "talking_man_512.mp4" in rows[0]
     wait_for(lambda: driver.find_elements(*_by("#people tbody .chip")), 30)
     link = driver.find_element(*_by("#csv"))
     assert link.get_attribute("href").endswith("/api/people.csv")
@@ -171,7 +178,7 @@ def test_privacy_mode_in_the_browser(browser, screens):
         wait_for(lambda: driver.execute_script(FRAME_FINGERPRINT, "stream-cam0"), 30)
         badge = wait_for(lambda: driver.find_elements(*_by("#privacy-badge")), 30)[0]
         assert "pixelated" in badge.text
-        wait_for(lambda: any(" M " in chip.text for chip in driver.find_elements(*_by("#cam-cam0 .chip"))), 60)
+        wait_for(lambda: any(" M " in text for text in texts(driver, "#cam-cam0 .chip")), 60)
         screenshot(driver, screens, "live-privacy.png")
         driver.get(client.base + "/")
         driver.find_element(*_by("#file")).send_keys(str(PHOTO))
@@ -268,11 +275,11 @@ def test_two_cameras_live_and_on_the_dashboard(browser, screens, start_server): 
         names = [h.text for h in driver.find_elements(*_by(".cam h2"))]
         assert names[0].startswith("door") and names[1].startswith("till"), names
         # Both women labelled in the table, as on the video (the table refreshes every second).
-        wait_for(lambda: sum(" F " in chip.text for chip in driver.find_elements(*_by(".cam tbody .chip"))) >= 2, 60)
+        wait_for(lambda: sum(" F " in text for text in texts(driver, ".cam tbody .chip")) >= 2, 60)
         screenshot(driver, screens, "live-two-cameras.png", height=1500)
         driver.get(client.base + "/dashboard")
-        rows = wait_for(lambda: len(found := driver.find_elements(*_by("#per-camera tbody tr"))) == 3 and found, 30)
-        assert [row.text.split()[0] for row in rows] == ["door", "till", "All"]
+        rows = wait_for(lambda: len(found := texts(driver, "#per-camera tbody tr")) == 3 and found, 30)
+        assert [row.split()[0] for row in rows] == ["door", "till", "All"]
         options = [o.get_attribute("value") for o in driver.find_elements(*_by("#camera-filter option"))]
         assert options == ["all", "cam0", "cam1"]
         people = wait_for(lambda: driver.find_elements(*_by("#people tbody .chip")), 30)
