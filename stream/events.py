@@ -38,7 +38,6 @@ from stream.config import check_camera_name
 from stream.labels import FEMALE, MALE, ShownLabel, face_labels
 from stream.types import AGE_GROUPS, PERSON_ID, Faces, Frame
 
-PERSON_TYPES = ("new", "update", "end")
 STATUSES = ("live", "reconnecting", "offline")
 # Frame times are k / fps: 12/25 - 7/25 is 0.19999..., which must count as the 0.2 s it is.
 _EPS_S = 1e-6
