@@ -210,10 +210,9 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
         pipeline = Pipeline(config, camera=camera.name)
         pipeline.set_frame_rate(source.fps)
         _log_models(pipeline)
-        on_ended = web.add_ended if web is not None else None
         stop.graceful = True
         try:
-            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames, on_ended=on_ended,
+            result = run(pipeline, source, sinks, still_images=still, max_frames=args.max_frames,
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()

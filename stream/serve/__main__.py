@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from stream.runtime import RuntimeUnavailable
     from stream.serve.app import create_app
     from stream.serve.live import Hub
-    from stream.serve.server import CameraRunner, Server, camera_options
+    from stream.serve.server import CameraRunner, Server
     from stream.sources import SourceError, redact_url
 
     hub = Hub()
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app = create_app(config, hub)
         if args.source is not None:
-            view = hub.add(redact_url(args.source), **camera_options(config))
+            view = hub.add(redact_url(args.source), config.serve)
             runner = CameraRunner(args.source, config, view, loop=args.loop)
         if runner is not None:
             runner.start()  # a source that cannot be opened is a one-line error, before the server starts

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stream.analytics import Totals
+from stream.config import ServeConfig
 from stream.labels import face_labels, label_text
 from stream.serve.analyze import encode_jpeg
 from stream.sinks.base import Sink
@@ -42,18 +43,16 @@ class CameraView(Sink):
     Args:
         camera_id: Short id used in URLs (``cam0``).
         name: Display name of the source (credentials already redacted by the source).
-        jpeg_quality: JPEG quality of the frames served.
-        mjpeg_fps: Most frames a second encoded while somebody watches.
-        history_tracks: Ended tracks kept for the dashboard's charts.
+        options: The ``serve:`` section (``jpeg_quality``, ``mjpeg_fps``, ``history_tracks``); None: its defaults.
     """
 
-    def __init__(self, camera_id: str, name: str, *, jpeg_quality: int = 80, mjpeg_fps: float = 15.0,
-                 history_tracks: int = 100000) -> None:
+    def __init__(self, camera_id: str, name: str, options: ServeConfig | None = None) -> None:
         super().__init__()
+        options = options if options is not None else ServeConfig()
         self.camera_id = camera_id
         self.name = name
-        self.jpeg_quality = jpeg_quality
-        self.min_encode_interval_s = 1.0 / mjpeg_fps
+        self.jpeg_quality = options.jpeg_quality
+        self.min_encode_interval_s = 1.0 / options.mjpeg_fps
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._version = 0
@@ -64,7 +63,7 @@ class CameraView(Sink):
         self._people: list[dict[str, Any]] = []
         self._first_seen: dict[int, float] = {}
         self.totals = Totals()
-        self.ended: deque[tuple[float, dict[str, Any]]] = deque(maxlen=history_tracks)
+        self.ended: deque[tuple[float, dict[str, Any]]] = deque(maxlen=options.history_tracks)
         self.started_at = time.time()
         self._status_of: Callable[[], str] | None = None
         self.finished = False
@@ -91,8 +90,8 @@ class CameraView(Sink):
                 self._jpeg, self._encoded_at = jpeg, now
                 self._version += 1
 
-    def add_ended(self, records: list[dict[str, Any]]) -> None:
-        """Count tracks that ended (the pipeline's ``on_ended`` callback)."""
+    def end_tracks(self, records: list[dict[str, Any]]) -> None:
+        """Count tracks that ended (the sinks' hook that :func:`stream.pipeline.run` calls)."""
         now = time.time()
         with self._lock:
             for record in records:
@@ -169,10 +168,10 @@ class Hub:
         self._cameras: dict[str, CameraView] = {}
         self._lock = threading.Lock()
 
-    def add(self, name: str, **options: Any) -> CameraView:
+    def add(self, name: str, options: ServeConfig | None = None) -> CameraView:
         with self._lock:
             camera_id = f"cam{len(self._cameras)}"
-            view = CameraView(camera_id, name, **options)
+            view = CameraView(camera_id, name, options)
             self._cameras[camera_id] = view
             return view
 

@@ -78,12 +78,6 @@ class Server:
         self._socket.close()
 
 
-def camera_options(config: Config) -> dict[str, Any]:
-    """The :class:`CameraView` settings from the ``serve:`` section."""
-    serve = config.serve
-    return {"jpeg_quality": serve.jpeg_quality, "mjpeg_fps": serve.mjpeg_fps, "history_tracks": serve.history_tracks}
-
-
 def source_status(source: Any) -> Any:
     """A callable giving the source's status, for sources that report one (live sources)."""
     return getattr(type(source), "status", None) and (lambda: source.status)
@@ -100,7 +94,7 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
 
     host, port = parse_address(address)
     hub = Hub()
-    view = hub.add(source.name, **camera_options(config))
+    view = hub.add(source.name, config.serve)
     view.follow(source_status(source))
     server = Server(create_app(config, hub), host, port)
     server.start()
@@ -166,8 +160,7 @@ class CameraRunner:
                     still = source.kind in ("image", "folder")
                     paced = self.realtime and not source.is_live and not still
                     frames = _paced(source, source.fps) if paced else source
-                    run(pipeline, frames, [self.view], still_images=still, on_ended=self.view.add_ended,
-                        should_stop=self._stop.is_set)
+                    run(pipeline, frames, [self.view], still_images=still, should_stop=self._stop.is_set)
                 if not self.loop or source.is_live or still or self._stop.is_set():
                     break
                 source = open_source(self.spec, options=self.config.source)
