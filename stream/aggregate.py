@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import uuid
@@ -36,6 +35,7 @@ from typing import IO, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
 from stream.counts import EventsCounter, PeopleCounter, parse_window, table_bytes, table_format
+from stream.signals import signals_set
 
 logger = logging.getLogger("stream.aggregate")
 
@@ -274,16 +274,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.1 <= args.publish_every <= 86400 or not 0.1 <= args.timeout <= 600 or args.session_expiry < 0:
         sys.stderr.write("error: --publish-every and --timeout must be positive (seconds), --session-expiry >= 0\n")
         return EXIT_BAD_INPUT
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return run(args, stop)
+        with signals_set(threading.Event()) as stop:
+            return run(args, stop)
     except (AggregateError, ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_BAD_INPUT
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":
