@@ -91,6 +91,29 @@ def test_stages_take_their_settings_from_their_section_only(section):
         cls(not_a_setting=1)
 
 
+def test_model_wrappers_and_the_live_view_default_to_their_sections():
+    # Classes built with keywords rather than a section (detectors, classifiers: build_detector/build_classifiers
+    # pass the section's values) take their defaults from the section, so a default cannot differ from the config.
+    import inspect
+
+    from stream.classify import OnnxClassifier
+    from stream.config import ClassifierConfig, DetectorConfig, ServeConfig
+    from stream.detectors import _families
+    from stream.serve.live import CameraView
+
+    detector_keys = set(DetectorConfig.keys()) - {"name", "interval"}  # the class and the pipeline's schedule
+    for family, cls in _families().items():
+        parameters = inspect.signature(cls.__init__).parameters
+        assert {k: parameters[k].default for k in detector_keys} == {k: getattr(DetectorConfig(), k)
+                                                                      for k in detector_keys}, family
+    assert inspect.signature(OnnxClassifier.__init__).parameters["max_batch_size"].default == \
+        ClassifierConfig().max_batch_size
+    view = CameraView("cam0", "door", ServeConfig(jpeg_quality=70, mjpeg_fps=5.0, history_tracks=3))
+    assert (view.jpeg_quality, view.min_encode_interval_s, view.ended.maxlen) == (70, 0.2, 3)
+    defaults = CameraView("cam0", "door")
+    assert (defaults.jpeg_quality, defaults.ended.maxlen) == (ServeConfig().jpeg_quality, ServeConfig().history_tracks)
+
+
 def _another_value(field, value):
     if isinstance(value, bool):
         return not value
