@@ -12,7 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_repo_config_loads_and_equals_the_defaults():
     # config.yaml documents every key; its values are the dataclass defaults, so the two cannot drift.
+    import yaml
+
     assert load_config() == Config()
+    # Every key is written out (equality alone would pass for a key missing from the file: it loads as its default).
+    written = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    assert {(s, k) for s, keys in written.items() if s in SECTIONS for k in keys} == \
+        {(s, k) for s, cls in SECTIONS.items() for k in cls.keys()}  # noqa: SIM118 (a classmethod)
+    assert set(SECTIONS) <= set(written)
 
 
 def test_every_key_in_config_yaml_is_commented():
@@ -149,6 +156,28 @@ def test_readme_settings_table_gives_every_default():
             shown = yaml.safe_load(rows[where])
             assert (list(value) if isinstance(value, tuple) else value) == shown, (where, rows[where], value)
     assert set(rows) == {f"{n}.{k}" for n, c in SECTIONS.items() for k in c.keys()}  # noqa: SIM118 (a classmethod)
+
+
+def test_readme_mqtt_options_give_every_default():
+    # The broker URL's options (``--events mqtt://...?heartbeat=30``) are settings too: their one home is
+    # stream.sinks.mqtt.MqttSettings (defaults) with _NUMBERS (bounds); the README's table repeats the defaults.
+    import yaml
+
+    from stream.sinks.mqtt import _FLAGS, _NUMBERS, QUERY_KEYS, MqttSettings
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("Options (query parameters; all optional):", 1)[1].split("\n\n", 2)[1]
+    shown: dict[str, str] = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names, values = [n.strip(" `") for n in cells[0].split(",")], [v.strip(" `") for v in cells[1].split(",")]
+        shown.update(zip(names, values if len(values) == len(names) else values * len(names), strict=True))
+    assert set(shown) == set(QUERY_KEYS), sorted(set(shown) ^ set(QUERY_KEYS))
+    defaults = {f.name: f.default for f in dataclasses.fields(MqttSettings)}
+    for option, (field_name, _, _) in _NUMBERS.items():
+        assert yaml.safe_load(shown[option]) == defaults[field_name], (option, shown[option], defaults[field_name])
+    for option, field_name in _FLAGS.items():
+        assert bool(yaml.safe_load(shown[option])) is defaults[field_name], (option, shown[option])
 
 
 FLOAT_KEYS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)
