@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from stream.config import ConfigError, load_cli_config, replace
+from stream.config import ConfigError, ServeConfig, load_cli_config, replace
 
 logger = logging.getLogger("stream.serve")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Web page: drop a photo or a short clip and see every face's age group and "
                                  "gender; with --source, the live view and the dashboard of that camera.",
                      epilog=f"The access token can also come from ${TOKEN_ENV} (keeps it out of the process list).")
-    parser.add_argument("--host", help="address to listen on (default serve.host: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, help="TCP port (default serve.port: 8080; 0 = any free port)")
+    parser.add_argument("--host", help=f"address to listen on (default serve.host: {ServeConfig.host}; 127.0.0.1: "
+                                        "this machine only)")
+    parser.add_argument("--port", type=int,
+                        help=f"TCP port (default serve.port: {ServeConfig.port}; 0 = any free port)")
     parser.add_argument("--token", help="access token every route but /healthz requires (default serve.token)")
     parser.add_argument("--source", help="also show this camera live: webcam index, rtsp:// URL or video file")
     parser.add_argument("--loop", action="store_true", help="play a video file --source again when it ends")
