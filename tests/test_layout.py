@@ -293,6 +293,20 @@ def test_imports_run_one_way():
     assert not problems, "\n".join(problems)
 
 
+def test_readme_package_diagram_names_every_module_of_the_product():
+    # The design note's diagram is the map a newcomer reads first: a module added to stream/ without it fails here.
+    import re
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    diagram = text.split("### Packages", 1)[1].split("```", 2)[1]
+    words = set(re.findall(r"[A-Za-z_]+", diagram))
+    product = {path.stem if path.suffix else path.name for path in (REPO / "stream").iterdir()
+               if (path.suffix == ".py" or (path / "__init__.py").exists()) and not path.name.startswith("_")}
+    assert product - words == set(), f"README's package diagram lacks stream/ modules {sorted(product - words)}"
+    for part in ("models", "training", "export", "bench", "tests"):
+        assert part in words, part
+
+
 def _write(root: Path, files: dict[str, str]) -> None:
     for name, text in files.items():
         path = root / name
