@@ -76,7 +76,8 @@ def test_missing_file():
 
 STAGES = {"tracker": ("stream.tracking", "ByteTracker"), "identity": ("stream.tracking.identity", "Identities"),
           "scheduler": ("stream.scheduler", "Scheduler"),
-          "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator")}
+          "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator"),
+          "quality": ("stream.quality", "QualityRule"), "labels": ("stream.labels", "LabelRule")}
 
 
 @pytest.mark.parametrize("section", sorted(STAGES))
