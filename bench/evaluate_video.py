@@ -670,7 +670,8 @@ def classify_sources(video: LabelledVideo, config: Any, detector: Any, classifie
         best = int(np.argmax(iou))
         if iou[best] < IOU_THRESHOLD:
             continue
-        # The still path has no track book (no SHOWN_GROUP): its group is the most likely one.
+        # On purpose the classifier's own answer (most likely group, P(female) >= 0.5), like trace.raw: the
+        # reference for "classifier alone on the source photo", not a label shown (stream.labels may show a range).
         group = int(np.argmax(faces.data[AGE_GROUP_PROBS][best]))
         out[track["track_id"]] = (group, int(faces.data[P_FEMALE][best] >= 0.5))
     return out

@@ -14,7 +14,6 @@ import hashlib
 import io
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -268,8 +267,3 @@ def is_cached(name: str, extra_dirs: Iterable[str | Path] = ()) -> str:
     if path.parent == cache_dir():
         return "cache"
     return "repo" if REPO_ROOT in path.parents else "local"
-
-
-def clear_wheels() -> None:
-    """Remove downloaded wheels (their models stay cached)."""
-    shutil.rmtree(wheels_dir(), ignore_errors=True)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
 import threading
 import uuid
@@ -35,7 +34,8 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 from urllib.parse import unquote, urlsplit
 
-from stream.counts import EventsCounter, PeopleCounter, parse_window, table_bytes, table_format
+from stream.counts import REPORT_WINDOW, EventsCounter, PeopleCounter, parse_window, table_bytes, table_format
+from stream.signals import signals_set
 
 logger = logging.getLogger("stream.aggregate")
 
@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the broker and the topic prefix the workers publish under (their --events URL)")
     parser.add_argument("--group", default=DEFAULT_GROUP,
                         help=f"shared-subscription group: aggregators of one group share the events ({DEFAULT_GROUP})")
-    parser.add_argument("--window", default="15min", help="count window: 1min, 15min, 1h or seconds (default 15min)")
+    parser.add_argument("--window", default=REPORT_WINDOW,
+                        help=f"count window: 1min, 15min, 1h or seconds (default {REPORT_WINDOW})")
     parser.add_argument("--counts", metavar="PATH.csv|.parquet", help="write the table here (rewritten in one step)")
     parser.add_argument("--summary", metavar="PATH.json", help="write the table, totals and camera statuses here")
     parser.add_argument("--store", metavar="PATH.jsonl", help="append every counted event; read back at start")
@@ -274,16 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.1 <= args.publish_every <= 86400 or not 0.1 <= args.timeout <= 600 or args.session_expiry < 0:
         sys.stderr.write("error: --publish-every and --timeout must be positive (seconds), --session-expiry >= 0\n")
         return EXIT_BAD_INPUT
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return run(args, stop)
+        with signals_set(threading.Event()) as stop:
+            return run(args, stop)
     except (AggregateError, ValueError) as error:
         sys.stderr.write(f"error: {error}\n")
         return EXIT_BAD_INPUT
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ def align_for(image: np.ndarray, landmarks: np.ndarray, inputs: list[tuple[str, 
 
     A chip whose side divides that of a larger chip on the same template is the larger chip box-averaged
     (the default pair: 32x32 gender chips from the 64x64 age chips): as anti-aliased as a warp of its own,
-    and it saves that warp, which at 32 px goes through the area pre-shrink (~0.15 ms a face).
+    and it saves that warp, which at 32 px goes through the area pre-shrink.
 
     Returns:
         One ``(n, S, S, 3)`` uint8 array per entry of ``inputs``, in that order.

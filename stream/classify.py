@@ -44,7 +44,8 @@ class OnnxClassifier:
 
     family: ClassVar[str] = ""
 
-    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, *, max_batch_size: int = 32) -> None:
+    def __init__(self, spec: ModelSpec, session: ort.InferenceSession, *,
+                 max_batch_size: int = ClassifierConfig.max_batch_size) -> None:
         if spec.input_size is None:
             raise ValueError(f"classifier {spec.name!r} must declare a fixed input_size in the registry")
         if spec.input_size[0] != spec.input_size[1]:

@@ -26,17 +26,23 @@ import math
 import statistics
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from stream.config import SinkOptions
 from stream.types import AGE_GROUPS, PERSON_ID, Faces, Frame
 
 #: Named window sizes (the command lines' ``--window``) in seconds.
 WINDOWS: dict[str, float] = {"1min": 60.0, "15min": 900.0, "1h": 3600.0}
+#: The window of ``python -m stream.report`` and ``python -m stream.aggregate`` when ``--window`` is not given.
+REPORT_WINDOW = "15min"
+#: A window's bounds in seconds: those of ``output.counts_window_s`` (one home: stream/config.py).
+_WINDOW_META = next(f.metadata for f in fields(SinkOptions) if f.name == "counts_window_s")
+WINDOW_BOUNDS: tuple[float, float] = (float(_WINDOW_META["low"]), float(_WINDOW_META["high"]))
 ALL_CAMERAS = "all"
 GENDER_COLUMNS = ("female", "male", "gender_unknown")
 AGE_COLUMNS = tuple(f"age_{group}" for group in AGE_GROUPS)
@@ -47,7 +53,7 @@ COLUMNS: tuple[str, ...] = ("window_start", "window_s", "camera", "people", "lab
 
 
 def parse_window(text: str | float) -> float:
-    """Seconds of a window: ``1min``, ``15min``, ``1h`` or a number of seconds (1 to 86400).
+    """Seconds of a window: ``1min``, ``15min``, ``1h`` or a number of seconds (within :data:`WINDOW_BOUNDS`).
 
     Raises:
         ValueError: Anything else (the message lists the names).
@@ -58,8 +64,10 @@ def parse_window(text: str | float) -> float:
         seconds = float(text)
     except (TypeError, ValueError):
         seconds = math.nan
-    if not 1.0 <= seconds <= 86400.0:
-        raise ValueError(f"window must be one of {', '.join(WINDOWS)} or seconds from 1 to 86400, got {text!r}")
+    low, high = WINDOW_BOUNDS
+    if not low <= seconds <= high:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)} or seconds from {low:g} to {high:g}, "
+                         f"got {text!r}")
     return seconds
 
 

@@ -38,7 +38,6 @@ from stream.config import check_camera_name
 from stream.labels import FEMALE, MALE, ShownLabel, face_labels
 from stream.types import AGE_GROUPS, PERSON_ID, Faces, Frame
 
-PERSON_TYPES = ("new", "update", "end")
 STATUSES = ("live", "reconnecting", "offline")
 # Frame times are k / fps: 12/25 - 7/25 is 0.19999..., which must count as the 0.2 s it is.
 _EPS_S = 1e-6
@@ -74,21 +73,21 @@ class PersonEvents:
         counts_every_s: Send ``counts`` every this many seconds of source time (0: never).
         clock: Wall clock for ``time`` (tests pass a fixed one).
 
+    Both intervals are the broker URL's ``heartbeat=``/``counts=`` options, whose defaults and bounds have one
+    home, :class:`stream.sinks.mqtt.MqttSettings` (checked by :func:`stream.sinks.mqtt.parse_mqtt_url`).
+
     Raises:
-        ValueError: A negative or non-finite interval, or a camera name that cannot be a topic level.
+        ValueError: A camera name that cannot be a topic level.
     """
 
     def __init__(
         self,
         camera: str,
         *,
-        heartbeat_s: float = 0.0,
-        counts_every_s: float = 60.0,
+        heartbeat_s: float,
+        counts_every_s: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        for key, value in (("heartbeat_s", heartbeat_s), ("counts_every_s", counts_every_s)):
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{key} must be a finite number >= 0, got {value!r}")
         self.camera = check_camera_name(camera)
         self.heartbeat_s = float(heartbeat_s)
         self.counts_every_s = float(counts_every_s)

@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from stream.counts import AGE_COLUMNS, ALL_CAMERAS, EventsCounter, parse_window, table_bytes, table_format
+from stream.counts import (
+    AGE_COLUMNS,
+    ALL_CAMERAS,
+    REPORT_WINDOW,
+    EventsCounter,
+    parse_window,
+    table_bytes,
+    table_format,
+)
 from stream.types import AGE_GROUPS
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
@@ -217,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m stream.report", description="People over time from a run's events: a table "
                      "(CSV or Parquet) and a chart (PNG).")
     parser.add_argument("events", nargs="+", help="--events JSONL file(s) of python -m stream (- for stdin)")
-    parser.add_argument("--window", default="15min", help="window: 1min, 15min, 1h or seconds (default 15min)")
+    parser.add_argument("--window", default=REPORT_WINDOW,
+                        help=f"window: 1min, 15min, 1h or seconds (default {REPORT_WINDOW})")
     parser.add_argument("--out", default=".", help="folder for counts.csv|parquet and counts.png (default .)")
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="table format (default csv)")
     parser.add_argument("--title", default="Visitors", help="chart title (default Visitors)")

@@ -8,6 +8,9 @@ live source that went silent) is interrupted where it is. A second signal interr
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -71,3 +74,15 @@ class StopSignals:
         if signum == signal.SIGTERM:
             raise Terminated()
         raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_set(event: threading.Event) -> Iterator[threading.Event]:
+    """While the block runs, Ctrl-C and SIGTERM only set ``event`` (a loop that polls it ends cleanly, e.g.
+    ``python -m stream.aggregate``); the previous handlers come back after it."""
+    previous = {signum: signal.signal(signum, lambda *_: event.set()) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield event
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.registry import ModelSpec
+from stream.config import DetectorConfig
 from stream.types import Faces
 
 
@@ -43,10 +44,11 @@ class OnnxFaceDetector:
         spec: ModelSpec,
         session: ort.InferenceSession,
         *,
-        input_long_side: int = 640,
-        score_threshold: float = 0.3,
-        nms_iou_threshold: float = 0.4,
-        max_faces: int = 200,
+        # The detector: section's defaults (one home: stream/config.py); build_detector passes the configured ones.
+        input_long_side: int = DetectorConfig.input_long_side,
+        score_threshold: float = DetectorConfig.score_threshold,
+        nms_iou_threshold: float = DetectorConfig.nms_iou_threshold,
+        max_faces: int = DetectorConfig.max_faces,
     ) -> None:
         self.spec = spec
         self.name = spec.name

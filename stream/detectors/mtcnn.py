@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from models.registry import ModelSpec
-from stream.config import ModelsConfig, RuntimeConfig
+from stream.config import DetectorConfig, ModelsConfig, RuntimeConfig
 from stream.types import Faces
 
 _CELL, _STRIDE = 12, 2  # P-Net's receptive field and stride, in pyramid-level pixels
@@ -88,10 +88,11 @@ class MtcnnDetector:
         spec: ModelSpec,
         sessions: tuple[ort.InferenceSession, ort.InferenceSession, ort.InferenceSession],
         *,
-        input_long_side: int = 640,
-        score_threshold: float = 0.7,
-        nms_iou_threshold: float = 0.4,
-        max_faces: int = 200,
+        # The detector: section's defaults (one home: stream/config.py); build_detector passes the configured ones.
+        input_long_side: int = DetectorConfig.input_long_side,
+        score_threshold: float = DetectorConfig.score_threshold,
+        nms_iou_threshold: float = DetectorConfig.nms_iou_threshold,
+        max_faces: int = DetectorConfig.max_faces,
         min_face_size: int = 20,
         stage_thresholds: tuple[float, float] = (0.6, 0.7),
         pyramid_factor: float = 0.709,

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from stream.config import ConfigError, load_cli_config, replace
+from stream.config import ConfigError, ServeConfig, load_cli_config, replace
 from stream.serve import TOKEN_ENV, with_env_token
 
 logger = logging.getLogger("stream.serve")
@@ -28,8 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Web page: drop a photo or a short clip and see every face's age group and "
                                  "gender; with --source, the live view and the dashboard of that camera.",
                      epilog=f"The access token can also come from ${TOKEN_ENV} (keeps it out of the process list).")
-    parser.add_argument("--host", help="address to listen on (default serve.host: 127.0.0.1, this machine only)")
-    parser.add_argument("--port", type=int, help="TCP port (default serve.port: 8080; 0 = any free port)")
+    parser.add_argument("--host", help=f"address to listen on (default serve.host: {ServeConfig.host}; 127.0.0.1: "
+                                        "this machine only)")
+    parser.add_argument("--port", type=int,
+                        help=f"TCP port (default serve.port: {ServeConfig.port}; 0 = any free port)")
     parser.add_argument("--token", help="access token every route but /healthz requires (default serve.token)")
     parser.add_argument("--source", help="also show this camera live: webcam index, rtsp:// URL or video file")
     parser.add_argument("--loop", action="store_true", help="play a video file --source again when it ends")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from stream.config import camera_name
     from stream.runtime import RuntimeUnavailable
     from stream.serve.app import create_app
-    from stream.serve.server import CameraRunner, Server, camera_options, new_hub
+    from stream.serve.server import CameraRunner, Server, new_hub
     from stream.sources import SourceError, redact_url
 
     hub = new_hub(config)
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             if not model["commercial_use"]:  # as the CLI warns; the page flags it too
                 logger.warning("model %s is not licensed for commercial use: %s", model["name"], model["licence"])
         if args.source is not None:
-            view = hub.add(redact_url(args.source), key=camera_name(args.source), **camera_options(config))
+            view = hub.add(redact_url(args.source), config.serve, key=camera_name(args.source))
             runner = CameraRunner(args.source, config, view, loop=args.loop)
         if runner is not None:
             runner.start()  # a source that cannot be opened is a one-line error, before the server starts

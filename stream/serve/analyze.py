@@ -28,7 +28,7 @@ from stream.sinks.base import Sink
 from stream.sources import SourceError, VideoFileSource
 
 # The CLI's rule for large stills (source.max_image_height), so a photo gives the same faces either way.
-from stream.sources.files import _fit_height
+from stream.sources.files import fit_height
 from stream.types import AGE_GROUPS, LABEL_READY, Faces, Frame
 
 
@@ -131,7 +131,7 @@ class Analyzer:
         if image is None:
             raise UploadError(400, f"cannot decode the {upload.format} image (damaged?); re-save it as JPEG or PNG")
         original = image.shape[1], image.shape[0]
-        image = _fit_height(image, self.config.source.max_image_height)
+        image = fit_height(image, self.config.source.max_image_height)
         frame = Frame(0, 0.0, image, source="upload", name="upload")
         with self._pipeline() as pipeline:
             faces = pipeline.process_still(frame)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from stream.config import ServeConfig
 from stream.counts import ALL_CAMERAS, FrameClock, PeopleCounter
 from stream.labels import face_labels, label_text
 from stream.serve.analyze import encode_jpeg
@@ -101,21 +102,21 @@ class CameraView(Sink):
     Args:
         camera_id: Short id used in URLs (``cam0``).
         name: Display name of the source (credentials already redacted by the source).
-        jpeg_quality: JPEG quality of the frames served.
-        mjpeg_fps: Most frames a second encoded while somebody watches.
+        options: The ``serve:`` section (``jpeg_quality``, ``mjpeg_fps``); None: its defaults.
         counts: Where its people are counted (the server's :class:`PeopleCounts`).
         key: The camera's name in the pipeline (``Frame.camera``; the counts' camera), when frames carry none.
     """
 
-    def __init__(self, camera_id: str, name: str, *, jpeg_quality: int = 80, mjpeg_fps: float = 15.0,
+    def __init__(self, camera_id: str, name: str, options: ServeConfig | None = None, *,
                  counts: PeopleCounts | None = None, key: str = "") -> None:
         super().__init__()
+        options = options if options is not None else ServeConfig()
         self.camera_id = camera_id
         self.name = name
         self.key = key or camera_id
         self.counts = counts if counts is not None else PeopleCounts()
-        self.jpeg_quality = jpeg_quality
-        self.min_encode_interval_s = 1.0 / mjpeg_fps
+        self.jpeg_quality = options.jpeg_quality
+        self.min_encode_interval_s = 1.0 / options.mjpeg_fps
         self._lock = threading.Lock()
         self._jpeg: bytes | None = None
         self._version = 0
@@ -257,11 +258,11 @@ class Hub:
         self._lock = threading.Lock()
         self.counts = PeopleCounts(window_s)
 
-    def add(self, name: str, key: str = "", **options: Any) -> CameraView:
+    def add(self, name: str, options: ServeConfig | None = None, *, key: str = "") -> CameraView:
         """A new camera view named ``name`` (shown), counted as ``key`` (the pipeline's camera name)."""
         with self._lock:
             camera_id = f"cam{len(self._cameras)}"
-            view = CameraView(camera_id, name, counts=self.counts, key=key, **options)
+            view = CameraView(camera_id, name, options, counts=self.counts, key=key)
             self._cameras[camera_id] = view
             return view
 

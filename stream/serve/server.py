@@ -80,12 +80,6 @@ class Server:
         self._socket.close()
 
 
-def camera_options(config: Config) -> dict[str, Any]:
-    """The :class:`CameraView` settings from the ``serve:`` section."""
-    serve = config.serve
-    return {"jpeg_quality": serve.jpeg_quality, "mjpeg_fps": serve.mjpeg_fps}
-
-
 def new_hub(config: Config) -> Hub:
     """The server's cameras, counted over ``output.counts_window_s`` windows like the summary and ``--counts``."""
     return Hub(window_s=config.output.counts_window_s)
@@ -109,7 +103,7 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
     config = with_env_token(config)
     hub = new_hub(config)
     camera = config.sources[0].name if config.sources else ""
-    view = hub.add(source.name, key=camera, **camera_options(config))
+    view = hub.add(source.name, config.serve, key=camera)
     view.follow(source_status(source))
     server = Server(create_app(config, hub), host, port)
     server.start()
@@ -150,7 +144,7 @@ def serve_cameras(address: str, config: Config, cameras: list[Any]) -> Iterator[
     hub = new_hub(config)
     views = {}
     for camera in cameras:
-        view = hub.add(f"{camera.name} · {redact_url(camera.spec.url)}", key=camera.name, **camera_options(config))
+        view = hub.add(f"{camera.name} · {redact_url(camera.spec.url)}", config.serve, key=camera.name)
         view.follow(partial(_camera_status, camera))
         views[camera.name] = view
     server = Server(create_app(config, hub), host, port)

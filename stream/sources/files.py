@@ -57,11 +57,12 @@ def _read_image(path: Path, max_height: int) -> np.ndarray:
             image = None
     if image is None:
         raise SourceError(f"cannot read image '{path}': not an image or damaged (re-save it as JPEG or PNG)")
-    return _fit_height(image, max_height)
+    return fit_height(image, max_height)
 
 
-def _fit_height(image: np.ndarray, max_height: int) -> np.ndarray:
-    """Downscale ``(H, W, 3)`` images taller than ``max_height`` to that height, keeping the aspect."""
+def fit_height(image: np.ndarray, max_height: int) -> np.ndarray:
+    """Downscale ``(H, W, 3)`` images taller than ``max_height`` to that height, keeping the aspect (the one rule
+    for ``source.max_image_height``: image sources and the web page's uploads)."""
     height, width = image.shape[:2]
     if height <= max_height:
         return image

@@ -4,8 +4,8 @@ The model is declared in the registry (task ``face_embedding``: input size, colo
 template), like the classifiers, and runs on aligned chips cut in the same pass as theirs. The default,
 ``dlib_face_embedding``, is dlib's CC0 face-recognition ResNet exported to ONNX (``python -m export.dlib_face``):
 128-d descriptors whose Euclidean distance is below 0.6 for two faces of one person (dlib's published threshold).
-It costs ~4-5 ms a face on one core of the 2-core development machine (up to ~12 ms when the machine is busy), so
-it runs only on the faces the scheduler chose for classification, never on every face of every frame.
+It costs several times a classification (figures: README, ``python -m bench.identity``), so it runs only on the
+faces the scheduler chose for classification, never on every face of every frame.
 """
 
 from __future__ import annotations

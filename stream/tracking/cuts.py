@@ -5,8 +5,8 @@ frame to the next. Boxes of different people can then overlap across the cut, an
 person's track (and fused age/gender) over to another. A cut is cheap to see: both the colour content and the
 layout of the picture change at once, while within a shot they change little between consecutive frames.
 
-Two statistics of a ~64-pixel-wide thumbnail (every k-th pixel of the frame: no resize, so a 1080p frame costs
-about 0.03 ms on the development machine, ``python -m bench.identity``):
+Two statistics of a ~64-pixel-wide thumbnail (every k-th pixel of the frame: no resize, so even a 1080p frame costs
+little; figures: README, ``python -m bench.identity``):
 
 * the colour histogram's change: total variation distance (half the L1 distance, 0..1) between the 8x4x4-bin HSV
   histograms of consecutive frames. On the shared clips, consecutive frames within a shot differ by at most 0.063

@@ -12,7 +12,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_repo_config_loads_and_equals_the_defaults():
     # config.yaml documents every key; its values are the dataclass defaults, so the two cannot drift.
+    import yaml
+
     assert load_config() == Config()
+    # Every key is written out (equality alone would pass for a key missing from the file: it loads as its default).
+    written = yaml.safe_load((REPO / "config.yaml").read_text(encoding="utf-8"))
+    assert {(s, k) for s, keys in written.items() if s in SECTIONS for k in keys} == \
+        {(s, k) for s, cls in SECTIONS.items() for k in cls.keys()}  # noqa: SIM118 (a classmethod)
+    assert set(SECTIONS) <= set(written)
 
 
 def test_every_key_in_config_yaml_is_commented():
@@ -69,7 +76,8 @@ def test_missing_file():
 
 STAGES = {"tracker": ("stream.tracking", "ByteTracker"), "identity": ("stream.tracking.identity", "Identities"),
           "scheduler": ("stream.scheduler", "Scheduler"),
-          "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator")}
+          "trackbook": ("stream.trackbook", "TrackBook"), "annotate": ("stream.annotate", "Annotator"),
+          "quality": ("stream.quality", "QualityRule"), "labels": ("stream.labels", "LabelRule")}
 
 
 @pytest.mark.parametrize("section", sorted(STAGES))
@@ -89,6 +97,30 @@ def test_stages_take_their_settings_from_their_section_only(section):
     assert {k: getattr(built, k) for k in changed} == changed
     with pytest.raises(TypeError, match="unknown"):
         cls(not_a_setting=1)
+
+
+def test_model_wrappers_and_the_live_view_default_to_their_sections():
+    # Classes built with keywords rather than a section (detectors, classifiers: build_detector/build_classifiers
+    # pass the section's values) take their defaults from the section, so a default cannot differ from the config.
+    import inspect
+
+    from stream.classify import OnnxClassifier
+    from stream.config import ClassifierConfig, DetectorConfig, ServeConfig
+    from stream.detectors import _families
+    from stream.serve.live import CameraView
+
+    detector_keys = set(DetectorConfig.keys()) - {"name", "interval"}  # the class and the pipeline's schedule
+    for family, cls in _families().items():
+        parameters = inspect.signature(cls.__init__).parameters
+        assert {k: parameters[k].default for k in detector_keys} == {k: getattr(DetectorConfig(), k)
+                                                                      for k in detector_keys}, family
+    assert inspect.signature(OnnxClassifier.__init__).parameters["max_batch_size"].default == \
+        ClassifierConfig().max_batch_size
+    view = CameraView("cam0", "door", ServeConfig(jpeg_quality=70, mjpeg_fps=5.0))
+    assert (view.jpeg_quality, view.min_encode_interval_s) == (70, 0.2)
+    defaults = CameraView("cam0", "door")
+    assert (defaults.jpeg_quality, defaults.min_encode_interval_s) == (ServeConfig().jpeg_quality,
+                                                                        1.0 / ServeConfig().mjpeg_fps)
 
 
 def _another_value(field, value):
@@ -126,6 +158,28 @@ def test_readme_settings_table_gives_every_default():
             shown = yaml.safe_load(rows[where])
             assert (list(value) if isinstance(value, tuple) else value) == shown, (where, rows[where], value)
     assert set(rows) == {f"{n}.{k}" for n, c in SECTIONS.items() for k in c.keys()}  # noqa: SIM118 (a classmethod)
+
+
+def test_readme_mqtt_options_give_every_default():
+    # The broker URL's options (``--events mqtt://...?heartbeat=30``) are settings too: their one home is
+    # stream.sinks.mqtt.MqttSettings (defaults) with _NUMBERS (bounds); the README's table repeats the defaults.
+    import yaml
+
+    from stream.sinks.mqtt import _FLAGS, _NUMBERS, QUERY_KEYS, MqttSettings
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    table = text.split("Options (query parameters; all optional):", 1)[1].split("\n\n", 2)[1]
+    shown: dict[str, str] = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        names, values = [n.strip(" `") for n in cells[0].split(",")], [v.strip(" `") for v in cells[1].split(",")]
+        shown.update(zip(names, values if len(values) == len(names) else values * len(names), strict=True))
+    assert set(shown) == set(QUERY_KEYS), sorted(set(shown) ^ set(QUERY_KEYS))
+    defaults = {f.name: f.default for f in dataclasses.fields(MqttSettings)}
+    for option, (field_name, _, _) in _NUMBERS.items():
+        assert yaml.safe_load(shown[option]) == defaults[field_name], (option, shown[option], defaults[field_name])
+    for option, field_name in _FLAGS.items():
+        assert bool(yaml.safe_load(shown[option])) is defaults[field_name], (option, shown[option])
 
 
 FLOAT_KEYS = [(name, f.name) for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)

@@ -120,3 +120,21 @@ def test_signal_while_blocked_on_a_silent_camera_stops_within_the_grace_period(
     frames, width, height = probe_video(out)
     assert frames == len(records) >= 10
     assert (width, height) == (512, 512)
+
+
+def test_signals_set_only_sets_the_event_and_puts_the_handlers_back():
+    # The aggregator's stop: SIGTERM and Ctrl-C inside the block set the event (no exception); after it, the
+    # handlers in place before are back.
+    import os
+    import threading
+
+    from stream.signals import signals_set
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    with signals_set(threading.Event()) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(5.0)
+        stop.clear()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5.0)
+    assert {signum: signal.getsignal(signum) for signum in before} == before
