@@ -136,7 +136,7 @@ class ShownLabel:
         shown = record.get("age_range")
         confidence = None
         if probs is not None and shown is not None:
-            first, last = _span_of(shown)
+            first, last = span_of(shown)
             confidence = float(sum(probs[first:last + 1]))
         return cls(ready=probs is not None or record.get("p_female") is not None, n_obs=record.get("n_obs"),
                    age_group=record.get("age_group"), age_range=shown,
@@ -278,7 +278,7 @@ class LabelRule:
         for i, label in enumerate(_labels(faces, self, previous=self._shown if remember else None)):
             span = None
             if label.age_range is not None and label.age_group_probs is not None:
-                span = _span_of(label.age_range)
+                span = span_of(label.age_range)
                 spans[i] = span
             if label.gender is not None:
                 genders[i] = int(label.gender == FEMALE)
@@ -293,8 +293,8 @@ class LabelRule:
         return self._shown.pop(int(track_id), None)
 
 
-def _span_of(text: str) -> tuple[int, int]:
-    """Group indices of a :func:`span_text` result."""
+def span_of(text: str) -> tuple[int, int]:
+    """First and last group index of a :func:`span_text` result (``"21-40"`` -> ``(2, 3)``)."""
     for first in range(_N_GROUPS):
         for last in range(first, _N_GROUPS):
             if span_text(first, last) == text:

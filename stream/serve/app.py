@@ -32,7 +32,7 @@ from stream.config import Config
 from stream.counts import ALL_CAMERAS
 
 # The group indices of a shown age range ("31-55"): the labels' own reading of their text.
-from stream.labels import _span_of
+from stream.labels import span_of
 from stream.serve.analyze import Analyzer
 from stream.serve.auth import TokenGate
 from stream.serve.charts import AGE_COLOURS, GENDER_COLOURS, age_bars, stacked_timeline
@@ -204,7 +204,7 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
                 if face["age_group_probs"] is not None:
                     colour = GENDER_COLOURS.get(face["gender"] or "unknown", GENDER_COLOURS["unknown"])
                     shown = face["age_range"]
-                    span = None if shown is None else range(_span_of(shown)[0], _span_of(shown)[1] + 1)
+                    span = None if shown is None else range(span_of(shown)[0], span_of(shown)[1] + 1)
                     face["chart_svg"] = age_bars(face["age_group_probs"], colour, highlight=span,
                                                  title=f"face {face['id']} age groups")
         return answer
