@@ -16,9 +16,10 @@ from urllib.parse import parse_qs
 COOKIE = "face_stream_session"
 OPEN_PATHS = frozenset({"/healthz"})
 # Pages load scripts, styles and images from this server only (users run it on closed networks);
-# annotated images arrive as data: URLs; no page may be framed by another site.
+# annotated images arrive as data: URLs, and the upload page's thumbnails read the user's own file through a
+# blob: URL it made itself; no page may be framed by another site.
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                  b"script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),

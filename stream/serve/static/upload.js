@@ -25,16 +25,28 @@ function faceCard(face) {
             thumb, el("div", {}, chip(face.text, face.gender), facts), chart);
 }
 
-// Each face's crop from the annotated picture, so a card is easy to match with its face.
-function drawThumbs(image, faces) {
-  faces.forEach((face) => {
+// Each face's crop, so a card is easy to match with its face. The crop comes from the user's own file when it
+// decodes here (clean, without the neighbours' boxes and labels a crowd's annotated picture has over each face),
+// and from the annotated picture in privacy mode (faces obscured) or when the browser cannot read the file.
+let privacyMode = "none";
+
+function drawThumbs(annotated, faces, file, width) {
+  const draw = (image, scale) => faces.forEach((face) => {
     const canvas = document.querySelector('.face-card[data-face="' + face.id + '"] canvas');
     if (!canvas) return;
     const [x1, y1, x2, y2] = face.box;
     const side = Math.max(x2 - x1, y2 - y1) * 1.3;
     const cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
-    canvas.getContext("2d").drawImage(image, cx - side / 2, cy - side / 2, side, side, 0, 0, 72, 72);
+    canvas.getContext("2d").drawImage(image, (cx - side / 2) * scale, (cy - side / 2) * scale,
+                                      side * scale, side * scale, 0, 0, 72, 72);
   });
+  if (privacyMode !== "none" || !file) { draw(annotated, 1); return; }
+  const original = new Image();
+  const url = URL.createObjectURL(file);
+  // Boxes are in the analysed picture's pixels (downscaled like the CLI's); the file may be larger.
+  original.onload = () => { URL.revokeObjectURL(url); draw(original, original.naturalWidth / width); };
+  original.onerror = () => { URL.revokeObjectURL(url); draw(annotated, 1); };
+  original.src = url;
 }
 
 function trackRow(track) {
@@ -45,11 +57,11 @@ function trackRow(track) {
             el("td", {class: "num"}, fmt(track.p_female, 2)));
 }
 
-function show(answer) {
+function show(answer, file) {
   document.getElementById("result").hidden = false;
   const image = document.getElementById("annotated");
   if (answer.annotated_jpeg) {
-    image.onload = () => { if (answer.kind === "image") drawThumbs(image, answer.faces); };
+    image.onload = () => { if (answer.kind === "image") drawThumbs(image, answer.faces, file, answer.width); };
     image.src = "data:image/jpeg;base64," + answer.annotated_jpeg;
   }
   const faces = document.getElementById("faces");
@@ -87,7 +99,7 @@ async function analyze(file) {
     const response = await fetch("/api/analyze?annotated=true&charts=true", {method: "POST", body: form});
     const answer = await response.json();
     if (!response.ok) { status("Could not analyse " + file.name + ": " + answer.detail, true); return; }
-    show(answer);
+    show(answer, file);
     status(file.name + " analysed.");
   } catch (error) {
     status("The server did not answer (" + error + ").", true);
@@ -105,6 +117,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   drop.addEventListener("drop", (event) => { event.preventDefault(); analyze(event.dataTransfer.files[0]); });
   const info = await loadInfo();
   if (info) {
+    privacyMode = info.privacy;
     document.getElementById("limits").textContent = info.accepted + "; up to " + info.max_upload_mb +
       " MB, clips up to " + info.max_clip_s + " s. " + (info.privacy !== "none" ? "Privacy mode: faces are " +
       (info.privacy === "blur" ? "blurred" : "pixelated") + " in the picture." : "");

@@ -57,6 +57,33 @@ def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screens")
 
 
+# A face card's thumbnail against the same crop drawn from the annotated picture: (share of its pixels drawn,
+# mean absolute difference per channel). 0 difference: the thumbnail is the annotated crop.
+THUMB_VS_ANNOTATED = """
+const canvas = document.querySelector('.face-card[data-face="' + arguments[0] + '"] canvas');
+const [x1, y1, x2, y2] = arguments[1];
+const side = Math.max(x2 - x1, y2 - y1) * 1.3, cx = (x1 + x2) / 2, cy = (y1 + y2) / 2;
+const ref = document.createElement("canvas"); ref.width = 72; ref.height = 72;
+ref.getContext("2d").drawImage(document.getElementById("annotated"), cx - side / 2, cy - side / 2, side, side,
+                               0, 0, 72, 72);
+const a = canvas.getContext("2d").getImageData(0, 0, 72, 72).data;
+const b = ref.getContext("2d").getImageData(0, 0, 72, 72).data;
+let drawn = 0, diff = 0;
+for (let i = 0; i < a.length; i += 4) {
+  if (a[i + 3]) drawn++;
+  for (let k = 0; k < 3; k++) diff += Math.abs(a[i + k] - b[i + k]);
+}
+return [drawn / (a.length / 4), diff / (a.length / 4 * 3)];
+"""
+
+
+def thumbnails(driver: object, client: Client) -> list[tuple[float, float]]:
+    """:data:`THUMB_VS_ANNOTATED` for every face of PHOTO (boxes from the API, as the page got them)."""
+    faces = client.upload("/api/analyze", PHOTO.read_bytes()).json()["faces"]
+    return [wait_for(lambda face=face: (found := driver.execute_script(  # type: ignore[attr-defined]
+        THUMB_VS_ANNOTATED, face["id"], face["box"]))[0] == 1.0 and found, 30) for face in faces]
+
+
 def screenshot(driver: object, folder: Path, name: str, height: int | None = None) -> Path:
     """Save the page (``height``: resize the window to show that much of it first)."""
     if height:
@@ -103,6 +130,9 @@ def test_upload_a_photo_shows_every_face_with_its_chart(live_server: Client, bro
     info = live_server.get("/api/info").json()
     assert info["models"]["detector"]["name"] in models and info["models"]["detector"]["licence"] in models
     assert driver.find_element(*_by("#faces-title")).text == "6 faces"
+    # Thumbnails come from the user's clean file, not the annotated picture (boxes and neighbours' labels).
+    found = thumbnails(driver, live_server)
+    assert all(diff > 2.0 for _, diff in found), found
     screenshot(driver, screens, "upload.png", height=1500)
 
 
@@ -183,6 +213,8 @@ def test_privacy_mode_in_the_browser(browser, screens):
         driver.get(client.base + "/")
         driver.find_element(*_by("#file")).send_keys(str(PHOTO))
         wait_for(lambda: len(driver.find_elements(*_by(".face-card"))) == 6, 60)
+        # In privacy mode the thumbnails are the obscured faces of the annotated picture, never the file's own.
+        assert all(diff < 0.5 for _, diff in thumbnails(driver, client))
         screenshot(driver, screens, "upload-privacy.png")
 
 
