@@ -26,6 +26,10 @@ import yaml
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 # A config file is a page of settings; a bigger one is a mistake or an attack on the parser.
 MAX_CONFIG_BYTES = 1 << 20
+#: Largest image decoded, in pixels (3 bytes each once decoded), from a file or an upload: a PNG of a few hundred
+#: kilobytes can declare 20000x20000 zeros, 1.2 GB decoded (a decompression bomb). The CLIs hand it to OpenCV as
+#: OPENCV_IO_MAX_IMAGE_PIXELS before importing it (OpenCV reads it once, when it loads; its own default is 2**30).
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 class ConfigError(ValueError):
@@ -105,6 +109,8 @@ def _check_value(where: str, value: Any, annotation: Any, meta: Mapping[str, Any
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigTypeError(f"{where} must be a list of strings, got {value!r}")
+        if not meta.get("allow_empty") and any(not v.strip() for v in value):
+            raise ConfigError(f"{where} must not hold an empty string, got {value!r}")
         return tuple(value)
     if set(typing.get_args(annotation)) == {int, str}:
         # A count or a word meaning "choose for me" (detector.interval: auto).
@@ -591,6 +597,9 @@ def _camera_from_yaml(index: int, item: Any) -> CameraSpec:
         raise ConfigError(f"{where}.overrides must be a mapping of sections, "
                           "e.g. {tracker: {lost_track_buffer: 60}}")
     for section, values in raw_overrides.items():
+        if str(section) not in SECTIONS:
+            raise ConfigError(f"unknown config section {where}.overrides.{section}; valid sections: "
+                              f"{', '.join(PER_CAMERA_SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}.overrides.{section} must be a mapping of keys, got {values!r}")
         overrides.extend((str(section), str(key), value) for key, value in values.items())
@@ -603,6 +612,17 @@ def _camera_from_yaml(index: int, item: Any) -> CameraSpec:
     return CameraSpec(name, url, tuple(overrides), **outputs)
 
 
+def _source_identity(url: str) -> Any:
+    """What a camera reads, for spotting one listed twice: an existing local file or folder by its inode (so a
+    link or another spelling of the path is the same source), anything else by its text."""
+    text = url.strip()
+    try:
+        info = Path(text).expanduser().stat()
+    except (OSError, ValueError):  # not a local path (a URL, an index), or one that cannot be read
+        return text
+    return (info.st_dev, info.st_ino)
+
+
 def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[CameraSpec, ...]:
     """The cameras, checked as a set: no name and no source twice, at most :data:`MAX_CAMERAS`.
 
@@ -612,12 +632,12 @@ def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[C
     if len(cameras) > MAX_CAMERAS:
         raise ConfigError(f"{len(cameras)} cameras; one process serves at most {MAX_CAMERAS} (run several workers)")
     names: dict[str, CameraSpec] = {}
-    urls: dict[str, CameraSpec] = {}
+    urls: dict[Any, CameraSpec] = {}
     for camera in cameras:
-        key = camera.url.strip()
+        key = _source_identity(camera.url)
         if key in urls:
-            raise ConfigError(f"source {key!r} is listed twice (cameras {urls[key].name!r} and {camera.name!r}); "
-                              "each camera once, or its people are counted twice")
+            raise ConfigError(f"source {camera.url.strip()!r} is listed twice (cameras {urls[key].name!r} and "
+                              f"{camera.name!r}); each camera once, or its people are counted twice")
         if camera.name in names:
             raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
                               f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
@@ -711,15 +731,58 @@ def _build_section(name: str, values: dict[str, Any]) -> Section:
         raise ConfigError(str(error)) from None
 
 
+#: Deepest nesting of lists and mappings a config may have (config.yaml needs 3); PyYAML composes nodes
+#: recursively, so ``[[[[...`` 100 000 deep would end in a RecursionError instead of a message.
+MAX_YAML_DEPTH = 32
+#: Longest integer literal: Python refuses to convert more than 4300 digits (a ValueError, not a YAML error).
+MAX_INT_DIGITS = 100
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors and aliases: a settings file needs none, and nested aliases ("billion laughs")
-    make a few hundred bytes expand into gigabytes."""
+    """YAML bounded for settings: no anchors and aliases (nested aliases, "billion laughs", make a few hundred
+    bytes expand into gigabytes), no nesting deeper than :data:`MAX_YAML_DEPTH`, no integer literal longer than
+    :data:`MAX_INT_DIGITS`, and no key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise ConfigError(f"YAML aliases are not allowed in a config file (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise ConfigError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep (line {line}); settings need 3")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        if len(str(node.value)) > MAX_INT_DIGITS:
+            raise ConfigError(f"integer of {len(str(node.value))} digits (line {node.start_mark.line + 1}); "
+                              f"no setting takes more than {MAX_INT_DIGITS}")
+        return super().construct_yaml_int(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: construct_mapping says so in YAML's words
+                    continue
+                if duplicate:
+                    raise ConfigError(f"key {key!r} is given twice in one mapping (line {key_node.start_mark.line + 1})"
+                                      "; keep one")
+        return super().construct_mapping(node, deep)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasLoader.construct_yaml_int)
 
 
 def _parse_scalar(text: str) -> Any:
@@ -728,6 +791,8 @@ def _parse_scalar(text: str) -> Any:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError:
         return text
+    except ConfigError as error:
+        raise ConfigError(f"--set value {text[:40]!r}{'...' if len(text) > 40 else ''}: {error}") from None
 
 
 def _read_yaml(config_path: Path) -> Any:
@@ -744,8 +809,11 @@ def _read_yaml(config_path: Path) -> Any:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {config_path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; it is not a config")
     try:
-        return yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        # Bytes: PyYAML reads UTF-8, or UTF-16 with its byte-order mark, and refuses anything else itself.
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as error:
+        raise ConfigError(f"config file {config_path}: {error}") from None
+    except yaml.YAMLError as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"config file {config_path} is not valid YAML: {first}") from None
 
