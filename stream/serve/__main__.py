@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from stream.config import ConfigError, load_cli_config, replace
+from stream.config import MAX_IMAGE_PIXELS, ConfigError, load_cli_config, replace
 
 logger = logging.getLogger("stream.serve")
 EXIT_OK, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 2, 130
@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    # Before OpenCV is imported (it reads this once): no image may decode to more than this (decompression bombs).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     if args.log_level != "DEBUG":
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
@@ -60,12 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(error))
 
     from models.fetch import ModelError
+    from stream.pipeline import check_model_names
     from stream.runtime import RuntimeUnavailable
     from stream.serve.app import create_app
     from stream.serve.live import Hub
     from stream.serve.server import CameraRunner, Server, camera_options
     from stream.sources import SourceError, redact_url
 
+    try:
+        check_model_names(config)
+    except ValueError as error:
+        return _fail(str(error))
     hub = Hub()
     runner = None
     try:
@@ -100,6 +107,8 @@ def _fail(message: str) -> int:
 
 
 if __name__ == "__main__":
+    code = main()
+    # Imported after main(), which sets OpenCV's environment variables before anything loads OpenCV.
     from stream.sources.base import exit_past_stuck_readers
 
-    sys.exit(exit_past_stuck_readers(main()))
+    sys.exit(exit_past_stuck_readers(code))
