@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
 import threading
 import uuid
@@ -172,7 +173,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     if user is not None:
         client.username_pw_set(user, password)
     if tls:
-        client.tls_set(ca_certs=args.ca)
+        try:
+            client.tls_set(ca_certs=args.ca and str(Path(args.ca).expanduser()))
+        except (OSError, ssl.SSLError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+            raise AggregateError(f"--ca {args.ca}: cannot load it as a CA certificate file ({reason}); give the PEM "
+                                 "file of the broker's CA") from None
     connected = threading.Event()
     refused: list[str] = []
     events_topic = f"$share/{args.group}/{prefix}/+/events"
