@@ -49,6 +49,7 @@ def setting(
     choices: tuple[str, ...] | None = None,
     allow_inf: bool = False,
     allow_empty: bool = False,
+    secret: bool = False,
 ) -> Any:
     """A section field with its default and allowed values, checked by :class:`Section`.
 
@@ -57,9 +58,10 @@ def setting(
         low, high: Inclusive bounds of a number (``low_open``: ``low`` itself is excluded).
         choices: Allowed strings (for ``int | str`` fields, the allowed non-numeric words).
         allow_inf: ``inf`` is meaningful here (e.g. "never give up"); NaN never is.
+        secret: A credential (``serve.token``): an error about it never shows the value.
     """
     metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "allow_inf": allow_inf,
-                "allow_empty": allow_empty}
+                "allow_empty": allow_empty, "secret": secret}
     return field(default=default, metadata=metadata)
 
 
@@ -135,7 +137,16 @@ class Section:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            value = _check_value(f"{self.section}.{f.name}", getattr(self, f.name), hints[f.name], f.metadata)
+            where = f"{self.section}.{f.name}"
+            try:
+                value = _check_value(where, getattr(self, f.name), hints[f.name], f.metadata)
+            except ConfigError as error:
+                if not f.metadata.get("secret"):
+                    raise
+                # The message would quote the value: a credential is never printed, not even a wrong one.
+                kind = ConfigTypeError if isinstance(error, TypeError) else ConfigError
+                raise kind(f"{where} is not a usable value (not shown: it is a secret); give a non-empty string"
+                           ) from None
             object.__setattr__(self, f.name, value)  # frozen: normalised values are stored this way
         self.check()
 
@@ -404,13 +415,20 @@ class ServeConfig(Section):
     section: ClassVar[str] = "serve"
     host: str = setting("127.0.0.1")
     port: int = setting(8080, low=0, high=65535)
-    token: str = setting("", allow_empty=True)
+    token: str = setting("", allow_empty=True, secret=True)
     max_upload_mb: float = setting(20.0, low=0.01, high=4096.0)
     max_clip_s: float = setting(30.0, low=0.1, high=3600.0)
     workers: int = setting(2, low=1, high=64)
     jpeg_quality: int = setting(80, low=1, high=100)
     mjpeg_fps: float = setting(15.0, low=0.1, high=120.0)
     history_tracks: int = setting(100000, low=1, high=10**7)
+
+    def check(self) -> None:
+        # The token travels in an HTTP header, which drops spaces at its ends and cannot hold control characters:
+        # such a token could never be given back, and the server would refuse everyone.
+        if self.token and (self.token != self.token.strip() or not self.token.isprintable()):
+            raise ConfigError(f"serve.token must not start or end with spaces or hold control characters (a token "
+                              f"of {len(self.token)} characters, not shown); give another")
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,16 @@ def test_an_unreadable_config_is_one_line() -> None:
 
 def test_the_defaults_pass_their_own_checks() -> None:
     assert isinstance(load_config(None), Config)
+
+
+@pytest.mark.parametrize("text", ["9876543210", "[hunter2x]", "{pw: hunter2x}", "true", "'  hunter2x'", '"\\thunter2x"',
+                                  "'   '", '"hunter\\nx2"'])
+def test_a_bad_token_is_refused_without_showing_it(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^serve\.token ") as caught:
+        load_config(None, [f"serve.token={text}"])
+    message = str(caught.value)
+    assert "hunter" not in message and "9876543210" not in message and "\n" not in message
+
+
+def test_a_token_with_inner_spaces_is_a_token() -> None:
+    assert load_config(None, ["serve.token='open sesame'"]).serve.token == "open sesame"
