@@ -909,11 +909,12 @@ def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *,
         config = _checked(dataclasses.replace(config, sources=apply_camera_overrides(cameras, per_camera)))
     else:
         config = load_config(path, overrides)
-    if profile:
+    # "is not None": an empty --detector "" is a mistake to report, not the same as no --detector.
+    if profile is not None:
         config = replace(config, "models", profile=profile)
-    if detector:
+    if detector is not None:
         config = replace(config, "detector", name=detector)
-    if device:
+    if device is not None:
         config = replace(config, "runtime", device=device)
     return config
 

@@ -115,6 +115,9 @@ CASES: list[tuple[str, Case, str]] = [
     ("unknown embedding model", lambda tmp: (["--source", _clip(), "--set", "identity.embedding_model=nope"], {}),
      r"identity\.embedding_model: unknown model 'nope'"),
     ("a decompression bomb", lambda tmp: (["--source", str(_png_bomb(tmp / "bomb.png"))], {}), r"100 megapixels"),
+    ("an empty --detector", lambda tmp: (["--source", _clip(), "--detector", ""], {}), r"detector\.name must be"),
+    ("an RTSP output without a host", lambda tmp: (["--source", _clip(), "--output", "rtsp://u:pw@/x"], {}),
+     r"--output 'rtsp://\*\*\*@/x' names no server"),
 ]
 
 
