@@ -30,6 +30,9 @@ MAX_CONFIG_BYTES = 1 << 20
 #: kilobytes can declare 20000x20000 zeros, 1.2 GB decoded (a decompression bomb). The CLIs hand it to OpenCV as
 #: OPENCV_IO_MAX_IMAGE_PIXELS before importing it (OpenCV reads it once, when it loads; its own default is 2**30).
 MAX_IMAGE_PIXELS = 100_000_000
+#: Largest image file read (it is read whole before decoding): a 100 MP PNG of noise is about 300 MB; a bigger
+#: ".jpg" is a video or a disk image under the wrong name, and would be read into memory whole.
+MAX_IMAGE_BYTES = 512 << 20
 
 
 class ConfigError(ValueError):

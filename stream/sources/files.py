@@ -21,7 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
-from stream.config import MAX_IMAGE_PIXELS, SourceOptions
+from stream.config import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, SourceOptions
 from stream.sources.base import _POLL_S, Source, SourceError
 from stream.sources.captures import upright_bgr
 from stream.types import Frame
@@ -44,6 +44,9 @@ def _read_image(path: Path, max_height: int) -> np.ndarray:
         SourceError: The file cannot be read or is not a supported image.
     """
     try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise SourceError(f"cannot read image '{path}': larger than {MAX_IMAGE_BYTES >> 20} MiB, which no photo "
+                              "is (is it another kind of file under an image name?)")
         # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows and
         # gives no reason on failure.
         data = np.fromfile(path, dtype=np.uint8)

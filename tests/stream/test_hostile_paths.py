@@ -99,6 +99,13 @@ def _png_bomb(path: Path, side: int = 20000) -> Path:
     return path
 
 
+def _sparse_jpg(tmp: Path) -> tuple[list[str], dict[str, str]]:
+    path = tmp / "huge.jpg"
+    with open(path, "wb") as handle:
+        handle.truncate(600 << 20)  # sparse: 600 MB long, no disk used
+    return ["--source", str(path)], {}
+
+
 def _nul_source(tmp: Path) -> tuple[list[str], dict[str, str]]:
     return ["--config", str(_config(tmp, 'sources:\n  - url: "a\\0b.mp4"\n'))], {}
 
@@ -115,6 +122,7 @@ CASES: list[tuple[str, Case, str]] = [
     ("unknown embedding model", lambda tmp: (["--source", _clip(), "--set", "identity.embedding_model=nope"], {}),
      r"identity\.embedding_model: unknown model 'nope'"),
     ("a decompression bomb", lambda tmp: (["--source", str(_png_bomb(tmp / "bomb.png"))], {}), r"100 megapixels"),
+    ("a 600 MB .jpg", _sparse_jpg, r"larger than 512 MiB"),
     ("an empty --detector", lambda tmp: (["--source", _clip(), "--detector", ""], {}), r"detector\.name must be"),
     ("an RTSP output without a host", lambda tmp: (["--source", _clip(), "--output", "rtsp://u:pw@/x"], {}),
      r"--output 'rtsp://\*\*\*@/x' names no server"),
