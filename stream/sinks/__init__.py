@@ -210,6 +210,9 @@ def open_sinks(
     if events is not None:
         requests.append(("--events", events_kind(events), events))
     if summary is not None:
+        if summary == STDOUT:  # '-' is standard output for --events only; a file named '-' would surprise
+            raise SinkError("--summary -: the summary is a file written at the end; give its path (only --events - "
+                            "writes to standard output)")
         requests.append(("--summary", "summary", summary))
     if counts is not None:
         requests.append(("--counts", "counts", counts))

@@ -123,6 +123,7 @@ CASES: list[tuple[str, Case, str]] = [
      r"identity\.embedding_model: unknown model 'nope'"),
     ("a decompression bomb", lambda tmp: (["--source", str(_png_bomb(tmp / "bomb.png"))], {}), r"100 megapixels"),
     ("a 600 MB .jpg", _sparse_jpg, r"larger than 512 MiB"),
+    ("summary to -", lambda tmp: (["--source", _clip(), "--summary", "-"], {}), r"--summary -: the summary is a file"),
     ("an empty --detector", lambda tmp: (["--source", _clip(), "--detector", ""], {}), r"detector\.name must be"),
     ("an RTSP output without a host", lambda tmp: (["--source", _clip(), "--output", "rtsp://u:pw@/x"], {}),
      r"--output 'rtsp://\*\*\*@/x' names no server"),
