@@ -149,12 +149,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    from stream.sinks.base import SinkError, write_atomically
+    from stream.sinks.base import SinkError, same_file, write_atomically
     from stream.sources import redact_url
 
     host, port, prefix, user, password, tls = parse_broker(args.broker)
     window_s = parse_window(args.window)
     counts_format = table_format(args.counts) if args.counts else None
+    given = [(flag, Path(path)) for flag, path in (("--counts", args.counts), ("--summary", args.summary),
+                                                   ("--store", args.store)) if path]
+    for i, (flag, path) in enumerate(given):
+        for other_flag, other in given[:i]:
+            if same_file(path, other):  # one would overwrite the other (the store is read back at start)
+                raise AggregateError(f"{other_flag} and {flag} name the same file {str(path)!r}; give them "
+                                     "different paths")
     where = redact_url(args.broker)
     store_handle: IO[str] | None = None
     if args.store:

@@ -156,11 +156,14 @@ def _module(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         (["stream.report", "/dev/zero"], r"/dev/zero is not a regular file"),
         (["stream.aggregate", "--broker", "mqtts://127.0.0.1:1/p", "--ca", "/nonexistent/ca.pem", "--timeout", "1"],
          r"--ca /nonexistent/ca\.pem: cannot load it as a CA certificate file"),
+        (["stream.aggregate", "--broker", "mqtt://127.0.0.1:1/p", "--summary", "/tmp/x/s.json", "--store",
+          "/tmp/x/../x/s.json", "--timeout", "1"], r"--summary and --store name the same file"),
         (["models", "list", "extra"], r"unrecognized arguments: extra"),
         (["models"], r"arguments are required"),
         (["models", "--config", "/", "list"], r"not a regular file"),
     ],
-    ids=["serve-embedding", "serve-detector", "serve-deep-set", "report-device", "aggregate-ca", "models-extra",
+    ids=["serve-embedding", "serve-detector", "serve-deep-set", "report-device", "aggregate-ca",
+         "aggregate-same-outputs", "models-extra",
          "models-no-command", "models-config-folder"],
 )
 def test_other_command_lines_refuse_in_one_line(args: list[str], expected: str) -> None:
