@@ -131,14 +131,18 @@ def _load_store(path: Path, aggregator: Aggregator) -> int:
     if not path.exists():
         return 0
     count = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: the rest is intact
-            if isinstance(event, dict) and aggregator.add_event(event, stored=True):
-                count += 1
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill: the rest is intact
+                if isinstance(event, dict) and aggregator.add_event(event, stored=True):
+                    count += 1
+    except UnicodeDecodeError:
+        raise AggregateError(f"--store {path} is not a text (JSON Lines) file; give a new path or the store an "
+                             "earlier run wrote") from None
     return count
 
 

@@ -172,6 +172,16 @@ def test_other_command_lines_refuse_in_one_line(args: list[str], expected: str) 
     assert re.search(expected, error_line(result.stderr)), result.stderr
 
 
+def test_aggregate_refuses_a_store_that_is_not_text(tmp_path: Path) -> None:
+    store = tmp_path / "store.jsonl"
+    shutil.copy(shared_file("videos", IMAGE), store)
+    original = store.read_bytes()
+    result = _module("stream.aggregate", "--broker", "mqtt://127.0.0.1:1/p", "--store", str(store), "--timeout", "1")
+    assert result.returncode == 2, result.stderr
+    assert re.search(r"--store .* is not a text \(JSON Lines\) file", error_line(result.stderr))
+    assert store.read_bytes() == original
+
+
 def test_report_refuses_to_write_over_its_input(tmp_path: Path) -> None:
     # `python -m stream.report counts.csv --out .` would replace the events it reads with the table.
     events = tmp_path / "counts.csv"
