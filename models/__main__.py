@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from models.cache import cache_dir
 from models.fetch import ModelError, is_cached, model_path
@@ -17,7 +18,15 @@ def _local_dirs(config_path: str | None) -> list[str]:
     try:
         return list(load_config(config_path).models.local_dirs)
     except ConfigError as error:
-        raise SystemExit(f"error: {error}") from None
+        sys.stderr.write(f"error: {error}\n")
+        raise SystemExit(2) from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line ``error: ...`` (exit 2) instead of a usage dump, as ``python -m stream``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see `python -m models --help`)\n")
 
 
 #: The default pipeline's models: the classifier pair, YuNet (``detector.name: auto``'s choice on a machine
@@ -27,9 +36,9 @@ DEFAULT_FETCH = ("cydral_age", "cydral_gender", "yunet", "retinaface", "demo_ast
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m models", description=__doc__)
+    parser = _Parser(prog="python -m models", description=__doc__)
     parser.add_argument("--config", default=None, help="config.yaml whose models.local_dirs are searched")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="print the registry with licences and where each model is cached")
     fetch = sub.add_parser("fetch", help="fetch and verify models (default: the default pipeline's models)")
     fetch.add_argument("names", nargs="*", help=f"model names (default: {' '.join(DEFAULT_FETCH)})")

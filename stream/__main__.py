@@ -14,7 +14,7 @@ import signal
 import sys
 from typing import Any, NoReturn
 
-from stream.config import PROFILES, ConfigError, load_cli_config
+from stream.config import MAX_IMAGE_PIXELS, PROFILES, ConfigError, load_cli_config
 from stream.redact import SecretFilter
 from stream.signals import StopSignals, Terminated
 
@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     SecretFilter.install()
     if args.max_frames is not None and args.max_frames < 1:
         return _fail(f"--max-frames must be >= 1, got {args.max_frames}")
+    # Before OpenCV is imported (it reads this once): no image may decode to more than this (decompression bombs).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     if args.log_level != "DEBUG":
         # OpenCV's native WARN/ERROR lines (e.g. probing every camera backend for a missing webcam) repeat
         # what our one-line error says; set before OpenCV is imported. OPENCV_LOG_LEVEL in the environment wins.
@@ -111,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 
     # Heavy imports only after the arguments are known to be good: --help and config errors stay instant.
     from models.fetch import ModelError
-    from stream.detectors import detector_names
     from stream.runtime import RuntimeUnavailable
     from stream.sinks import SinkError
     from stream.sources import SourceError, source_kind
@@ -121,14 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             source_kind(camera.url)  # what it is, without opening it: a bad scheme or a missing path fails now
         except (SourceError, TypeError, ValueError) as error:
             return _fail(f"camera {camera.name}: {error}" if many else str(error))
-    if config.detector.name not in detector_names():
-        return _fail(f"unknown detector {config.detector.name!r}; valid detectors: {', '.join(detector_names())}")
-    from stream.classify import check_classifier_models
+    from stream.pipeline import check_model_names
 
     try:
-        check_classifier_models(config.classifier)
+        check_model_names(config)
     except ValueError as error:
-        return _fail(f"classifier: {error}")
+        return _fail(str(error))
     try:
         check_profile(config)
     except ProfileError as error:
@@ -167,6 +166,17 @@ def _fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _inputs(args: argparse.Namespace, config: Any) -> list[Any]:
+    """The files this run reads besides its sources (the config file, the model files): no output may name one."""
+    from models.cache import cache_dir
+    from models.fetch import local_dirs
+    from stream.config import DEFAULT_CONFIG
+    from stream.sinks import run_inputs
+
+    config_file = args.config if args.config is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    return run_inputs(config_file, [cache_dir(), *local_dirs(config.models.local_dirs)])
+
+
 def _log_models(pipeline: Any) -> None:
     from stream.pipeline import describe_models
 
@@ -194,7 +204,7 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
         sinks = open_sinks(args.output, args.events, args.show, source_kind=source.kind, fps=source.fps,
                            options=config.output, source_path=local_source_path(camera.url),
                            summary=args.summary, source_name=source.name, camera=camera.name,
-                           counts=args.counts)
+                           counts=args.counts, inputs=_inputs(args, config))
         for sink in sinks:
             stack.enter_context(sink)
         web = None
@@ -247,9 +257,10 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
     for camera in config.sources:
         outputs += [(f"{camera.name}: {flag}", target) for flag in ("output", "events", "summary", "counts")
                     if (target := getattr(camera, flag)) and target != "-" and "://" not in target]
+    inputs = _inputs(args, config)
     for camera in config.sources:
         local = local_source_path(camera.url)
-        check_distinct_outputs(Path(local) if local is not None else None, outputs)
+        check_distinct_outputs(Path(local) if local is not None else None, outputs, inputs)
 
     with ExitStack() as stack:
         # Outputs that every camera writes to: kinds that need no source (events, summary).
@@ -320,6 +331,9 @@ def _run_cameras(args: argparse.Namespace, config: Any, stop: StopSignals) -> in
 
 
 if __name__ == "__main__":
+    code = main()
+    # Imported after main(): importing stream.sources imports OpenCV, which reads its environment variables
+    # (OPENCV_LOG_LEVEL, OPENCV_IO_MAX_IMAGE_PIXELS) once, when it loads; main() sets them first.
     from stream.sources.base import exit_past_stuck_readers
 
-    sys.exit(exit_past_stuck_readers(main()))
+    sys.exit(exit_past_stuck_readers(code))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import ssl
 import sys
 import threading
 import uuid
@@ -130,14 +131,18 @@ def _load_store(path: Path, aggregator: Aggregator) -> int:
     if not path.exists():
         return 0
     count = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill: the rest is intact
-            if isinstance(event, dict) and aggregator.add_event(event, stored=True):
-                count += 1
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill: the rest is intact
+                if isinstance(event, dict) and aggregator.add_event(event, stored=True):
+                    count += 1
+    except UnicodeDecodeError:
+        raise AggregateError(f"--store {path} is not a text (JSON Lines) file; give a new path or the store an "
+                             "earlier run wrote") from None
     return count
 
 
@@ -148,12 +153,19 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     from paho.mqtt.properties import Properties
     from paho.mqtt.subscribeoptions import SubscribeOptions
 
-    from stream.sinks.base import SinkError, write_atomically
+    from stream.sinks.base import SinkError, same_file, write_atomically
     from stream.sources import redact_url
 
     host, port, prefix, user, password, tls = parse_broker(args.broker)
     window_s = parse_window(args.window)
     counts_format = table_format(args.counts) if args.counts else None
+    given = [(flag, Path(path)) for flag, path in (("--counts", args.counts), ("--summary", args.summary),
+                                                   ("--store", args.store)) if path]
+    for i, (flag, path) in enumerate(given):
+        for other_flag, other in given[:i]:
+            if same_file(path, other):  # one would overwrite the other (the store is read back at start)
+                raise AggregateError(f"{other_flag} and {flag} name the same file {str(path)!r}; give them "
+                                     "different paths")
     where = redact_url(args.broker)
     store_handle: IO[str] | None = None
     if args.store:
@@ -172,7 +184,12 @@ def run(args: argparse.Namespace, stop: threading.Event) -> int:
     if user is not None:
         client.username_pw_set(user, password)
     if tls:
-        client.tls_set(ca_certs=args.ca)
+        try:
+            client.tls_set(ca_certs=args.ca and str(Path(args.ca).expanduser()))
+        except (OSError, ssl.SSLError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+            raise AggregateError(f"--ca {args.ca}: cannot load it as a CA certificate file ({reason}); give the PEM "
+                                 "file of the broker's CA") from None
     connected = threading.Event()
     refused: list[str] = []
     events_topic = f"$share/{args.group}/{prefix}/+/events"

@@ -26,6 +26,13 @@ import yaml
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 # A config file is a page of settings; a bigger one is a mistake or an attack on the parser.
 MAX_CONFIG_BYTES = 1 << 20
+#: Largest image decoded, in pixels (3 bytes each once decoded), from a file or an upload: a PNG of a few hundred
+#: kilobytes can declare 20000x20000 zeros, 1.2 GB decoded (a decompression bomb). The CLIs hand it to OpenCV as
+#: OPENCV_IO_MAX_IMAGE_PIXELS before importing it (OpenCV reads it once, when it loads; its own default is 2**30).
+MAX_IMAGE_PIXELS = 100_000_000
+#: Largest image file read (it is read whole before decoding): a 100 MP PNG of noise is about 300 MB; a bigger
+#: ".jpg" is a video or a disk image under the wrong name, and would be read into memory whole.
+MAX_IMAGE_BYTES = 512 << 20
 
 
 class ConfigError(ValueError):
@@ -45,6 +52,7 @@ def setting(
     choices: tuple[str, ...] | None = None,
     allow_inf: bool = False,
     allow_empty: bool = False,
+    secret: bool = False,
 ) -> Any:
     """A section field with its default and allowed values, checked by :class:`Section`.
 
@@ -53,9 +61,10 @@ def setting(
         low, high: Inclusive bounds of a number (``low_open``: ``low`` itself is excluded).
         choices: Allowed strings (for ``int | str`` fields, the allowed non-numeric words).
         allow_inf: ``inf`` is meaningful here (e.g. "never give up"); NaN never is.
+        secret: A credential (``serve.token``): an error about it never shows the value.
     """
     metadata = {"low": low, "high": high, "low_open": low_open, "choices": choices, "allow_inf": allow_inf,
-                "allow_empty": allow_empty}
+                "allow_empty": allow_empty, "secret": secret}
     return field(default=default, metadata=metadata)
 
 
@@ -105,6 +114,8 @@ def _check_value(where: str, value: Any, annotation: Any, meta: Mapping[str, Any
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigTypeError(f"{where} must be a list of strings, got {value!r}")
+        if not meta.get("allow_empty") and any(not v.strip() for v in value):
+            raise ConfigError(f"{where} must not hold an empty string, got {value!r}")
         return tuple(value)
     if set(typing.get_args(annotation)) == {int, str}:
         # A count or a word meaning "choose for me" (detector.interval: auto).
@@ -129,7 +140,16 @@ class Section:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
-            value = _check_value(f"{self.section}.{f.name}", getattr(self, f.name), hints[f.name], f.metadata)
+            where = f"{self.section}.{f.name}"
+            try:
+                value = _check_value(where, getattr(self, f.name), hints[f.name], f.metadata)
+            except ConfigError as error:
+                if not f.metadata.get("secret"):
+                    raise
+                # The message would quote the value: a credential is never printed, not even a wrong one.
+                kind = ConfigTypeError if isinstance(error, TypeError) else ConfigError
+                raise kind(f"{where} is not a usable value (not shown: it is a secret); give a non-empty string"
+                           ) from None
             object.__setattr__(self, f.name, value)  # frozen: normalised values are stored this way
         self.check()
 
@@ -398,12 +418,19 @@ class ServeConfig(Section):
     section: ClassVar[str] = "serve"
     host: str = setting("127.0.0.1")
     port: int = setting(8080, low=0, high=65535)
-    token: str = setting("", allow_empty=True)
+    token: str = setting("", allow_empty=True, secret=True)
     max_upload_mb: float = setting(20.0, low=0.01, high=4096.0)
     max_clip_s: float = setting(30.0, low=0.1, high=3600.0)
     workers: int = setting(2, low=1, high=64)
     jpeg_quality: int = setting(80, low=1, high=100)
     mjpeg_fps: float = setting(15.0, low=0.1, high=120.0)
+
+    def check(self) -> None:
+        # The token travels in an HTTP header, which drops spaces at its ends and cannot hold control characters:
+        # such a token could never be given back, and the server would refuse everyone.
+        if self.token and (self.token != self.token.strip() or not self.token.isprintable()):
+            raise ConfigError(f"serve.token must not start or end with spaces or hold control characters (a token "
+                              f"of {len(self.token)} characters, not shown); give another")
 
 
 @dataclass(frozen=True)
@@ -590,6 +617,9 @@ def _camera_from_yaml(index: int, item: Any) -> CameraSpec:
         raise ConfigError(f"{where}.overrides must be a mapping of sections, "
                           "e.g. {tracker: {lost_track_buffer: 60}}")
     for section, values in raw_overrides.items():
+        if str(section) not in SECTIONS:
+            raise ConfigError(f"unknown config section {where}.overrides.{section}; valid sections: "
+                              f"{', '.join(PER_CAMERA_SECTIONS)}")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}.overrides.{section} must be a mapping of keys, got {values!r}")
         overrides.extend((str(section), str(key), value) for key, value in values.items())
@@ -602,6 +632,17 @@ def _camera_from_yaml(index: int, item: Any) -> CameraSpec:
     return CameraSpec(name, url, tuple(overrides), **outputs)
 
 
+def _source_identity(url: str) -> Any:
+    """What a camera reads, for spotting one listed twice: an existing local file or folder by its inode (so a
+    link or another spelling of the path is the same source), anything else by its text."""
+    text = url.strip()
+    try:
+        info = Path(text).expanduser().stat()
+    except (OSError, ValueError):  # not a local path (a URL, an index), or one that cannot be read
+        return text
+    return (info.st_dev, info.st_ino)
+
+
 def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[CameraSpec, ...]:
     """The cameras, checked as a set: no name and no source twice, at most :data:`MAX_CAMERAS`.
 
@@ -611,12 +652,12 @@ def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[C
     if len(cameras) > MAX_CAMERAS:
         raise ConfigError(f"{len(cameras)} cameras; one process serves at most {MAX_CAMERAS} (run several workers)")
     names: dict[str, CameraSpec] = {}
-    urls: dict[str, CameraSpec] = {}
+    urls: dict[Any, CameraSpec] = {}
     for camera in cameras:
-        key = camera.url.strip()
+        key = _source_identity(camera.url)
         if key in urls:
-            raise ConfigError(f"source {key!r} is listed twice (cameras {urls[key].name!r} and {camera.name!r}); "
-                              "each camera once, or its people are counted twice")
+            raise ConfigError(f"source {camera.url.strip()!r} is listed twice (cameras {urls[key].name!r} and "
+                              f"{camera.name!r}); each camera once, or its people are counted twice")
         if camera.name in names:
             raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
                               f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
@@ -710,15 +751,58 @@ def _build_section(name: str, values: dict[str, Any]) -> Section:
         raise ConfigError(str(error)) from None
 
 
+#: Deepest nesting of lists and mappings a config may have (config.yaml needs 3); PyYAML composes nodes
+#: recursively, so ``[[[[...`` 100 000 deep would end in a RecursionError instead of a message.
+MAX_YAML_DEPTH = 32
+#: Longest integer literal: Python refuses to convert more than 4300 digits (a ValueError, not a YAML error).
+MAX_INT_DIGITS = 100
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors and aliases: a settings file needs none, and nested aliases ("billion laughs")
-    make a few hundred bytes expand into gigabytes."""
+    """YAML bounded for settings: no anchors and aliases (nested aliases, "billion laughs", make a few hundred
+    bytes expand into gigabytes), no nesting deeper than :data:`MAX_YAML_DEPTH`, no integer literal longer than
+    :data:`MAX_INT_DIGITS`, and no key given twice in one mapping (PyYAML would keep the last silently)."""
+
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             raise ConfigError(f"YAML aliases are not allowed in a config file (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            line = self.peek_event().start_mark.line + 1
+            raise ConfigError(f"YAML nested more than {MAX_YAML_DEPTH} levels deep (line {line}); settings need 3")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        if len(str(node.value)) > MAX_INT_DIGITS:
+            raise ConfigError(f"integer of {len(str(node.value))} digits (line {node.start_mark.line + 1}); "
+                              f"no setting takes more than {MAX_INT_DIGITS}")
+        return super().construct_yaml_int(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: construct_mapping says so in YAML's words
+                    continue
+                if duplicate:
+                    raise ConfigError(f"key {key!r} is given twice in one mapping (line {key_node.start_mark.line + 1})"
+                                      "; keep one")
+        return super().construct_mapping(node, deep)
+
+
+_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasLoader.construct_yaml_int)
 
 
 def _parse_scalar(text: str) -> Any:
@@ -727,6 +811,8 @@ def _parse_scalar(text: str) -> Any:
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError:
         return text
+    except ConfigError as error:
+        raise ConfigError(f"--set value {text[:40]!r}{'...' if len(text) > 40 else ''}: {error}") from None
 
 
 def _read_yaml(config_path: Path) -> Any:
@@ -743,8 +829,11 @@ def _read_yaml(config_path: Path) -> Any:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"config file {config_path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; it is not a config")
     try:
-        return yaml.load(data.decode("utf-8"), Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
-    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        # Bytes: PyYAML reads UTF-8, or UTF-16 with its byte-order mark, and refuses anything else itself.
+        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as error:
+        raise ConfigError(f"config file {config_path}: {error}") from None
+    except yaml.YAMLError as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"config file {config_path} is not valid YAML: {first}") from None
 
@@ -822,11 +911,12 @@ def load_cli_config(path: str | None, overrides: list[str] | tuple[str, ...], *,
         config = _checked(dataclasses.replace(config, sources=apply_camera_overrides(cameras, per_camera)))
     else:
         config = load_config(path, overrides)
-    if profile:
+    # "is not None": an empty --detector "" is a mistake to report, not the same as no --detector.
+    if profile is not None:
         config = replace(config, "models", profile=profile)
-    if detector:
+    if detector is not None:
         config = replace(config, "detector", name=detector)
-    if device:
+    if device is not None:
         config = replace(config, "runtime", device=device)
     return config
 

@@ -508,6 +508,29 @@ def _build_embedder(config: Config) -> Embedder | None:
         return None
 
 
+def check_model_names(config: Config) -> None:
+    """Check that every model the config names is registered and of the right kind, before anything loads (the
+    command lines' one-line errors come from here).
+
+    Raises:
+        ValueError: The message names the setting, the model and the valid choices.
+    """
+    from stream.classify import check_classifier_models
+    from stream.detectors import detector_names
+    from stream.tracking.appearance import check_embedding_model
+
+    if config.detector.name not in detector_names():
+        raise ValueError(f"unknown detector {config.detector.name!r}; valid detectors: {', '.join(detector_names())}")
+    try:
+        check_classifier_models(config.classifier)
+    except ValueError as error:
+        raise ValueError(f"classifier: {error}") from None
+    try:
+        check_embedding_model(config.identity.embedding_model)
+    except ValueError as error:
+        raise ValueError(f"identity.embedding_model: {error}") from None
+
+
 def describe_models(pipeline: Pipeline) -> list[str]:
     """One log line per active model: name, task, licence, and a warning for non-commercial ones."""
     lines = []

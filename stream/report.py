@@ -66,6 +66,10 @@ def read_events(paths: Sequence[str], counter: EventsCounter | None = None) -> E
             if path == "-":
                 _read_lines(sys.stdin, "<stdin>", counter)
             else:
+                if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+                    # A FIFO or a device (/dev/zero) may never end: read standard input as '-' instead.
+                    raise ValueError(f"{path} is not a regular file (a FIFO or device); give a file, or - for "
+                                     "standard input")
                 with open(path, encoding="utf-8") as handle:
                     _read_lines(handle, path, counter)
         except OSError as error:
@@ -233,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_outputs(outputs: Sequence[Path], events: Sequence[str]) -> None:
+    """Refuse an output that is one of the events files read (``report counts.csv --out .`` would replace it)."""
+    from stream.sinks.base import same_file
+
+    for output in outputs:
+        for path in events:
+            if path != "-" and same_file(output, Path(path)):
+                raise ValueError(f"{output} is the input {path}; writing it would destroy the input. Choose another "
+                                 "--out folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -240,13 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.out)
         table = out / f"counts.{args.format}"
         table_format(table)
+        _check_outputs([table, out / "counts.png"], args.events)
         counter = read_events(args.events).counter
         rows = counter.rows(window_s)
         out.mkdir(parents=True, exist_ok=True)
         table.write_bytes(table_bytes(rows, args.format))
         plot(rows, counter.totals(), out / "counts.png", window_s, args.title)
-    except (ValueError, OSError) as error:
-        sys.stderr.write(f"error: {getattr(error, 'strerror', None) or error}\n")
+    except OSError as error:
+        where = f"{error.filename}: " if getattr(error, "filename", None) else ""
+        sys.stderr.write(f"error: {where}{error.strerror or error}\n")
+        return EXIT_BAD_INPUT
+    except ValueError as error:
+        sys.stderr.write(f"error: {error}\n")
         return EXIT_BAD_INPUT
     across = [r for r in rows if r["camera"] == ALL_CAMERAS]
     print(f"{sum(r['people'] for r in across)} people in {len(across)} window(s) of {args.window}; "

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import NoReturn
 
-from stream.config import ConfigError, ServeConfig, load_cli_config, replace
+from stream.config import MAX_IMAGE_PIXELS, ConfigError, ServeConfig, load_cli_config, replace
 from stream.serve import TOKEN_ENV, with_env_token
 
 logger = logging.getLogger("stream.serve")
@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    # Before OpenCV is imported (it reads this once): no image may decode to more than this (decompression bombs).
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     if args.log_level != "DEBUG":
         os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
     try:
@@ -63,11 +65,16 @@ def main(argv: list[str] | None = None) -> int:
 
     from models.fetch import ModelError
     from stream.config import camera_name
+    from stream.pipeline import check_model_names
     from stream.runtime import RuntimeUnavailable
     from stream.serve.app import create_app
     from stream.serve.server import CameraRunner, Server, new_hub
     from stream.sources import SourceError, redact_url
 
+    try:
+        check_model_names(config)
+    except ValueError as error:
+        return _fail(str(error))
     hub = new_hub(config)
     runner = None
     try:
@@ -106,6 +113,8 @@ def _fail(message: str) -> int:
 
 
 if __name__ == "__main__":
+    code = main()
+    # Imported after main(), which sets OpenCV's environment variables before anything loads OpenCV.
     from stream.sources.base import exit_past_stuck_readers
 
-    sys.exit(exit_past_stuck_readers(main()))
+    sys.exit(exit_past_stuck_readers(code))

@@ -28,7 +28,7 @@ from stream.sinks.base import Sink
 from stream.sources import SourceError, VideoFileSource
 
 # The CLI's rule for large stills (source.max_image_height), so a photo gives the same faces either way.
-from stream.sources.files import fit_height
+from stream.sources.files import decode_image, fit_height
 from stream.types import AGE_GROUPS, LABEL_READY, Faces, Frame
 
 
@@ -127,9 +127,10 @@ class Analyzer:
         return self._photo(upload, annotated)
 
     def _photo(self, upload: Upload, annotated: bool) -> dict[str, Any]:
-        image = cv2.imdecode(np.frombuffer(upload.data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise UploadError(400, f"cannot decode the {upload.format} image (damaged?); re-save it as JPEG or PNG")
+        try:
+            image = decode_image(upload.data)
+        except ValueError as error:
+            raise UploadError(400, f"cannot decode the {upload.format} image: {error}") from None
         original = image.shape[1], image.shape[0]
         image = fit_height(image, self.config.source.max_image_height)
         frame = Frame(0, 0.0, image, source="upload", name="upload")

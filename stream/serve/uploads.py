@@ -15,11 +15,14 @@ from typing import Any
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from stream.config import MAX_IMAGE_PIXELS
+
 #: Bytes a multipart envelope may add around the file (boundaries, part headers, small fields).
 _MULTIPART_SLACK = 64 * 1024
 ACCEPTED = "JPEG, PNG, WebP or BMP images, MP4/MOV clips"
-#: Largest image decoded: a few MB of PNG can declare a picture of gigabytes (a decompression bomb).
-MAX_PIXELS = 100_000_000
+#: Largest image decoded (stream.config, the one limit for files and uploads): read here from the header, before
+#: decoding, to answer 413.
+MAX_PIXELS = MAX_IMAGE_PIXELS
 
 
 class UploadError(Exception):

@@ -19,12 +19,13 @@ checking every output can be written before any processing starts::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import re
 import stat
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from stream.sinks.rtsp import RtspSink, is_rtsp_url
 from stream.sinks.summary import SummarySink
 from stream.sinks.video import VIDEO_EXTENSIONS, VideoSink
 from stream.sinks.window import WindowSink, display_problem
+from stream.sources import IMAGE_EXTENSIONS as INPUT_IMAGE_EXTENSIONS
 from stream.sources import redact_url
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "open_sinks",
     "output_kind",
     "redact_url",
+    "run_inputs",
 ]
 
 logger = logging.getLogger(__name__)
@@ -160,6 +163,7 @@ def open_sinks(
     source_name: str = "",
     camera: str = "",
     counts: str | None = None,
+    inputs: Sequence[tuple[str, Path]] = (),
 ) -> list[Sink]:
     """Open the sinks a run asks for, checking every output before any processing.
 
@@ -184,6 +188,7 @@ def open_sinks(
             unless its URL gives one or ``camera`` is given).
         camera: The camera's name ("" for outputs that several cameras share).
         counts: ``--counts``: a .csv or .parquet file of people per time window, or None.
+        inputs: The other files the run reads (:func:`run_inputs`), which no output may name.
 
     Returns:
         The opened sinks, in the order output, events, summary, counts, window.
@@ -205,13 +210,17 @@ def open_sinks(
     if events is not None:
         requests.append(("--events", events_kind(events), events))
     if summary is not None:
+        if summary == STDOUT:  # '-' is standard output for --events only; a file named '-' would surprise
+            raise SinkError("--summary -: the summary is a file written at the end; give its path (only --events - "
+                            "writes to standard output)")
         requests.append(("--summary", "summary", summary))
     if counts is not None:
         requests.append(("--counts", "counts", counts))
     if show:
         requests.append(("--show", "window", ""))
     local = Path(source_path) if source_path is not None else None
-    check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)])
+    check_distinct_outputs(local, [(flag, target) for flag, kind, target in requests if _is_local_file(kind, target)],
+                           inputs)
     context = SinkContext(source_kind, fps, options, local, source_name, camera)
     sinks: list[Sink] = []
     locks: list[OutputLock] = []
@@ -271,27 +280,57 @@ def _check_output_path(flag: str, path: Path) -> None:
 
 
 
-def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]]) -> None:
-    """Refuse outputs that would overwrite the input or each other, before anything is opened.
+def check_distinct_outputs(source: Path | None, outputs: list[tuple[str, str]],
+                           inputs: Sequence[tuple[str, Path]] = ()) -> None:
+    """Refuse outputs that would overwrite an input or each other, before anything is opened.
 
     Args:
-        source: The source's local file or folder, or None.
+        source: The source's local file or folder (whose images are inputs too), or None.
         outputs: ``(flag, path)`` of every local output.
+        inputs: ``(what, path)`` of the other files the run reads: the config file, the model files
+            (see :func:`run_inputs`).
 
     Raises:
-        SinkError: Two paths name the same file (through links too), or an output would replace the input.
+        SinkError: Two paths name the same file (through links too), or an output would replace an input.
     """
     paths = [(flag, Path(target).expanduser()) for flag, target in outputs]
     for flag, path in paths:
         _check_output_path(flag, path)
+    read = list(inputs)
+    if source is not None and source.is_dir():
+        # A folder's images are read one by one: an output onto one of them would replace it.
+        with contextlib.suppress(OSError):
+            read += [("an image of the input folder", p) for p in source.iterdir()
+                     if p.suffix.lower() in INPUT_IMAGE_EXTENSIONS and p.is_file()]
     for i, (flag, path) in enumerate(paths):
         if source is not None and same_file(path, source):
             raise SinkError(f"{flag} {str(path)!r} is the input itself; writing it would destroy the input. "
                             "Choose another path")
+        for what, other in read:
+            if same_file(path, other):
+                raise SinkError(f"{flag} {str(path)!r} is {what} ({str(other)!r}); writing it would destroy it. "
+                                "Choose another path")
         for other_flag, other in paths[:i]:
             if same_file(path, other):
                 raise SinkError(f"{other_flag} and {flag} name the same file {str(path)!r}; give them different "
                                 "paths")
+
+
+def run_inputs(config_file: str | os.PathLike[str] | None, model_dirs: Iterable[Path]) -> list[tuple[str, Path]]:
+    """The files a run reads besides its source, which no output may name: the config file and every file in
+    the model folders (the cache and the local folders; an output there would replace a model).
+
+    Args:
+        config_file: The ``--config`` file (None: none given).
+        model_dirs: The model cache and local model folders (missing ones are skipped).
+    """
+    found: list[tuple[str, Path]] = []
+    if config_file is not None:
+        found.append(("the config file", Path(config_file).expanduser()))
+    for folder in model_dirs:
+        with contextlib.suppress(OSError):
+            found += [("a model file", p) for p in Path(folder).iterdir() if p.is_file()]
+    return found
 
 
 def any_quit_requested(sinks: Iterable[Sink]) -> bool:

@@ -30,12 +30,13 @@ from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from stream.config import SinkOptions
 from stream.redact import SecretFilter, redact_url, scrub
-from stream.sinks.base import Sink, fit_to_size, pad_to_even
+from stream.sinks.base import Sink, SinkError, fit_to_size, pad_to_even
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,9 @@ class RtspSink(Sink, kind="rtsp"):
         super().__init__()
         if not isinstance(url, str) or not is_rtsp_url(url):
             raise ValueError(f"url must start with rtsp:// or rtsps://, got {redact_url(str(url))!r}")
+        if not urlsplit(url).hostname:
+            # The publisher would retry a server that cannot exist for the whole run: a typo, said at once.
+            raise SinkError(f"--output {redact_url(url)!r} names no server; give rtsp://HOST[:PORT]/PATH")
         self.url = url
         self.display_url = redact_url(url)
         SecretFilter.add_url(url)

@@ -227,6 +227,9 @@ def _classify(spec: Any) -> tuple[str, Any]:
     if not text:
         raise SourceSpecError("the source must not be empty: give a webcam index (0), an rtsp:// or http(s):// URL, "
                               "a video or image file, or a folder of images")
+    if "\0" in text:
+        raise SourceSpecError("the source holds a NUL character, which no path or URL may; check the config's "
+                              "sources list")
     if text.isdigit():
         index = int(text)
         if index > MAX_WEBCAM_INDEX:

@@ -21,7 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
-from stream.config import SourceOptions
+from stream.config import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, SourceOptions
 from stream.sources.base import _POLL_S, Source, SourceError
 from stream.sources.captures import upright_bgr
 from stream.types import Frame
@@ -44,20 +44,41 @@ def _read_image(path: Path, max_height: int) -> np.ndarray:
         SourceError: The file cannot be read or is not a supported image.
     """
     try:
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise SourceError(f"cannot read image '{path}': larger than {MAX_IMAGE_BYTES >> 20} MiB, which no photo "
+                              "is (is it another kind of file under an image name?)")
         # np.fromfile + imdecode instead of imread: imread cannot open non-ASCII paths on Windows and
         # gives no reason on failure.
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise SourceError(f"cannot read image '{path}': {exc.strerror} (check the file's permissions)") from exc
+    try:
+        image = decode_image(data)
+    except ValueError as exc:
+        raise SourceError(f"cannot read image '{path}': {exc}") from None
+    return fit_height(image, max_height)
+
+
+def decode_image(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, WebP, BMP...) to ``(H, W, 3)`` uint8 BGR, EXIF orientation applied.
+
+    Raises:
+        ValueError: Not an image, damaged, or over the pixel limit (the message says which, and what to do).
+    """
+    buffer = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     image = None
-    if data.size:
+    if buffer.size:
         try:
-            image = cv2.imdecode(data, cv2.IMREAD_COLOR)  # 8-bit BGR whatever the file's depth/channels
-        except cv2.error:
+            image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)  # 8-bit BGR whatever the file's depth/channels
+        except cv2.error as exc:
+            # OpenCV checks the declared size before allocating (OPENCV_IO_MAX_IMAGE_PIXELS, set by the CLIs).
+            if "MAX_IMAGE_PIXELS" in str(exc):
+                raise ValueError(f"it declares more than {MAX_IMAGE_PIXELS // 1_000_000} megapixels (a "
+                                 "decompression bomb, or a scan too big to analyse); scale it down") from None
             image = None
     if image is None:
-        raise SourceError(f"cannot read image '{path}': not an image or damaged (re-save it as JPEG or PNG)")
-    return fit_height(image, max_height)
+        raise ValueError("not an image or damaged (re-save it as JPEG or PNG)")
+    return image
 
 
 def fit_height(image: np.ndarray, max_height: int) -> np.ndarray:
