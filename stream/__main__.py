@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
     from contextlib import ExitStack
 
     from stream.pipeline import Pipeline, run
-    from stream.sinks import SummarySink, any_quit_requested, open_sinks
+    from stream.sinks import any_quit_requested, open_sinks
     from stream.sources import local_source_path, open_source
 
     camera = config.sources[0]
@@ -226,9 +226,6 @@ def _run(args: argparse.Namespace, config: Any, stop: StopSignals) -> int:
                          should_stop=lambda: stop.signum is not None or any_quit_requested(sinks))
         finally:
             stop.disarm()
-            for sink in sinks:  # before the sinks close: the summary reports the inputs skipped
-                if isinstance(sink, SummarySink):
-                    sink.inputs_skipped = source.inputs_skipped
         logger.info("%d frames in %.1f s (%.1f fps); ms/frame %s", result.frames, result.seconds, result.fps,
                     {k: v for k, v in result.stage_ms.items() if v})
         logger.info("totals: %s", json.dumps(result.totals))

@@ -470,6 +470,9 @@ def _retire(camera: Camera, shared_sinks: list[Sink]) -> None:
     camera.retired = True
     if camera.source is not None and not camera.still:
         _end_tracks(camera, shared_sinks, camera.pipeline.finish())
+    if camera.source is not None:
+        for sink in [*camera.sinks, *shared_sinks]:
+            sink.end_source(camera.name, camera.source.inputs_skipped)
     for sink in camera.sinks:
         try:
             sink.close()

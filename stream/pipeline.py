@@ -466,6 +466,11 @@ def run(
         # interrupt: the open tracks end with their fused labels, so the summary lists the people seen so far.
         if not still_images:
             _finish_tracks(pipeline, sinks, on_ended, raising=completed)
+        skipped = getattr(frames, "inputs_skipped", 0)  # a source's count; any iterable of frames may be run
+        for sink in sinks:
+            hook = getattr(sink, "end_source", None)  # as end_tracks: optional for the objects run() is given
+            if hook is not None:
+                hook(pipeline.camera, skipped)
     seconds = time.perf_counter() - started
     return RunResult(processed, seconds, timer.ms_per_frame(), pipeline.totals.as_dict(), interrupted)
 

@@ -98,6 +98,11 @@ class Sink(abc.ABC):
         leaving override this; the default ignores them.
         """
 
+    def end_source(self, camera: str, inputs_skipped: int) -> None:  # noqa: B027 (optional hook, no-op default)
+        """A source finished (ended, gave up or the run stopped): ``inputs_skipped`` inputs it could not read were
+        skipped (a folder's damaged images). Called before the outputs close; sinks that report it override this.
+        """
+
     @abc.abstractmethod
     def _close(self) -> None:
         """Finalize the output (called once)."""

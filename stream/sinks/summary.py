@@ -59,7 +59,7 @@ class SummarySink(Sink, kind="summary"):
         self.totals = Totals()
         self._cameras: dict[str, dict[str, Any]] = {}
         self._started: float | None = None
-        self.inputs_skipped = 0  # set by the runner: inputs the source could not read and skipped
+        self._skipped: dict[str, int] = {}  # inputs each camera's source could not read and skipped
 
     @property
     def shows_image(self) -> bool:
@@ -89,6 +89,9 @@ class SummarySink(Sink, kind="summary"):
             self.counter.end(record.get("camera", ""), record)
         self.tracks.extend(records)
 
+    def end_source(self, camera: str, inputs_skipped: int) -> None:
+        self._skipped[camera] = inputs_skipped
+
     def _close(self) -> None:
         if self.frames == 0:
             # Nothing ran (e.g. a model failed to load): keep an earlier file as it was, drop our empty probe.
@@ -100,7 +103,8 @@ class SummarySink(Sink, kind="summary"):
         source = "; ".join(sources) if len(sources) > 1 else self.source_name
         payload = {"source": source, "frames": self.frames, "seconds": round(seconds, 3),
                    "fps": round(self.frames / seconds, 2) if seconds > 0 else 0.0,
-                   "inputs_skipped": self.inputs_skipped, "totals": self.totals.as_dict(), "tracks": self.tracks,
+                   "inputs_skipped": sum(self._skipped.values()), "totals": self.totals.as_dict(),
+                   "tracks": self.tracks,
                    "counts": {"window_s": self.options.counts_window_s,
                               "rows": self.counter.rows(self.options.counts_window_s),
                               "totals": self.counter.totals()}}

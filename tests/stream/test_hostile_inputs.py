@@ -221,6 +221,24 @@ def test_a_damaged_image_in_a_folder_is_skipped_and_counted(tmp_path: Path) -> N
     assert json.loads(summary.read_text())["inputs_skipped"] == 2
 
 
+def test_several_cameras_summarise_every_camera_s_skipped_images(tmp_path: Path) -> None:
+    """With several sources the summary adds up the images each folder skipped (it used to say 0)."""
+    folders = []
+    for name, damaged in (("a", 1), ("b", 2)):
+        folder = tmp_path / name
+        folder.mkdir()
+        _copy(folder, "0_good.jpg", IMAGE)
+        for index in range(damaged):
+            (folder / f"{index + 1}_damaged.jpg").write_bytes(b"not a jpeg")
+        folders += ["--source", f"{name}={folder}"]
+    summary = tmp_path / "s.json"
+    result = run_cli(*folders, "--summary", str(summary), timeout=120)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    assert json.loads(summary.read_text())["inputs_skipped"] == 3
+
+
 def test_a_folder_of_only_damaged_images_is_one_line(tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()
