@@ -355,12 +355,15 @@ class FolderSource(_QueuedFileSource):
 
     def __init__(self, path: Path, options: SourceOptions) -> None:
         try:
-            paths = sorted(
-                (p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()),
-                key=_natural_key,
-            )
+            files = [p for p in path.iterdir() if not p.name.startswith(".") and p.is_file()]
         except OSError as exc:
             raise SourceError(f"cannot list folder '{path}': {exc.strerror} (check its permissions)") from exc
+        paths = sorted((p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS), key=_natural_key)
+        others = sorted({p.suffix.lower() or "(no extension)" for p in files if p not in paths})
+        if paths and others:  # said once, so that a .gif or .tif left out is not a silent surprise
+            logger.warning("folder '%s': %d file(s) that are not %s images left out (%s)", path,
+                           len(files) - len(paths), "/".join(sorted(e[1:] for e in IMAGE_EXTENSIONS)),
+                           ", ".join(others[:5]) + (", ..." if len(others) > 5 else ""))
         if not paths:
             raise SourceError(
                 f"folder '{path}' has no images ({'/'.join(sorted(e[1:] for e in IMAGE_EXTENSIONS))}); check the path"

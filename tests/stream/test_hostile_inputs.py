@@ -211,11 +211,13 @@ def test_a_damaged_image_in_a_folder_is_skipped_and_counted(tmp_path: Path) -> N
     (folder / "2_damaged.jpg").write_bytes(shared_file("videos", IMAGE).read_bytes()[:500])
     (folder / "3_text.png").write_text("not an image")
     _copy(folder, "4_good.jpg", IMAGE)
+    (folder / "5_animation.gif").write_bytes(b"GIF89a")  # not a still format: left out, and said so
     events, summary = tmp_path / "e.jsonl", tmp_path / "s.json"
     result = run_cli("--source", str(folder), "--events", str(events), "--summary", str(summary), timeout=120)
     assert result.returncode == 0, result.stderr
     assert [r["image"] for r in read_events(events)] == ["1_good.jpg", "4_good.jpg"]
     assert "skipped 2 unreadable image(s) of 4" in result.stderr
+    assert "1 file(s) that are not bmp/jpeg/jpg/png/webp images left out (.gif)" in result.stderr
     import json
 
     assert json.loads(summary.read_text())["inputs_skipped"] == 2
