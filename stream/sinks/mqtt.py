@@ -40,15 +40,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from stream.config import SinkOptions
 from stream.events import PersonEvents, camera_name, check_camera_name
+from stream.redact import credentials, redact_url
 from stream.sinks.base import Sink, SinkContext, SinkError
-from stream.sources import redact_url
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -142,7 +142,11 @@ def parse_mqtt_url(url: str) -> MqttSettings:
         SinkError: One line naming what is wrong (the password is never shown).
     """
     shown = redact_url(url)
-    parts = urlsplit(url)
+    bare, user, secret = credentials(url)
+    try:
+        parts = urlsplit(bare)
+    except ValueError:  # an unclosed '[' of an IPv6 host
+        raise SinkError(f"--events {shown!r}: not a valid URL; use mqtt://HOST[:PORT]/PREFIX") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise SinkError(f"--events {shown!r}: an MQTT URL starts with mqtt:// or mqtts://")
@@ -153,9 +157,9 @@ def parse_mqtt_url(url: str) -> MqttSettings:
     host = parts.hostname
     if not host:
         raise SinkError(f"--events {shown!r}: no broker host; use mqtt://HOST[:PORT]/PREFIX")
-    if parts.fragment or url.endswith("#"):
+    if parts.fragment or bare.endswith("#"):
         raise SinkError(f"--events {shown!r}: the topic prefix may not hold '+', '#' or empty levels "
-                        "(write a '#' in a password as %23)")
+                        "(write a '#' in it as %23)")
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
     if any(c in prefix for c in "+#\0") or "//" in prefix:
         raise SinkError(f"--events {shown!r}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels")
@@ -192,10 +196,8 @@ def parse_mqtt_url(url: str) -> MqttSettings:
     for key in ("ca", "cert", "key"):
         if key in values and not Path(values[key]).expanduser().is_file():
             raise SinkError(f"--events {shown!r}: {key}= file {values[key]!r} does not exist")
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return MqttSettings(url=url, tls=scheme == "mqtts", host=host, port=port, username=username or None,
-                        password=password, prefix=prefix, **values)
+    return MqttSettings(url=url, tls=scheme == "mqtts", host=host, port=port, username=user or None,
+                        password=secret, prefix=prefix, **values)
 
 
 class Spool:

@@ -23,7 +23,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import av
 import av.error
@@ -31,7 +30,7 @@ import cv2
 import numpy as np
 
 from stream.config import SourceOptions
-from stream.redact import redact_url, userinfo
+from stream.redact import credentials, redact_url
 from stream.sources.base import CaptureFactory, SourceError
 from stream.sources.base import has_credentials as _has_credentials
 from stream.sources.base import scrub as _scrub
@@ -150,13 +149,10 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
     Raises:
         SourceError: The download failed (the message is free of credentials).
     """
-    parts = userinfo(url)
-    request = urllib.request.Request(url)
-    if parts is not None:
-        scheme, info, after = parts
-        request = urllib.request.Request(f"{scheme}://{after}")
-        user, _, password = info.partition(":")
-        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    bare, user, password = credentials(url)
+    request = urllib.request.Request(bare)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     suffix = Path(urllib.parse.urlsplit(request.full_url).path).suffix[:10]
     handle = tempfile.NamedTemporaryFile(prefix="face-stream-", suffix=suffix, delete=False)  # noqa: SIM115
