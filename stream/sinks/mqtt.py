@@ -24,6 +24,7 @@ hosts Mosquitto), supports MQTT 3.1.1/5, TLS, last will and automatic reconnecti
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -223,12 +224,17 @@ class Spool:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Held open for the sink's lifetime, closed in close().
             self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115
+            # Appends go straight to the OS through their own descriptor (O_APPEND: always at the end): a write a
+            # full disk cuts short is seen at once and undone (a buffered one would keep the rest and add it to a
+            # later line). Reads seek first, through the buffered file, whose own file position this leaves alone.
+            self._append_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as err:
             raise SinkError(f"cannot open the MQTT spool {str(path)!r} ({err.strerror or err}); "
                             "choose another folder with ?spool=DIR") from err
         try:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.close(self._append_fd)
             self._file.close()
             raise SinkError(f"the MQTT spool {str(path)!r} is in use by another process; "
                             "give each run its own camera name or ?spool=DIR") from None
@@ -261,8 +267,12 @@ class Spool:
 
     def _save_offset(self, value: int) -> None:
         tmp = self._offset_path.with_name(self._offset_path.name + ".tmp")
-        tmp.write_text(str(value), encoding="ascii")
-        os.replace(tmp, self._offset_path)
+        try:
+            tmp.write_text(str(value), encoding="ascii")
+            os.replace(tmp, self._offset_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: no half-written position is left beside the spool
+            raise
         self._saved, self._saved_at = value, time.monotonic()
 
     @property
@@ -278,10 +288,15 @@ class Spool:
         """Add one message line (ending in a newline); False when it would pass the limit (unless ``force``)."""
         if not force and self._size - self._committed + len(line) > self.max_bytes:
             return False
-        self._file.seek(0, os.SEEK_END)
-        self._file.write(line)
-        # Flushed to the OS at once: a kill -9 of this process loses nothing the spool accepted.
-        self._file.flush()
+        # Written to the OS at once: a kill -9 of this process loses nothing the spool accepted.
+        try:
+            written = os.write(self._append_fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            with contextlib.suppress(OSError):  # the spool ends on a complete line whatever the disk does
+                os.ftruncate(self._append_fd, self._size)
+            raise
         self._size += len(line)
         return True
 
@@ -323,7 +338,12 @@ class Spool:
         try:
             if self._committed != self._saved:
                 self._save_offset(self._committed)
+        except OSError as err:
+            # The next run re-sends from the last saved position (QoS 1 is at-least-once): nothing is lost.
+            logger.warning("mqtt spool %s: saving the read position failed (%s); the next run may re-send "
+                           "some messages", self.path, err.strerror or err)
         finally:
+            os.close(self._append_fd)
             self._file.close()
 
 
