@@ -222,3 +222,60 @@ def test_http_reset_once_resumes_and_reads_every_frame(
     assert code == 0, run.stderr
     expected = decodable_frames(shared_file("videos", HTTP_CLIP))
     assert [r["frame"] for r in read_events(events)] == list(range(expected))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_end_a_run_whose_http_server_stalls_in_the_open(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, signum: int, code: int
+) -> None:
+    # open_timeout_s=60: only the signal can end the open within the test's bound (FFmpeg's open blocks in
+    # native code, where a main thread would not run the handler until the timeout).
+    run = run_cli_bg("--source", http_server.url("stall.mp4"), "--set", "source.open_timeout_s=60")
+    deadline = time.monotonic() + STARTUP_S
+    while "/stall.mp4" not in http_server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "/stall.mp4" in http_server.requests, "the source was never opened"
+    time.sleep(0.5)
+    run.signal(signum)
+    exit_code, _ = run.finish(15)
+    assert exit_code == code, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_http_file_that_stalls_mid_body_ends_with_one_line_and_readable_outputs(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.mkv"
+    run = run_cli_bg("--source", http_server.url("stall-half.mp4"), "--events", str(events), "--output", str(video),
+                     "--set", "source.read_timeout_s=1.5")
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 2, run.stderr
+    assert "stalled" in run.error()
+    frames = len(read_events(events))
+    assert 0 < frames < decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert decodable_frames(video) == frames
+
+
+def test_mqtt_password_with_raw_reserved_characters_connects_and_is_never_shown(
+    run_cli_bg: Callable[..., Run], tmp_path
+) -> None:
+    from tests.support.mosquitto import Mosquitto, Subscriber, mosquitto_binary
+
+    mosquitto_binary()
+    password = "Kw3[#/?]@ :Vx8"  # raw: urlsplit reads '[' as an IPv6 host, '#' '?' '/' as the URL's later parts
+    broker = Mosquitto(tmp_path / "broker", users={"cam": password}).start()
+    subscriber = Subscriber(broker.port, "faces/#", username="cam", password=password)
+    try:
+        run = run_cli_bg("--source", str(shared_file("videos", "talking_man_512.mp4")), "--events",
+                         f"mqtt://cam:{password}@127.0.0.1:{broker.port}/faces?spool={tmp_path / 'spool'}",
+                         log_level="DEBUG")
+        code, _ = run.finish(STARTUP_S + 30)
+        assert code == 0, run.stderr
+        messages = subscriber.wait_for(lambda got: any(m.topic.endswith("/status") for m in got))
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert messages
+    for secret in ("Kw3", "Vx8"):
+        assert secret not in run.stderr
+        assert all(secret not in m.payload.decode(errors="replace") for m in messages)
