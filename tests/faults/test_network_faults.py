@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -279,3 +280,75 @@ def test_mqtt_password_with_raw_reserved_characters_connects_and_is_never_shown(
     for secret in ("Kw3", "Vx8"):
         assert secret not in run.stderr
         assert all(secret not in m.payload.decode(errors="replace") for m in messages)
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP files served in other ways: still files (every frame once, exit 0)
+# --------------------------------------------------------------------------------------------------
+
+
+def _hls_vod(clip: Path, folder: Path) -> None:
+    """Remux ``clip`` into an HLS VOD playlist (``#EXT-X-ENDLIST``) of 1 s segments, as ``ffmpeg -f hls`` does."""
+    import av
+
+    with av.open(str(clip)) as source, av.open(str(folder / "vod.m3u8"), "w", format="hls",
+                                                options={"hls_time": "1", "hls_playlist_type": "vod"}) as out:
+        video = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+
+
+@pytest.mark.parametrize("how", ["no-range", "chunked", "redirect", "hls-vod"])
+def test_http_file_served_without_range_chunked_redirected_or_as_hls_is_a_file(
+    run_cli_bg: Callable[..., Run], tmp_path: Path, how: str
+) -> None:
+    import http.server
+    import threading
+    from functools import partial
+
+    clip = shared_file("videos", "talking_man_512.mp4")  # its index (moov) is at the end: needs seeking or a download
+    folder = tmp_path / "www"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip.read_bytes())
+    if how == "hls-vod":
+        _hls_vod(clip, folder)
+    data = clip.read_bytes()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):  # python -m http.server: no Range requests
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
+            if self.path == "/chunked.mp4":
+                self.protocol_version = "HTTP/1.1"
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")  # no Content-Length
+                self.end_headers()
+                for i in range(0, len(data), 65536):
+                    part = data[i : i + 65536]
+                    self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            elif self.path == "/moved.mp4":
+                self.send_response(302)
+                self.send_header("Location", "/clip.mp4?from=redirect")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = {"no-range": "clip.mp4", "chunked": "chunked.mp4", "redirect": "moved.mp4", "hls-vod": "vod.m3u8"}[how]
+    events = tmp_path / "e.jsonl"
+    try:
+        run = run_cli_bg("--source", f"http://127.0.0.1:{server.server_address[1]}/{path}", "--events", str(events))
+        code, _ = run.finish(STARTUP_S + 60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, run.stderr
+    assert [r["frame"] for r in read_events(events)] == list(range(decodable_frames(clip)))
+    assert "reconnecting" not in run.stderr
