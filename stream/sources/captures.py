@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import shutil
+import ssl
 import tempfile
 import time
 import urllib.parse
@@ -161,6 +162,11 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
             shutil.copyfileobj(response, handle, 1 << 20)
     except (OSError, ValueError) as exc:
         Path(handle.name).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise SourceError(f"cannot download '{redact_url(url)}': the server's TLS certificate is not trusted "
+                              f"({reason.verify_message}); give it a certificate this machine trusts, or serve the "
+                              "file over http://") from None
         raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
