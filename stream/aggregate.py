@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, NoReturn
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from stream.counts import REPORT_WINDOW, EventsCounter, PeopleCounter, parse_window, table_bytes, table_format
 from stream.signals import signals_set
@@ -61,10 +61,14 @@ def parse_broker(url: str) -> tuple[str, int, str, str | None, str | None, bool]
     Raises:
         AggregateError: A malformed URL (the password never in the message).
     """
-    from stream.sources import redact_url
+    from stream.redact import credentials, redact_url
 
-    parts = urlsplit(url)
     shown = redact_url(url)
+    bare, user, password = credentials(url)
+    try:
+        parts = urlsplit(bare)
+    except ValueError:  # an unclosed '[' of an IPv6 host
+        raise AggregateError(f"--broker {shown!r}: not a valid URL; give mqtt://HOST[:PORT]/PREFIX") from None
     scheme = parts.scheme.lower()
     if scheme not in ("mqtt", "mqtts"):
         raise AggregateError(f"--broker {shown!r}: give mqtt://HOST[:PORT]/PREFIX (or mqtts:// for TLS)")
@@ -76,9 +80,7 @@ def parse_broker(url: str) -> tuple[str, int, str, str | None, str | None, bool]
     if not parts.hostname or not prefix or any(c in prefix for c in "+#\0"):
         raise AggregateError(f"--broker {shown!r}: give the host and the workers' topic prefix, "
                              "mqtt://HOST[:PORT]/PREFIX (no '+' or '#')")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port, prefix, user, password, scheme == "mqtts"
+    return parts.hostname, port, prefix, user or None, password, scheme == "mqtts"
 
 
 class Aggregator:

@@ -23,6 +23,8 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 import yaml
 
+from stream.redact import SecretFilter, redact_url
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config.yaml"
 # A config file is a page of settings; a bigger one is a mistake or an attack on the parser.
 MAX_CONFIG_BYTES = 1 << 20
@@ -509,6 +511,7 @@ def camera_name(source: str) -> str:
     text = str(source).strip()
     if text.isdigit():
         return f"webcam{text}"
+    text = redact_url(text)  # a password holding '/', '?' or '#' must not become part of the name
     match = re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#]*)([^?#]*)", text)
     if match:
         host = re.sub(r":\d*$", "", match[1].rpartition("@")[2])
@@ -547,6 +550,10 @@ class CameraSpec:
     counts: str | None = None
 
     def __post_init__(self) -> None:
+        # A camera listed in a config file: its credentials are kept out of every message from here on.
+        for value in (self.url, self.output, self.events):
+            if isinstance(value, str):
+                SecretFilter.add_url(value)
         check_camera_name(self.name)
         if not isinstance(self.url, str) or not self.url.strip():
             raise ConfigError(f"camera {self.name!r}: url must be a non-empty string (a webcam index, URL or path)")
@@ -656,11 +663,13 @@ def check_cameras(cameras: tuple[CameraSpec, ...] | list[CameraSpec]) -> tuple[C
     for camera in cameras:
         key = _source_identity(camera.url)
         if key in urls:
-            raise ConfigError(f"source {camera.url.strip()!r} is listed twice (cameras {urls[key].name!r} and "
-                              f"{camera.name!r}); each camera once, or its people are counted twice")
+            raise ConfigError(f"source {redact_url(camera.url.strip())!r} is listed twice (cameras "
+                              f"{urls[key].name!r} and {camera.name!r}); each camera once, or its people are counted "
+                              "twice")
         if camera.name in names:
-            raise ConfigError(f"two cameras are named {camera.name!r} ({names[camera.name].url!r} and "
-                              f"{camera.url!r}); give each its own name (--source NAME=SOURCE or sources[].name)")
+            raise ConfigError(f"two cameras are named {camera.name!r} ({redact_url(names[camera.name].url)!r} and "
+                              f"{redact_url(camera.url)!r}); give each its own name (--source NAME=SOURCE or "
+                              "sources[].name)")
         names[camera.name] = urls[key] = camera
     return tuple(cameras)
 

@@ -38,6 +38,21 @@ def userinfo(text: str) -> tuple[str, str, str] | None:
     return scheme, userinfo, after
 
 
+def credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``(url without its user info, user, password)``, the user and password percent-decoded (None when absent).
+
+    The user info is found by :func:`userinfo`'s rule (up to the last '@'), so a password holding raw '/', '?',
+    '#', '[' or ']' neither breaks the URL apart (``urllib.parse.urlsplit`` reads them as the path, query,
+    fragment or an IPv6 host) nor ends up in a host name, a path or a message.
+    """
+    parts = userinfo(str(url))
+    if parts is None:
+        return str(url), None, None
+    scheme, info, after = parts
+    user, sep, password = info.partition(":")
+    return f"{scheme}://{after}", unquote(user), unquote(password) if sep else None
+
+
 def redact_url(url: str) -> str:
     """Hide credentials in a URL so it can be logged.
 

@@ -24,6 +24,7 @@ hosts Mosquitto), supports MQTT 3.1.1/5, TLS, last will and automatic reconnecti
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -40,15 +41,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from stream.config import SinkOptions
 from stream.events import PersonEvents, camera_name, check_camera_name
+from stream.redact import credentials, redact_url
 from stream.sinks.base import Sink, SinkContext, SinkError
-from stream.sources import redact_url
 from stream.types import Faces, Frame
 
 logger = logging.getLogger(__name__)
@@ -142,7 +143,11 @@ def parse_mqtt_url(url: str) -> MqttSettings:
         SinkError: One line naming what is wrong (the password is never shown).
     """
     shown = redact_url(url)
-    parts = urlsplit(url)
+    bare, user, secret = credentials(url)
+    try:
+        parts = urlsplit(bare)
+    except ValueError:  # an unclosed '[' of an IPv6 host
+        raise SinkError(f"--events {shown!r}: not a valid URL; use mqtt://HOST[:PORT]/PREFIX") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise SinkError(f"--events {shown!r}: an MQTT URL starts with mqtt:// or mqtts://")
@@ -153,9 +158,9 @@ def parse_mqtt_url(url: str) -> MqttSettings:
     host = parts.hostname
     if not host:
         raise SinkError(f"--events {shown!r}: no broker host; use mqtt://HOST[:PORT]/PREFIX")
-    if parts.fragment or url.endswith("#"):
+    if parts.fragment or bare.endswith("#"):
         raise SinkError(f"--events {shown!r}: the topic prefix may not hold '+', '#' or empty levels "
-                        "(write a '#' in a password as %23)")
+                        "(write a '#' in it as %23)")
     prefix = parts.path.strip("/") or DEFAULT_PREFIX
     if any(c in prefix for c in "+#\0") or "//" in prefix:
         raise SinkError(f"--events {shown!r}: the topic prefix {prefix!r} may not hold '+', '#' or empty levels")
@@ -192,10 +197,8 @@ def parse_mqtt_url(url: str) -> MqttSettings:
     for key in ("ca", "cert", "key"):
         if key in values and not Path(values[key]).expanduser().is_file():
             raise SinkError(f"--events {shown!r}: {key}= file {values[key]!r} does not exist")
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return MqttSettings(url=url, tls=scheme == "mqtts", host=host, port=port, username=username or None,
-                        password=password, prefix=prefix, **values)
+    return MqttSettings(url=url, tls=scheme == "mqtts", host=host, port=port, username=user or None,
+                        password=secret, prefix=prefix, **values)
 
 
 class Spool:
@@ -221,12 +224,17 @@ class Spool:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Held open for the sink's lifetime, closed in close().
             self._file: IO[bytes] = open(path, "a+b")  # noqa: SIM115
+            # Appends go straight to the OS through their own descriptor (O_APPEND: always at the end): a write a
+            # full disk cuts short is seen at once and undone (a buffered one would keep the rest and add it to a
+            # later line). Reads seek first, through the buffered file, whose own file position this leaves alone.
+            self._append_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         except OSError as err:
             raise SinkError(f"cannot open the MQTT spool {str(path)!r} ({err.strerror or err}); "
                             "choose another folder with ?spool=DIR") from err
         try:
             fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            os.close(self._append_fd)
             self._file.close()
             raise SinkError(f"the MQTT spool {str(path)!r} is in use by another process; "
                             "give each run its own camera name or ?spool=DIR") from None
@@ -259,8 +267,12 @@ class Spool:
 
     def _save_offset(self, value: int) -> None:
         tmp = self._offset_path.with_name(self._offset_path.name + ".tmp")
-        tmp.write_text(str(value), encoding="ascii")
-        os.replace(tmp, self._offset_path)
+        try:
+            tmp.write_text(str(value), encoding="ascii")
+            os.replace(tmp, self._offset_path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a full disk: no half-written position is left beside the spool
+            raise
         self._saved, self._saved_at = value, time.monotonic()
 
     @property
@@ -276,10 +288,15 @@ class Spool:
         """Add one message line (ending in a newline); False when it would pass the limit (unless ``force``)."""
         if not force and self._size - self._committed + len(line) > self.max_bytes:
             return False
-        self._file.seek(0, os.SEEK_END)
-        self._file.write(line)
-        # Flushed to the OS at once: a kill -9 of this process loses nothing the spool accepted.
-        self._file.flush()
+        # Written to the OS at once: a kill -9 of this process loses nothing the spool accepted.
+        try:
+            written = os.write(self._append_fd, line)
+            if written != len(line):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            with contextlib.suppress(OSError):  # the spool ends on a complete line whatever the disk does
+                os.ftruncate(self._append_fd, self._size)
+            raise
         self._size += len(line)
         return True
 
@@ -321,7 +338,12 @@ class Spool:
         try:
             if self._committed != self._saved:
                 self._save_offset(self._committed)
+        except OSError as err:
+            # The next run re-sends from the last saved position (QoS 1 is at-least-once): nothing is lost.
+            logger.warning("mqtt spool %s: saving the read position failed (%s); the next run may re-send "
+                           "some messages", self.path, err.strerror or err)
         finally:
+            os.close(self._append_fd)
             self._file.close()
 
 

@@ -32,9 +32,16 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi")
 _TIMESTAMP_TIME_BASE = Fraction(1, 1000)
 # Fragmented MP4/MOV: the index is written with every fragment (each keyframe, and at least every second)
 # instead of once at the end, so a run killed outright (kill -9, power loss) leaves a file that plays up to its
-# last fragment. Matroska (.mkv) is written that way by design. Cost: see the VideoSink docstring.
-_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000"}
-_CONTAINER_OPTIONS: dict[str, dict[str, str]] = {".mp4": _FRAGMENTED, ".mov": _FRAGMENTED}
+# last fragment. Cost: see the VideoSink docstring.
+# flush_packets: the header and each fragment reach the OS as soon as they are written, so a file killed before
+# its first fragment still opens (with no frames) rather than being a 28-byte stub that nothing reads.
+_FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "1000000",
+               "flush_packets": "1"}
+# Matroska is progressive by design, but its muxer holds a cluster (5 s by default) and FFmpeg's 32 KB write
+# buffer in memory: a run killed in its first seconds left a 0-byte .mkv. Clusters of 1 s, handed to the OS as
+# each packet is written, leave one that plays up to its last second.
+_MATROSKA = {"cluster_time_limit": "1000", "flush_packets": "1"}
+_CONTAINER_OPTIONS: dict[str, dict[str, str]] = {".mp4": _FRAGMENTED, ".mov": _FRAGMENTED, ".mkv": _MATROSKA}
 
 
 def as_frame_rate(fps: float | Fraction) -> Fraction:

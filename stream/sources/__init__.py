@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import stat
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 
 from stream.config import SourceOptions
 from stream.sources.base import (
+    _POLL_S,
     _URL_RE,
     KINDS,
     CaptureFactory,
@@ -122,7 +124,7 @@ def open_source(
     if kind == "stream":
         SecretFilter.add_url(target)
         if capture_factory is None and target.lower().startswith("http"):
-            remote = _remote_file(target, options)
+            remote = _off_the_main_thread(_remote_file, target, options, name=redact_url(target))
             if remote is not None:
                 return remote
         factory = capture_factory if capture_factory is not None else _PyAVStreamCapture.factory(options)
@@ -132,6 +134,33 @@ def open_source(
     if kind == "image":
         return ImageSource(target, options)
     return VideoFileSource(target, options)
+
+
+def _off_the_main_thread(function: Any, *args: Any, name: str) -> Any:
+    """``function(*args)`` run in a reader thread while this thread waits in short, interruptible steps.
+
+    FFmpeg's blocking network calls (``av.open``, the first reads) hold this thread in native code until their
+    timeouts, and Python runs signal handlers only between bytecodes of the main thread: opened here, a
+    server that stalls would hold off Ctrl-C/SIGTERM for the whole open timeout (twice, counting the
+    live retry). A signal now raises at once; the abandoned thread ends at its own timeout, and the CLI's
+    exit does not wait for it (:func:`stream.sources.base.exit_past_stuck_readers`: the ``reader:`` prefix).
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def call() -> None:
+        try:
+            outcome.append((True, function(*args)))
+        except BaseException as exc:  # handed to the waiting thread, which raises it
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=call, name=f"reader:open {name}", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(_POLL_S)
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 def _remote_file(url: str, options: SourceOptions) -> VideoFileSource | None:

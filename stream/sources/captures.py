@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import shutil
+import ssl
 import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import av
 import av.error
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from stream.config import SourceOptions
-from stream.redact import redact_url, userinfo
+from stream.redact import credentials, redact_url
 from stream.sources.base import CaptureFactory, SourceError
 from stream.sources.base import has_credentials as _has_credentials
 from stream.sources.base import scrub as _scrub
@@ -150,13 +150,10 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
     Raises:
         SourceError: The download failed (the message is free of credentials).
     """
-    parts = userinfo(url)
-    request = urllib.request.Request(url)
-    if parts is not None:
-        scheme, info, after = parts
-        request = urllib.request.Request(f"{scheme}://{after}")
-        user, _, password = info.partition(":")
-        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    bare, user, password = credentials(url)
+    request = urllib.request.Request(bare)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     suffix = Path(urllib.parse.urlsplit(request.full_url).path).suffix[:10]
     handle = tempfile.NamedTemporaryFile(prefix="face-stream-", suffix=suffix, delete=False)  # noqa: SIM115
@@ -165,6 +162,11 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
             shutil.copyfileobj(response, handle, 1 << 20)
     except (OSError, ValueError) as exc:
         Path(handle.name).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise SourceError(f"cannot download '{redact_url(url)}': the server's TLS certificate is not trusted "
+                              f"({reason.verify_message}); give it a certificate this machine trusts, or serve the "
+                              "file over http://") from None
         raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

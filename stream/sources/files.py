@@ -240,6 +240,9 @@ def _video_reader(
                 if not _put(out, frame, stop):
                     return
                 index += 1
+    except (av.error.ExitError, TimeoutError):
+        # PyAV's read timeout interrupts FFmpeg, which words it "Immediate exit requested".
+        stopped_early = "no data for source.read_timeout_s: the server stalled"
     except (av.error.FFmpegError, OSError) as exc:
         stopped_early = getattr(exc, "strerror", None) or type(exc).__name__
     finally:

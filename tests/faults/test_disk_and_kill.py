@@ -114,3 +114,33 @@ def test_summary_on_a_full_disk_is_one_line_and_leaves_nothing(
     assert code == 2, run.stderr
     assert "No space left on device" in run.error()
     assert sorted(p.name for p in disk.iterdir()) == ["fill"]  # no summary, temporary or lock file left
+
+
+@pytest.mark.parametrize("extension", [".mp4", ".mkv"])
+def test_kill_9_in_the_first_second_leaves_a_playable_video(
+    run_cli_bg: Callable[..., Run], tmp_path: Path, extension: str
+) -> None:
+    # Before the first fragment or cluster was complete a killed run left a 28-byte .mp4 or a 0-byte .mkv.
+    video, events = tmp_path / f"v{extension}", tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", str(shared_file("videos", LONG_CLIP)), "--output", str(video),
+                     "--events", str(events))
+    run.wait_for_lines(events, 45)
+    run.signal(signal.SIGKILL)
+    run.finish(10)
+    assert decodable_frames(video) > 0
+
+
+def test_mqtt_spool_on_a_full_disk_ends_on_a_complete_line_and_closes(small_disk: Callable[[str], Path]) -> None:
+    from stream.sinks.mqtt import Spool
+
+    spool = Spool(small_disk("16k") / "spool.jsonl", max_bytes=1 << 20)
+    line = b'{"topic":"faces/cam/events","retain":false,"payload":"' + b"x" * 700 + b'"}\n'
+    with pytest.raises(OSError):
+        for _ in range(1000):
+            spool.append(line)
+    with pytest.raises(OSError):
+        spool.commit(len(line))  # saving the read position fails too (the sink says so and goes on)...
+    spool.close()  # ...and closing, which tries again, neither raises nor leaves a temporary file
+    text = spool.path.read_bytes()
+    assert text and text.endswith(b"\n") and text.count(b"\n") * len(line) == len(text)
+    assert not list(spool.path.parent.glob("*.tmp"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,132 @@ def test_http_reset_once_resumes_and_reads_every_frame(
     assert code == 0, run.stderr
     expected = decodable_frames(shared_file("videos", HTTP_CLIP))
     assert [r["frame"] for r in read_events(events)] == list(range(expected))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signals_end_a_run_whose_http_server_stalls_in_the_open(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, signum: int, code: int
+) -> None:
+    # open_timeout_s=60: only the signal can end the open within the test's bound (FFmpeg's open blocks in
+    # native code, where a main thread would not run the handler until the timeout).
+    run = run_cli_bg("--source", http_server.url("stall.mp4"), "--set", "source.open_timeout_s=60")
+    deadline = time.monotonic() + STARTUP_S
+    while "/stall.mp4" not in http_server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "/stall.mp4" in http_server.requests, "the source was never opened"
+    time.sleep(0.5)
+    run.signal(signum)
+    exit_code, _ = run.finish(15)
+    assert exit_code == code, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_http_file_that_stalls_mid_body_ends_with_one_line_and_readable_outputs(
+    run_cli_bg: Callable[..., Run], http_server: FaultyHttpServer, tmp_path
+) -> None:
+    events, video = tmp_path / "e.jsonl", tmp_path / "v.mkv"
+    run = run_cli_bg("--source", http_server.url("stall-half.mp4"), "--events", str(events), "--output", str(video),
+                     "--set", "source.read_timeout_s=1.5")
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 2, run.stderr
+    assert "stalled" in run.error()
+    frames = len(read_events(events))
+    assert 0 < frames < decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert decodable_frames(video) == frames
+
+
+def test_mqtt_password_with_raw_reserved_characters_connects_and_is_never_shown(
+    run_cli_bg: Callable[..., Run], tmp_path
+) -> None:
+    from tests.support.mosquitto import Mosquitto, Subscriber, mosquitto_binary
+
+    mosquitto_binary()
+    password = "Kw3[#/?]@ :Vx8"  # raw: urlsplit reads '[' as an IPv6 host, '#' '?' '/' as the URL's later parts
+    broker = Mosquitto(tmp_path / "broker", users={"cam": password}).start()
+    subscriber = Subscriber(broker.port, "faces/#", username="cam", password=password)
+    try:
+        run = run_cli_bg("--source", str(shared_file("videos", "talking_man_512.mp4")), "--events",
+                         f"mqtt://cam:{password}@127.0.0.1:{broker.port}/faces?spool={tmp_path / 'spool'}",
+                         log_level="DEBUG")
+        code, _ = run.finish(STARTUP_S + 30)
+        assert code == 0, run.stderr
+        messages = subscriber.wait_for(lambda got: any(m.topic.endswith("/status") for m in got))
+    finally:
+        subscriber.close()
+        broker.stop()
+    assert messages
+    for secret in ("Kw3", "Vx8"):
+        assert secret not in run.stderr
+        assert all(secret not in m.payload.decode(errors="replace") for m in messages)
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP files served in other ways: still files (every frame once, exit 0)
+# --------------------------------------------------------------------------------------------------
+
+
+def _hls_vod(clip: Path, folder: Path) -> None:
+    """Remux ``clip`` into an HLS VOD playlist (``#EXT-X-ENDLIST``) of 1 s segments, as ``ffmpeg -f hls`` does."""
+    import av
+
+    with av.open(str(clip)) as source, av.open(str(folder / "vod.m3u8"), "w", format="hls",
+                                                options={"hls_time": "1", "hls_playlist_type": "vod"}) as out:
+        video = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = video
+                out.mux(packet)
+
+
+@pytest.mark.parametrize("how", ["no-range", "chunked", "redirect", "hls-vod"])
+def test_http_file_served_without_range_chunked_redirected_or_as_hls_is_a_file(
+    run_cli_bg: Callable[..., Run], tmp_path: Path, how: str
+) -> None:
+    import http.server
+    import threading
+    from functools import partial
+
+    clip = shared_file("videos", "talking_man_512.mp4")  # its index (moov) is at the end: needs seeking or a download
+    folder = tmp_path / "www"
+    folder.mkdir()
+    (folder / "clip.mp4").write_bytes(clip.read_bytes())
+    if how == "hls-vod":
+        _hls_vod(clip, folder)
+    data = clip.read_bytes()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):  # python -m http.server: no Range requests
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
+            if self.path == "/chunked.mp4":
+                self.protocol_version = "HTTP/1.1"
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")  # no Content-Length
+                self.end_headers()
+                for i in range(0, len(data), 65536):
+                    part = data[i : i + 65536]
+                    self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                self.wfile.write(b"0\r\n\r\n")
+            elif self.path == "/moved.mp4":
+                self.send_response(302)
+                self.send_header("Location", "/clip.mp4?from=redirect")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = {"no-range": "clip.mp4", "chunked": "chunked.mp4", "redirect": "moved.mp4", "hls-vod": "vod.m3u8"}[how]
+    events = tmp_path / "e.jsonl"
+    try:
+        run = run_cli_bg("--source", f"http://127.0.0.1:{server.server_address[1]}/{path}", "--events", str(events))
+        code, _ = run.finish(STARTUP_S + 60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, run.stderr
+    assert [r["frame"] for r in read_events(events)] == list(range(decodable_frames(clip)))
+    assert "reconnecting" not in run.stderr

@@ -424,3 +424,35 @@ def test_install_puts_one_redaction_filter_on_each_root_handler() -> None:
         assert sum(isinstance(f, SecretFilter) for f in handler.filters) == 1
     finally:
         root.removeHandler(handler)
+
+
+# Raw reserved characters that split a URL early ('/', '?', '#') or make urlsplit fail ('[', ']').
+RAW_PASSWORDS = ["Kw3/Vx8", "Kw3?Vx8", "Kw3#Vx8", "Kw3[Vx8", "Kw3]Vx8", "Kw3@Vx8", "Kw3 Vx8", "Kw3%Vx8", "Kw3äVx8"]
+
+
+@pytest.mark.parametrize("password", RAW_PASSWORDS)
+@pytest.mark.parametrize("path", ["/cam", ""])
+def test_a_camera_named_after_its_url_never_holds_the_password(password: str, path: str) -> None:
+    from stream.config import camera_name
+
+    name = camera_name(f"rtsp://admin:{password}@10.0.0.5:554{path}")
+    assert name == ("cam" if path else "10.0.0.5")
+
+
+@pytest.mark.parametrize("password", RAW_PASSWORDS)
+def test_an_mqtt_url_with_a_raw_reserved_character_password_parses(password: str) -> None:
+    from stream.sinks.mqtt import parse_mqtt_url
+
+    settings = parse_mqtt_url(f"mqtt://cam:{password}@broker.local:1884/faces")
+    assert (settings.host, settings.port, settings.prefix) == ("broker.local", 1884, "faces")
+    assert (settings.username, settings.password) == ("cam", password)
+
+
+def test_a_config_file_camera_password_is_never_shown(tmp_path: Path) -> None:
+    config = tmp_path / "cameras.yaml"
+    url = "rtsp://admin:Kw3#/?Vx8@127.0.0.1:9/cam"
+    config.write_text(f"sources:\n  - url: '{url}'\n  - url: '{url}'\n")  # the same camera twice: refused
+    result = run_cli("--config", str(config), log_level="DEBUG")
+    assert result.returncode == 2, result.stderr
+    assert "listed twice" in error_line(result.stderr)
+    assert "Kw3" not in result.stderr and "Vx8" not in result.stderr

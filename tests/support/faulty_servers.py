@@ -6,7 +6,10 @@
   ``/clip.mp4`` (served whole, with Range requests), ``/drip.mp4`` (a few hundred bytes a second),
   ``/reset.mp4`` (the connection is reset half-way, every time), ``/reset-once.mp4`` (reset half-way the first
   time only, then served with Range requests, so a client that resumes gets it all), ``/auth.mp4`` (401 unless the Basic
-  credentials match) and ``/stall.mp4`` (the request is read, no answer ever comes).
+  credentials match), ``/stall.mp4`` (the request is read, no answer ever comes) and ``/stall-half.mp4``
+  (served, with Range requests, up to half of the clip; then the connection stays open and silent).
+
+``requests`` lists the paths asked for, in order (a test can wait until the client is inside its open).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class FaultyHttpServer:
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         served_once: list[bool] = []
         lock = threading.Lock()
+        self.requests: list[str] = []
+        requests = self.requests
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -72,6 +77,7 @@ class FaultyHttpServer:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's spelling
                 path = self.path.split("?")[0]
+                requests.append(path)
                 if path == "/stall.mp4":
                     time.sleep(3600)
                     return
@@ -103,6 +109,10 @@ class FaultyHttpServer:
                             self.wfile.write(body[i : i + step])
                             self.wfile.flush()
                             time.sleep(0.1)
+                    elif path == "/stall-half.mp4":
+                        self.wfile.write(body[: max(0, len(data) // 2 - start)])
+                        self.wfile.flush()
+                        time.sleep(3600)
                     elif path == "/reset.mp4":
                         self.wfile.write(body[: len(body) // 2])
                         self.wfile.flush()
