@@ -171,16 +171,22 @@ CASES: list[tuple[str, Case, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("case", "expected"), [pytest.param(c, e, id=i) for i, c, e in CASES])
-def test_hostile_input_exits_2_with_one_error_line(tmp_path: Path, case: Case, expected: str) -> None:
+def assert_refused_untouched(tmp_path: Path, case: Case, expected: str) -> None:
+    """The CLI run ``case`` makes exits 2 with one error line matching ``expected``; no file under ``tmp_path``
+    (its inputs, and anything an output would have overwritten) is changed."""
     args, env = case(tmp_path)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink()}
     result = run_cli(*args, env=child_env(**env), timeout=90)
     assert result.returncode == 2, result.stderr
     line = error_line(result.stderr)
     assert re.search(expected, line), line
-    for path, data in before.items():  # no input was touched
+    for path, data in before.items():
         assert path.read_bytes() == data, f"{path} changed"
+
+
+@pytest.mark.parametrize(("case", "expected"), [pytest.param(c, e, id=i) for i, c, e in CASES])
+def test_hostile_input_exits_2_with_one_error_line(tmp_path: Path, case: Case, expected: str) -> None:
+    assert_refused_untouched(tmp_path, case, expected)
 
 
 def test_readme_example_output_onto_the_input_keeps_the_input(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO, VIDEOS
-from tests.support.cli_util import child_env, free_port
+from tests.support.cli_util import child_env, cli_command, free_port
 
 CLIP = VIDEOS / "talking_man_512.mp4"
 PHOTO = VIDEOS / "multiface.jpg"
@@ -42,6 +42,9 @@ class Client:
     def __init__(self, host: str, port: int, pid: int | None = None) -> None:
         self.host, self.port = host, port
         self.pid = pid  # the server's process, when the test started it
+        self.process: subprocess.Popen[str] | None = None  # the same, when serve() started it
+        self.returncode: int | None = None  # how serve()'s child ended (set when its block ends)
+        self.stderr = ""
         self.base = f"http://{host}:{port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
@@ -100,13 +103,20 @@ def multipart(field: str, filename: str, data: bytes, content_type: str = "appli
 
 
 @contextmanager
-def serve(*args: str, startup_s: float = 120.0, env: dict[str, str] | None = None) -> Iterator[Client]:
-    """``python -m stream.serve ARGS`` on a free port until the block ends (then SIGTERM); ``env``: extra variables."""
+def serve(*args: str, startup_s: float = 120.0, env: dict[str, str] | None = None,
+          beside_run: bool = False) -> Iterator[Client]:
+    """``python -m stream.serve ARGS`` (``beside_run``: ``python -m stream ARGS --serve``) on a free port until the
+    block ends, then SIGTERM; it must end without a traceback. ``client.process`` is the child, and after the block
+    ``client.returncode``/``client.stderr`` say how it ended. ``env``: extra variables."""
     port = free_port()
-    command = [sys.executable, "-m", "stream.serve", "--port", str(port), "--log-level", "WARNING", *args]
+    if beside_run:
+        command = cli_command(*args, "--serve", f"127.0.0.1:{port}")
+    else:
+        command = [sys.executable, "-m", "stream.serve", "--port", str(port), "--log-level", "WARNING", *args]
     process = subprocess.Popen(command, cwd=REPO, env=child_env(**(env or {})), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     client = Client("127.0.0.1", port, process.pid)
+    client.process = process
     deadline = time.monotonic() + startup_s
     try:
         while True:
@@ -124,10 +134,11 @@ def serve(*args: str, startup_s: float = 120.0, env: dict[str, str] | None = Non
     finally:
         process.send_signal(signal.SIGTERM)
         try:
-            _, stderr = process.communicate(timeout=20)
+            _, stderr = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             _, stderr = process.communicate()
+        client.returncode, client.stderr = process.returncode, stderr
         assert "Traceback" not in stderr, stderr
 
 

@@ -273,31 +273,12 @@ def test_a_non_commercial_model_is_flagged_on_the_page(browser, screens):
 def test_two_cameras_live_and_on_the_dashboard(browser, screens, start_server):  # noqa: F811
     """``python -m stream --source door=RTSP --source till=RTSP --serve``: both videos play side by side on the
     live view; the dashboard has a row per camera and the total, and its filter offers each camera."""
-    import signal
-    import subprocess
-
     from selenium.webdriver.support.ui import Select
 
-    from tests.conftest import REPO
-    from tests.support.cli_util import child_env, cli_command, free_port
-
     door, till = start_server(), start_server()
-    port = free_port()
-    process = subprocess.Popen(cli_command("--source", f"door={door.url()}", "--source", f"till={till.url()}",
-                                           "--serve", f"127.0.0.1:{port}", "--set", "serve.workers=1"),
-                               cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    client = Client("127.0.0.1", port)
     driver = browser
-    try:
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"the run ended ({process.returncode}): {process.communicate()[1]}")
-            try:
-                return client.get("/healthz").status == 200
-            except OSError:
-                return False
-
-        wait_for(up, 120)
+    with serve("--source", f"door={door.url()}", "--source", f"till={till.url()}", "--set", "serve.workers=1",
+               beside_run=True) as client:
         driver.get(client.base + "/live")
         for camera in ("cam0", "cam1"):
             first = wait_for(lambda camera=camera: driver.execute_script(FRAME_FINGERPRINT, f"stream-{camera}"), 60)
@@ -320,14 +301,6 @@ def test_two_cameras_live_and_on_the_dashboard(browser, screens, start_server): 
         wait_for(lambda: "camera=cam1" in driver.find_element(*_by("#chart-ages")).get_attribute("src"), 10)
         wait_for(lambda: driver.execute_script("return document.getElementById('chart-ages').naturalWidth"), 30)
         screenshot(driver, screens, "dashboard-two-cameras.png", height=1300)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-    assert "Traceback" not in stderr, stderr
 
 
 def test_uncertain_labels_read_sensibly(live_server: Client, browser, screens, tmp_path):

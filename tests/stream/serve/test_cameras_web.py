@@ -4,42 +4,33 @@ and offline once it stays away longer than ``source.give_up_after_s``, while the
 
 from __future__ import annotations
 
-import signal
-import subprocess
-
 import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REPO
-from tests.stream.serve.conftest import Client, wait_for
+from tests.stream.serve.conftest import serve, wait_for
 from tests.stream.test_sources_rtsp import rtsp_ready, start_server  # noqa: F401 (fixtures: real RTSP servers)
-from tests.support.cli_util import child_env, cli_command, free_port
 
 
 def test_every_camera_has_its_live_view_and_status(start_server):  # noqa: F811
     door, till = start_server(), start_server()
-    port = free_port()
-    command = cli_command("--source", f"door={door.url()}", "--source", f"till={till.url()}",
-                          "--serve", f"127.0.0.1:{port}", "--set", "serve.workers=1",
-                          "--set", "source.read_timeout_s=1", "--set", "source.reconnect_max_s=0.5",
-                          "--set", "source.give_up_after_s=8")
-    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    client = Client("127.0.0.1", port)
+    with serve("--source", f"door={door.url()}", "--source", f"till={till.url()}", "--set", "serve.workers=1",
+               "--set", "source.read_timeout_s=1", "--set", "source.reconnect_max_s=0.5",
+               "--set", "source.give_up_after_s=8", beside_run=True) as client:
+        process = client.process
+        assert process is not None
 
-    def cameras() -> dict[str, dict]:
-        if process.poll() is not None:
-            pytest.fail(f"the run ended ({process.returncode}): {process.communicate()[1]}")
-        try:
-            return {camera["counts_key"]: camera for camera in client.get("/api/cameras").json()}
-        except OSError:
-            return {}
+        def cameras() -> dict[str, dict]:
+            if process.poll() is not None:
+                pytest.fail(f"the run ended ({process.returncode}): {process.communicate()[1]}")
+            try:
+                return {camera["counts_key"]: camera for camera in client.get("/api/cameras").json()}
+            except OSError:
+                return {}
 
-    def status(name: str) -> str:
-        return cameras()[name]["status"]
+        def status(name: str) -> str:
+            return cameras()[name]["status"]
 
-    try:
         both = wait_for(lambda: (found := cameras()) and len(found) == 2 and
                         all(c["status"] == "live" and c["fps"] for c in found.values()) and found, 120)
         assert both["door"]["name"].startswith("door") and both["till"]["name"].startswith("till")
@@ -64,11 +55,3 @@ def test_every_camera_has_its_live_view_and_status(start_server):  # noqa: F811
         wait_for(lambda: status("door") == "offline", 40)
         assert status("till") == "live"
         assert client.get(f"/api/cameras/{both['door']['id']}/frame.jpg").status == 200  # the last picture stays
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, stderr = process.communicate()
-    assert "Traceback" not in stderr, stderr

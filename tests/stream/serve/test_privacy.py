@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import signal
 import subprocess
 import time
 
@@ -16,7 +15,7 @@ import pytest
 
 from stream.config import ConfigError, load_config
 from tests.conftest import REPO, shared_file
-from tests.stream.serve.conftest import Client, wait_for
+from tests.stream.serve.conftest import serve, wait_for
 from tests.support.cli_util import child_env, cli_command, free_port, run_cli
 
 
@@ -74,22 +73,8 @@ def test_cli_serve_with_privacy_web_outputs_have_no_face(default_detector):
     """``python -m stream --serve`` beside a run with annotate.privacy=blur: live view and uploads obscured."""
     clip = shared_file("videos", "expressive_woman_480.mp4")
     photo = shared_file("videos", "multiface.jpg")
-    port = free_port()
-    command = cli_command("--source", str(clip), "--serve", f"127.0.0.1:{port}", "--max-frames", "800",
-                          "--set", "annotate.privacy=blur", "--set", "serve.workers=1")
-    process = subprocess.Popen(command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    client = Client("127.0.0.1", port)
-    try:
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"the run ended early ({process.returncode}): {process.communicate()[1]}")
-            try:
-                return client.get("/healthz").status == 200
-            except OSError:
-                return False
-
-        wait_for(up, 120)
+    with serve("--source", str(clip), "--max-frames", "800", "--set", "annotate.privacy=blur",
+               "--set", "serve.workers=1", beside_run=True) as client:
         camera = wait_for(lambda: [c for c in client.get("/api/cameras").json() if c["status"] == "live"], 60)[0]
         assert camera["name"].endswith("expressive_woman_480.mp4")
         assert client.get("/api/info").json()["privacy"] == "blur"
@@ -104,11 +89,7 @@ def test_cli_serve_with_privacy_web_outputs_have_no_face(default_detector):
         assert len(answer["faces"]) == 6 and all(face["age_group"] for face in answer["faces"])
         annotated = cv2.imdecode(np.frombuffer(base64.b64decode(answer["annotated_jpeg"]), np.uint8), cv2.IMREAD_COLOR)
         assert len(default_detector.detect(annotated)) == 0
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    assert process.returncode in (0, 143), stderr
-    assert "Traceback" not in stderr
+    assert client.returncode in (0, 143), client.stderr
     time.sleep(0.2)
     with pytest.raises(OSError):
         client.request("GET", "/healthz", timeout=2)  # the page lives as long as the run

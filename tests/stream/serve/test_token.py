@@ -52,34 +52,13 @@ def test_clip_longer_than_the_limit_is_refused(token_server):
 
 def test_cli_serve_takes_the_token_from_the_environment():
     """``FACE_STREAM_TOKEN=... python -m stream --source X --serve``: the page beside a run needs the token too."""
-    import signal
-    import subprocess
-
-    from tests.conftest import REPO, shared_file
-    from tests.stream.serve.conftest import Client, wait_for
-    from tests.support.cli_util import child_env, cli_command, free_port
+    from tests.conftest import shared_file
+    from tests.stream.serve.conftest import serve
 
     clip = shared_file("videos", "expressive_woman_480.mp4")
-    port = free_port()
-    process = subprocess.Popen(cli_command("--source", str(clip), "--serve", f"127.0.0.1:{port}",
-                                           "--set", "serve.workers=1"),
-                               cwd=REPO, env=child_env(FACE_STREAM_TOKEN=TOKEN), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    client = Client("127.0.0.1", port)
-    try:
-        def up() -> bool:
-            if process.poll() is not None:
-                pytest.fail(f"the run ended early ({process.returncode}): {process.communicate()[1]}")
-            try:
-                return client.get("/healthz").status == 200
-            except OSError:
-                return False
-
-        wait_for(up, 120)
+    with serve("--source", str(clip), "--set", "serve.workers=1", beside_run=True,
+               env={"FACE_STREAM_TOKEN": TOKEN}) as client:
         assert client.get("/api/cameras").status == 401
         assert client.get("/").status == 401
         assert client.get("/api/cameras", Authorization=f"Bearer {TOKEN}").status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
-    assert TOKEN not in stderr and "Traceback" not in stderr
+    assert TOKEN not in client.stderr
