@@ -767,7 +767,7 @@ MAX_YAML_DEPTH = 32
 MAX_INT_DIGITS = 100
 
 
-class _NoAliasLoader(yaml.SafeLoader):
+class _BoundedLoader(yaml.SafeLoader):
     """YAML bounded for settings: no anchors and aliases (nested aliases, "billion laughs", make a few hundred
     bytes expand into gigabytes), no nesting deeper than :data:`MAX_YAML_DEPTH`, no integer literal longer than
     :data:`MAX_INT_DIGITS`, and no key given twice in one mapping (PyYAML would keep the last silently)."""
@@ -811,13 +811,13 @@ class _NoAliasLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
-_NoAliasLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasLoader.construct_yaml_int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _parse_scalar(text: str) -> Any:
     """Parse a ``--set`` value with YAML rules (so ``true``, ``0.5``, ``[a, b]`` work)."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError:
         return text
     except ConfigError as error:
@@ -839,7 +839,7 @@ def _read_yaml(config_path: Path) -> Any:
         raise ConfigError(f"config file {config_path} is larger than {MAX_CONFIG_BYTES >> 20} MiB; it is not a config")
     try:
         # Bytes: PyYAML reads UTF-8, or UTF-16 with its byte-order mark, and refuses anything else itself.
-        return yaml.load(data, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(data, Loader=_BoundedLoader)  # noqa: S506 (a SafeLoader subclass)
     except ConfigError as error:
         raise ConfigError(f"config file {config_path}: {error}") from None
     except yaml.YAMLError as error:
