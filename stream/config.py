@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import typing
 from collections.abc import Mapping
@@ -251,6 +252,8 @@ class SourceOptions(Section):
             ``give_up_after_s``) instead of failing at once.
         queue_size: Decoded frames a file reader may hold ahead of the consumer.
         max_image_height: Still images taller than this are downscaled to it, keeping the aspect ratio.
+        tls_verify: Check an https:// server's certificate before sending it anything (credentials included).
+        tls_ca_file: PEM file of the CAs to trust for https:// (a camera's own CA); "": this machine's CAs.
     """
 
     section: ClassVar[str] = "source"
@@ -263,8 +266,13 @@ class SourceOptions(Section):
     wait_for_source: bool = setting(False)
     queue_size: int = setting(8, low=1, high=1024)
     max_image_height: int = setting(1080, low=16, high=65536)
+    tls_verify: bool = setting(True)
+    tls_ca_file: str = setting("", allow_empty=True)
 
     def check(self) -> None:
+        if self.tls_ca_file and not os.path.isfile(os.path.expanduser(self.tls_ca_file)):
+            raise ConfigError(f"source.tls_ca_file {self.tls_ca_file!r} is not a file; give the PEM file of the "
+                              "CA that signed the server's certificate, or '' for this machine's CAs")
         if self.reconnect_max_s < self.reconnect_initial_s:
             raise ConfigError(f"source.reconnect_max_s must be >= reconnect_initial_s ({self.reconnect_initial_s!r}), "
                               f"got {self.reconnect_max_s!r}")

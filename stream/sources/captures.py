@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
+import os
 import shutil
 import ssl
 import tempfile
@@ -80,6 +82,8 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         # A dropped connection to a file resumes where it broke (a Range request) instead of ending the file
         # early; a server gone for good still fails after a few seconds.
         container_options.update({"reconnect": "1", "reconnect_on_network_error": "1", "reconnect_delay_max": "2"})
+        if scheme == "https":
+            container_options.update(_ffmpeg_tls_options(options))
     started = time.monotonic()
     try:
         container = av.open(
@@ -112,6 +116,14 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
     except av.error.ProtocolNotFoundError as exc:
         raise _ConnectError(f"this FFmpeg build cannot read {scheme}:// URLs", fatal=True) from exc
     except (av.error.FFmpegError, OSError) as exc:
+        if scheme == "https" and options.tls_verify and getattr(exc, "errno", None) == errno.EIO:
+            # FFmpeg's TLS layer says no more than "Input/output error" when the certificate check fails.
+            raise _ConnectError(
+                "the TLS handshake failed, most likely because this machine does not trust the server's "
+                "certificate: give the CA that signed it as source.tls_ca_file (or, on a network you trust, "
+                "set source.tls_verify=false)",
+                fatal=True,
+            ) from exc
         elapsed = time.monotonic() - started
         if elapsed >= options.open_timeout_s * 0.95 or isinstance(exc, (av.error.ExitError, TimeoutError)):
             raise _ConnectError(
@@ -124,6 +136,30 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         container.close()
         raise _ConnectError("the stream has no video track (check the URL's path)")
     return container
+
+
+def _ca_file(options: SourceOptions) -> str | None:
+    """The CA bundle https:// servers are checked against: ``source.tls_ca_file``, else this machine's."""
+    if options.tls_ca_file:
+        return os.path.expanduser(options.tls_ca_file)
+    paths = ssl.get_default_verify_paths()
+    return next((path for path in (paths.cafile, paths.openssl_cafile) if path and os.path.isfile(path)), None)
+
+
+def _ffmpeg_tls_options(options: SourceOptions) -> dict[str, str]:
+    """FFmpeg's https options. It checks no certificate unless told to: without this, a URL's credentials would go
+    to whoever answers for the host."""
+    if not options.tls_verify:
+        return {"tls_verify": "0"}
+    ca_file = _ca_file(options)
+    return {"tls_verify": "1", **({"ca_file": ca_file} if ca_file else {})}
+
+
+def _ssl_context(options: SourceOptions) -> ssl.SSLContext:
+    """The same check for downloads (urllib) as :func:`_ffmpeg_tls_options` gives FFmpeg."""
+    if not options.tls_verify:
+        return ssl._create_unverified_context()  # noqa: S323 (the user turned the check off: source.tls_verify)
+    return ssl.create_default_context(cafile=_ca_file(options))
 
 
 def open_remote_file(url: str, options: SourceOptions) -> Any | None:
@@ -158,15 +194,16 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
     suffix = Path(urllib.parse.urlsplit(request.full_url).path).suffix[:10]
     handle = tempfile.NamedTemporaryFile(prefix="face-stream-", suffix=suffix, delete=False)  # noqa: SIM115
     try:
-        with handle, urllib.request.urlopen(request, timeout=options.read_timeout_s) as response:
+        with handle, urllib.request.urlopen(request, timeout=options.read_timeout_s,
+                                            context=_ssl_context(options)) as response:
             shutil.copyfileobj(response, handle, 1 << 20)
     except (OSError, ValueError) as exc:
         Path(handle.name).unlink(missing_ok=True)
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise SourceError(f"cannot download '{redact_url(url)}': the server's TLS certificate is not trusted "
-                              f"({reason.verify_message}); give it a certificate this machine trusts, or serve the "
-                              "file over http://") from None
+                              f"({reason.verify_message}); give the CA that signed it as source.tls_ca_file (or, on "
+                              "a network you trust, set source.tls_verify=false)") from None
         raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -162,6 +162,50 @@ def test_http_with_the_right_reserved_character_password_reads_and_never_shows_i
     assert code == 0, run.stderr
     assert len(read_events(events)) == 20
     _assert_no_secret(run.stderr, events.read_text(), summary.read_text())
+
+
+@pytest.fixture
+def https_server(tmp_path: Path) -> Iterator[tuple[FaultyHttpServer, Path]]:
+    """The clip over https with a certificate signed by a throwaway CA (the CA file is returned beside it)."""
+    import ssl
+
+    from tests.support.mosquitto import make_tls_files
+
+    files = make_tls_files(tmp_path / "tls")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.cert, files.key)
+    server = FaultyHttpServer(shared_file("videos", HTTP_CLIP), user="cam", password="p@ss:w/rd#?%", tls=context)
+    yield server, files.ca
+    server.close()
+
+
+def test_https_server_this_machine_does_not_trust_gets_no_credentials(
+    run_cli_bg: Callable[..., Run], https_server: tuple[FaultyHttpServer, Path]
+) -> None:
+    """FFmpeg checks no certificate unless told to: the URL's password would go to whoever answers. The check is on
+    by default; an untrusted server gets no request at all, and the run says what to do in one line."""
+    server, _ = https_server
+    run = run_cli_bg("--source", server.url("auth.mp4", f"cam:{ENCODED}"), log_level="DEBUG")
+    code, _ = run.finish(STARTUP_S)
+    assert code == 2, run.stderr
+    assert "tls_ca_file" in run.error() and "certificate" in run.error()
+    assert server.requests == []  # not one HTTP request (and so no credentials) reached the server
+    _assert_no_secret(run.stderr)
+
+
+@pytest.mark.parametrize("trust", ["ca_file", "no_check"])
+def test_https_server_trusted_through_its_ca_or_unchecked_reads_every_frame(
+    run_cli_bg: Callable[..., Run], https_server: tuple[FaultyHttpServer, Path], tmp_path: Path, trust: str
+) -> None:
+    server, ca = https_server
+    setting = f"source.tls_ca_file={ca}" if trust == "ca_file" else "source.tls_verify=false"
+    events = tmp_path / "e.jsonl"
+    run = run_cli_bg("--source", server.url("auth.mp4", f"cam:{ENCODED}"), "--events", str(events),
+                     "--set", setting)
+    code, _ = run.finish(STARTUP_S + 60)
+    assert code == 0, run.stderr
+    expected = decodable_frames(shared_file("videos", HTTP_CLIP))
+    assert [r["frame"] for r in read_events(events)] == list(range(expected))  # a file: every frame, once
 
 
 def test_http_server_that_never_answers_fails_within_the_open_timeout(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -52,7 +53,8 @@ class StallingListener:
 class FaultyHttpServer:
     """An HTTP server on 127.0.0.1 serving ``clip`` with the faults listed in the module docstring."""
 
-    def __init__(self, clip: Path, user: str = "", password: str = "", drip_bytes_per_s: int = 20000) -> None:
+    def __init__(self, clip: Path, user: str = "", password: str = "", drip_bytes_per_s: int = 20000,
+                 tls: ssl.SSLContext | None = None) -> None:
         data = clip.read_bytes()
         expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         served_once: list[bool] = []
@@ -125,13 +127,17 @@ class FaultyHttpServer:
                     pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls is not None:  # https: a client that refuses the certificate never gets as far as a request
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
     def url(self, path: str, userinfo: str = "") -> str:
-        return f"http://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/{path}"
+        return f"{self.scheme}://{userinfo + '@' if userinfo else ''}127.0.0.1:{self.port}/{path}"
 
     def close(self) -> None:
         self.server.shutdown()
