@@ -12,7 +12,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -304,21 +305,28 @@ def test_redaction_hides_every_password(password: str, scheme: str) -> None:
     assert password not in cleaned and unquote(password) not in cleaned
 
 
-def test_the_log_filter_scrubs_every_level(caplog: pytest.LogCaptureFixture) -> None:
-    url = "rtsp://admin:Zq9@x/y#z@cam:554/s"
-    SecretFilter.add_url(url)
+@contextmanager
+def _filtered_log(name: str) -> Iterator[tuple[logging.Logger, list[str]]]:
+    """A logger whose records are formatted through a handler carrying :class:`SecretFilter` (as the CLI's are)."""
     handler = logging.StreamHandler()
     records: list[str] = []
     handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
     handler.addFilter(SecretFilter())
-    logger = logging.getLogger("test.redaction")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
     try:
-        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
-            logger.log(level, "opening %s (password Zq9@x/y#z)", url)
+        yield logger, records
     finally:
         logger.removeHandler(handler)
+
+
+def test_the_log_filter_scrubs_every_level() -> None:
+    url = "rtsp://admin:Zq9@x/y#z@cam:554/s"
+    SecretFilter.add_url(url)
+    with _filtered_log("test.redaction") as (logger, records):
+        for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+            logger.log(level, "opening %s (password Zq9@x/y#z)", url)
     assert len(records) == 4
     assert all("Zq9" not in r and "y#z" not in r for r in records), records
 
@@ -402,19 +410,11 @@ def test_scrub_hides_the_url_and_the_whole_user_info_before_its_parts() -> None:
 def test_the_log_filter_scrubs_a_logged_exception() -> None:
     url = "rtsp://viewer:Kx7-tr@cam.example/live"
     SecretFilter.add_url(url)
-    handler = logging.StreamHandler()
-    records: list[str] = []
-    handler.emit = lambda record: records.append(handler.format(record))  # type: ignore[method-assign]
-    handler.addFilter(SecretFilter())
-    logger = logging.getLogger("test.redaction.exception")
-    logger.addHandler(handler)
-    try:
+    with _filtered_log("test.redaction.exception") as (logger, records):
         try:
             raise ConnectionError(f"cannot open {url}")
         except ConnectionError:
             logger.exception("camera down")
-    finally:
-        logger.removeHandler(handler)
     assert len(records) == 1
     assert "camera down" in records[0] and "ConnectionError: cannot open" in records[0]  # the traceback is there
     assert "Kx7-tr" not in records[0] and "viewer" not in records[0]
