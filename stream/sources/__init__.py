@@ -19,7 +19,6 @@ import errno
 import logging
 import os
 import stat
-import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from stream.sources.base import (
     KINDS,
     CaptureFactory,
     CaptureLike,
+    ReaderThread,
     SecretFilter,
     Source,
     SourceError,
@@ -143,7 +143,7 @@ def _off_the_main_thread(function: Any, *args: Any, name: str) -> Any:
     timeouts, and Python runs signal handlers only between bytecodes of the main thread: opened here, a
     server that stalls would hold off Ctrl-C/SIGTERM for the whole open timeout (twice, counting the
     live retry). A signal now raises at once; the abandoned thread ends at its own timeout, and the CLI's
-    exit does not wait for it (:func:`stream.sources.base.exit_past_stuck_readers`: the ``reader:`` prefix).
+    exit does not wait for it (:func:`stream.sources.base.exit_past_stuck_readers`).
     """
     outcome: list[tuple[bool, Any]] = []
 
@@ -153,10 +153,10 @@ def _off_the_main_thread(function: Any, *args: Any, name: str) -> Any:
         except BaseException as exc:  # handed to the waiting thread, which raises it
             outcome.append((False, exc))
 
-    thread = threading.Thread(target=call, name=f"reader:open {name}", daemon=True)
+    thread = ReaderThread(call, name=f"reader:open {name}")
     thread.start()
-    while thread.is_alive():
-        thread.join(_POLL_S)
+    while not thread.wait(_POLL_S):  # short steps: the signal handler runs between them
+        pass
     ok, value = outcome[0]
     if not ok:
         raise value

@@ -29,19 +29,64 @@ KINDS: tuple[str, ...] = ("webcam", "stream", "video", "image", "folder")
 _POLL_S = 0.2
 
 
-#: Name prefixes of the threads that read sources inside native code (FFmpeg through PyAV or OpenCV).
-READER_THREAD_PREFIXES = ("grabber:", "reader:")
+class ReaderThread(threading.Thread):
+    """A daemon thread that reads a source inside native code (FFmpeg through PyAV or OpenCV).
+
+    Whether it is still running is kept by the thread itself (:attr:`finished`, set when its target returns)
+    and never read from ``Thread.is_alive()``: on Python 3.11, a ``join(timeout)`` that a signal handler
+    interrupts (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) marks a thread that is still running as
+    stopped (bpo-45274's fix releases the running thread's own lock). The CLI then let the interpreter shut
+    down under a reader still blocked in FFmpeg, which crashed the process (SIGSEGV) after its outputs were
+    finalized. So waits go through :meth:`wait`, an Event, which an exception interrupts harmlessly.
+    """
+
+    _lock = threading.Lock()
+    _unfinished: set[ReaderThread] = set()
+
+    def __init__(self, target: Callable[..., None], name: str, args: tuple[Any, ...] = ()) -> None:
+        super().__init__(target=target, args=args, name=name, daemon=True)
+        self.finished = threading.Event()
+
+    def start(self) -> None:
+        with ReaderThread._lock:  # registered before it runs, so an exit right after start() sees it
+            ReaderThread._unfinished.add(self)
+        try:
+            super().start()
+        except BaseException:
+            self._finish()
+            raise
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        self.finished.set()
+        with ReaderThread._lock:
+            ReaderThread._unfinished.discard(self)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for the target to return; True when it has."""
+        return self.finished.wait(timeout)
+
+    @classmethod
+    def unfinished(cls) -> list[str]:
+        """Names of the readers whose target has not returned (blocked in native code, or still reading)."""
+        with cls._lock:
+            return sorted(t.name for t in cls._unfinished)
 
 
 def exit_past_stuck_readers(code: int) -> int:
     """Return ``code``; but when a source's reader thread is still blocked in native code, end the process now.
 
-    A reader blocked on a silent camera cannot be joined (its read ends only at ``read_timeout_s``). Letting
-    the interpreter shut down under it crashes the process (SIGSEGV): PyAV's read-timeout callback takes the
-    GIL from FFmpeg's thread after finalization. Every output is already finalized when this is called, so
+    A reader blocked on a silent camera or server cannot be joined (its read ends only at ``read_timeout_s``).
+    Letting the interpreter shut down under it crashes the process (SIGSEGV): PyAV's timeout callback takes
+    the GIL from FFmpeg's thread after finalization. Every output is already finalized when this is called, so
     the streams are flushed and the process exits with ``code`` without running the interpreter's teardown.
     """
-    stuck = [t.name for t in threading.enumerate() if t.is_alive() and t.name.startswith(READER_THREAD_PREFIXES)]
+    stuck = ReaderThread.unfinished()
     if not stuck:
         return code
     logging.getLogger(__name__).debug("exiting past reader thread(s) still blocked: %s", ", ".join(stuck))

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from stream.config import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, SourceOptions
-from stream.sources.base import _POLL_S, Source, SourceError
+from stream.sources.base import _POLL_S, ReaderThread, Source, SourceError
 from stream.sources.captures import upright_bgr
 from stream.types import Frame
 
@@ -140,9 +140,7 @@ class _QueuedFileSource(Source):
         self._finished = False
         # The thread gets the queue and the stop event, never ``self``, so an abandoned source can be
         # garbage-collected and its finalizer stops the thread.
-        self._thread = threading.Thread(
-            target=target, args=(*args, self._queue, self._stop), name=f"reader:{self.name}", daemon=True
-        )
+        self._thread = ReaderThread(target, args=(*args, self._queue, self._stop), name=f"reader:{self.name}")
         self._finalizer = weakref.finalize(self, self._stop.set)
         self._thread.start()
 
@@ -154,7 +152,7 @@ class _QueuedFileSource(Source):
                 item = self._queue.get(timeout=_POLL_S)
                 break
             except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
+                if self._thread.finished.is_set() and self._queue.empty():
                     # The reader always ends with _END or an error unless close() stopped it; anything
                     # else is a crash (traceback on stderr), which must not pass for a clean end of file.
                     self._finished = True
@@ -174,7 +172,7 @@ class _QueuedFileSource(Source):
             return
         super().close()
         self._stop.set()
-        self._thread.join(timeout=2.0)
+        self._thread.wait(2.0)
 
 
 def _open_video_container(path: Path | BinaryIO) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from stream.config import SourceOptions
 from stream.redact import scrub as _scrub
-from stream.sources.base import _POLL_S, CaptureFactory, CaptureLike, Source, SourceError
+from stream.sources.base import _POLL_S, CaptureFactory, CaptureLike, ReaderThread, Source, SourceError
 from stream.sources.captures import _ConnectError, _PyAVStreamCapture, _to_bgr
 from stream.types import Frame
 
@@ -64,7 +64,7 @@ class _Grabber:
         self.outages = 0
         self.last_frame_at = time.monotonic()
         self.t0 = time.monotonic()
-        self.thread = threading.Thread(target=self._run, name=f"grabber:{name}", daemon=True)
+        self.thread = ReaderThread(self._run, name=f"grabber:{name}")
 
     # -- connection ---------------------------------------------------------------------------------
     def _connect(self) -> CaptureLike:
@@ -261,7 +261,7 @@ class LiveSource(Source):
                         f"cannot open {self.kind} '{self.name}': no frame within open_timeout_s="
                         f"{options.open_timeout_s:g} s (is it reachable? raise source.open_timeout_s for slow links)"
                     )
-                if not grabber.thread.is_alive() and grabber.error is None:
+                if grabber.thread.finished.is_set() and grabber.error is None:
                     raise SourceError(f"cannot open {self.kind} '{self.name}': the grabber thread died unexpectedly")
                 grabber.cond.wait(min(remaining, _POLL_S))
             if grabber.error is not None:
@@ -339,7 +339,7 @@ class LiveSource(Source):
                         "(the capture backend hangs; check the camera/driver)"
                     )
                     break
-                if not grabber.thread.is_alive():
+                if grabber.thread.finished.is_set():
                     # Only close() and _fail() end the thread normally; anything else is a bug or a
                     # capture_factory raising an unexpected exception (its traceback is on stderr).
                     raise SourceError(f"{self.kind} '{self.name}': the grabber thread died unexpectedly")
@@ -371,4 +371,4 @@ class LiveSource(Source):
             grabber.cond.notify_all()
         if grabber.thread is not threading.current_thread():
             # The thread releases the capture itself; a read in flight ends within its read timeout.
-            grabber.thread.join(timeout=1.0)
+            grabber.thread.wait(1.0)
