@@ -68,8 +68,12 @@ class ReaderThread(threading.Thread):
             ReaderThread._unfinished.discard(self)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait up to ``timeout`` s for the target to return; True when it has."""
-        return self.finished.wait(timeout)
+        """Wait up to ``timeout`` s for the target to return; True when it has (and the thread is gone)."""
+        if not self.finished.wait(timeout):
+            return False
+        if self is not threading.current_thread():
+            self.join(1.0)  # only the thread's own unwinding is left: what was read is released and closed
+        return True
 
     @classmethod
     def unfinished(cls) -> list[str]:
