@@ -8,10 +8,12 @@ the encoder, so an interrupted run keeps every frame written so far.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import threading
+import time
 from fractions import Fraction
 
 import av
@@ -20,6 +22,7 @@ import cv2
 import numpy as np
 
 from stream.config import SinkOptions
+from stream.signals import Terminated
 from stream.sinks.base import Sink, SinkContext, SinkError, fit_to_size, pad_to_even, prepare_output_file
 from stream.types import Faces, Frame
 
@@ -42,6 +45,10 @@ _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_d
 # each packet is written, leave one that plays up to its last second.
 _MATROSKA = {"cluster_time_limit": "1000", "flush_packets": "1"}
 _CONTAINER_OPTIONS: dict[str, dict[str, str]] = {".mp4": _FRAGMENTED, ".mov": _FRAGMENTED, ".mkv": _MATROSKA}
+# Closing waits for the writer thread in short steps (so Ctrl-C is seen); after a second signal, for at most this
+# long for the frame it is encoding (milliseconds normally: the bound only covers a wedged encoder).
+_WAIT_STEP_S = 0.2
+_ABANDON_WAIT_S = 10.0
 
 
 def as_frame_rate(fps: float | Fraction) -> Fraction:
@@ -151,6 +158,9 @@ class VideoSink(Sink, kind="video"):
         self._error: BaseException | None = None
         self._queue: queue.Queue[tuple[np.ndarray, int] | None] | None = None
         self._thread: threading.Thread | None = None
+        # Set when the writer thread has left its loop (never read from is_alive(): see _stop_writer).
+        self._writer_done = threading.Event()
+        self._abandon = threading.Event()  # a second signal: drop the queued frames, stop after the one in hand
         if self.options.video_writer_thread:
             self._queue = queue.Queue(maxsize=self.options.video_queue_size)
             self._thread = threading.Thread(target=self._run_writer, name=f"video-writer:{self.path.name}", daemon=True)
@@ -250,28 +260,61 @@ class VideoSink(Sink, kind="video"):
     def _run_writer(self) -> None:
         # Runs until the None sentinel. After an error it keeps draining the queue so a
         # producer blocked in put() never deadlocks; the error surfaces in write()/close().
-        if self._queue is None:
-            return
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue
-            try:
-                self._encode(*item)
-            except SinkError as err:
-                self._error = err
+        try:
+            while self._queue is not None:
+                item = self._queue.get()
+                if item is None or self._abandon.is_set():
+                    return
+                if self._error is not None:
+                    continue
+                try:
+                    self._encode(*item)
+                except SinkError as err:
+                    self._error = err
+        finally:
+            self._writer_done.set()
 
     def _raise_pending_error(self) -> None:
         if self._error is not None:
             raise SinkError(str(self._error)) from self._error
 
+    def _stop_writer(self, frames: queue.Queue[tuple[np.ndarray, int] | None]) -> None:
+        """Let the writer encode what is queued and end; on a second Ctrl-C/SIGTERM meanwhile, drop the rest.
+
+        The container may only be flushed and closed once the writer has left the encoder: closed under it, the
+        file was deleted as empty (the writer had not opened its stream yet) or libav crashed. And a join that a
+        signal cuts short marks the still-running thread as stopped on Python 3.11, so the writer's own Event
+        is what is waited for.
+        """
+        try:
+            frames.put(None)
+            while not self._writer_done.wait(_WAIT_STEP_S):
+                pass
+        except (KeyboardInterrupt, Terminated):
+            self._abandon.set()
+            dropped = 0
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    dropped += frames.get_nowait() is not None
+            frames.put_nowait(None)  # wakes a writer waiting for a frame; the queue was just emptied
+            self._frames_written -= dropped
+            logger.warning("video output %s: %d queued frames dropped (stopped again while they were written)",
+                           self.path, dropped)
+            # The frame in hand takes one encode (milliseconds); a further signal must not close the file under it.
+            deadline = time.monotonic() + _ABANDON_WAIT_S
+            while not self._writer_done.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(KeyboardInterrupt, Terminated):
+                    self._writer_done.wait(_WAIT_STEP_S)
+            raise
+
     def _close(self) -> None:
+        stopped_again: BaseException | None = None
         try:
             if self._thread is not None and self._queue is not None:
-                self._queue.put(None)
-                self._thread.join()
+                try:
+                    self._stop_writer(self._queue)
+                except (KeyboardInterrupt, Terminated) as signalled:
+                    stopped_again = signalled  # raised once the frames encoded so far are flushed and indexed
             self._raise_pending_error()
             if self._stream is not None:
                 try:
@@ -297,3 +340,5 @@ class VideoSink(Sink, kind="video"):
                         logger.warning("could not remove empty video output %s: %s", self.path, err)
             else:
                 logger.info("video output %s: %d frames written", self.path, self._frames_written)
+        if stopped_again is not None:
+            raise stopped_again

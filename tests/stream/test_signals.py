@@ -83,6 +83,41 @@ def test_signal_mid_run_finalizes_outputs(tmp_path: Path, signum: int, code: int
     assert json.loads(summary.read_text())["frames"] == len(records)
 
 
+@pytest.mark.parametrize("gap_s", [0.0, 0.05, 0.2])
+def test_a_second_signal_still_leaves_playable_outputs(tmp_path: Path, gap_s: float) -> None:
+    # The impatient double Ctrl-C: the second one lands in the frame loop or while the outputs are finalized
+    # (the video writer draining its queue). It may cut the run shorter, never leave a broken file or a trace.
+    clip = shared_file("videos", CLIP)
+    out, events = tmp_path / "x.mp4", tmp_path / "e.jsonl"
+    command = cli_command("--source", str(clip), "--output", str(out), "--events", str(events),
+                          "--set", "output.video_queue_size=64")
+    process = subprocess.Popen(
+        command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(events) < 20:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the run produced no 20 events within 60 s"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        time.sleep(gap_s)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "error:" not in stderr, stderr
+    records = read_events(events)  # every line is complete JSON
+    assert [r["frame"] for r in records] == list(range(len(records)))
+    frames, width, height = probe_video(out)  # playable: every packet decodes
+    assert 0 < frames <= len(records)
+    assert (width, height) == _size(clip)
+
+
 def test_signal_while_blocked_on_a_silent_camera_stops_within_the_grace_period(
     start_server: Callable[..., rtsp.RtspServer], tmp_path: Path
 ) -> None:

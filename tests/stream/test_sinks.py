@@ -214,6 +214,38 @@ def test_video_interrupted_by_ctrl_c_is_playable(tmp_path, threaded):
     assert frames == count and rate == 25
 
 
+@pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="POSIX interval timers")
+def test_video_stopped_again_while_draining_keeps_what_it_encoded(tmp_path, monkeypatch):
+    # A second Ctrl-C while close() drains the writer's queue: the queued frames are dropped, but the container
+    # is flushed and closed only after the writer has left the encoder, so the file holds every frame it counts.
+    path = tmp_path / "twice.mp4"
+    sink = VideoSink(path, 25, SinkOptions(video_preset="ultrafast", video_queue_size=64))
+    encode = sink._encode
+
+    def slow_encode(image: np.ndarray, pts: int) -> None:  # a slow machine: the queue is still full at close()
+        time.sleep(0.05)
+        encode(image, pts)
+
+    monkeypatch.setattr(sink, "_encode", slow_encode)
+    write_frames(sink, 40)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sink.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sink._writer_done.is_set()
+    assert 0 < sink.frames_written < 40
+    frames, rate, _, _ = probe(path)
+    assert frames == sink.frames_written and rate == 25
+
+
 _INTERRUPT_CHILD = """
 import faulthandler, signal, sys, time, numpy as np
 # A child of a background job in a non-interactive shell inherits SIGINT ignored, and Python then installs no
