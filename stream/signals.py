@@ -7,14 +7,20 @@ live source that went silent) is interrupted where it is. A second signal interr
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
 
 STOP_GRACE_S = 2.0
+# A worker told to stop at once (a second signal) gets this long to leave what it is doing (an encode, a spool
+# write: milliseconds normally; the bound only covers a wedged one); waits poll at _WAIT_STEP_S.
+_SETTLE_S = 10.0
+_WAIT_STEP_S = 0.2
 
 
 class Terminated(Exception):
@@ -86,3 +92,42 @@ def signals_set(event: threading.Event) -> Iterator[threading.Event]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def wait_for_worker(
+    done: threading.Event, *, hurry: Callable[[], None], start: Callable[[], None] | None = None,
+    timeout_s: float | None = None,
+) -> BaseException | None:
+    """Wait for a sink's worker thread to end (``done`` is set as its target returns) before its resources go.
+
+    Closing what a worker still uses (a libav container, a spool file) under it crashes or corrupts, so a
+    Ctrl-C/SIGTERM that cuts the wait short (a second signal, while outputs are finalized) calls ``hurry``
+    (stop now, dropping what is queued) and waits for the worker to leave, holding off further signals, for
+    at most a few seconds. Never ``Thread.join``: on Python 3.11 a join cut short by a signal marks the still
+    running thread as stopped.
+
+    Args:
+        done: Set by the worker when it has ended.
+        hurry: Tells the worker to stop at once.
+        start: Asks the worker to finish (e.g. queues its end marker); may block, and is interruptible too.
+        timeout_s: Give up waiting after this long (the worker is left running); None: no limit.
+
+    Returns:
+        The exception of the signal that cut the wait short, for the caller to raise once it has released the
+        worker's resources; None when the wait ended on its own.
+    """
+    try:
+        if start is not None:
+            start()
+        deadline = float("inf") if timeout_s is None else time.monotonic() + timeout_s
+        while not done.wait(max(0.0, min(_WAIT_STEP_S, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                break
+        return None
+    except (KeyboardInterrupt, Terminated) as signalled:
+        hurry()
+        settle_until = time.monotonic() + _SETTLE_S
+        while not done.is_set() and time.monotonic() < settle_until:
+            with contextlib.suppress(KeyboardInterrupt, Terminated):
+                done.wait(_WAIT_STEP_S)
+        return signalled

@@ -49,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from stream.config import SinkOptions
 from stream.events import PersonEvents, camera_name, check_camera_name
 from stream.redact import credentials, redact_url
+from stream.signals import wait_for_worker
 from stream.sinks.base import Sink, SinkContext, SinkError
 from stream.types import Faces, Frame
 
@@ -407,6 +408,7 @@ class MqttSink(Sink, kind="mqtt"):
             logger.info("mqtt %s: %d undelivered message(s) from an earlier run in %s are sent first",
                         settings.where, self._carried_over, self.spool.path)
         self._enqueue(self.model.status("live"))
+        self._publisher_done = threading.Event()  # never read from is_alive(): see wait_for_worker
         self._thread = threading.Thread(target=self._publish_loop, name=f"mqtt-{self.camera}", daemon=True)
         self._thread.start()
         logger.info("mqtt %s: camera %r publishing to %s/{events,counts,status}", settings.where, self.camera, base)
@@ -541,6 +543,8 @@ class MqttSink(Sink, kind="mqtt"):
         except Exception as err:  # noqa: BLE001 (a thread's last resort: say it, the run goes on without MQTT)
             logger.error("mqtt %s: the publisher stopped (%s: %s); undelivered events stay in the spool %s",
                          self.settings.where, type(err).__name__, err, self.spool.path)
+        finally:
+            self._publisher_done.set()
 
     def _publisher(self) -> None:
         final_status_written = False
@@ -639,7 +643,10 @@ class MqttSink(Sink, kind="mqtt"):
             self._drain_until = time.monotonic() + self.settings.drain_s
             self._stopping = True
             self._lock.notify_all()
-        self._thread.join(self.settings.drain_s + 2 * self.settings.timeout_s)
+        # A second Ctrl-C/SIGTERM during the drain ends it at once: what is unsent stays in the spool for the next
+        # run, which is closed only after the publisher has left it; the signal is raised after that.
+        stopped_again = wait_for_worker(self._publisher_done, hurry=self._stop_draining,
+                                        timeout_s=self.settings.drain_s + 2 * self.settings.timeout_s)
         with self._lock:
             connected = self._connected
         try:
@@ -659,6 +666,13 @@ class MqttSink(Sink, kind="mqtt"):
         else:
             logger.info("mqtt %s: %d message(s) delivered, none left, none dropped", where, self.delivered)
         self.left_in_spool = left
+        if stopped_again is not None:
+            raise stopped_again
+
+    def _stop_draining(self) -> None:
+        with self._lock:
+            self._drain_until = time.monotonic()
+            self._lock.notify_all()
 
 
 def _stop_client(client: mqtt.Client) -> None:

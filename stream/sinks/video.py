@@ -13,7 +13,6 @@ import logging
 import os
 import queue
 import threading
-import time
 from fractions import Fraction
 
 import av
@@ -22,7 +21,7 @@ import cv2
 import numpy as np
 
 from stream.config import SinkOptions
-from stream.signals import Terminated
+from stream.signals import wait_for_worker
 from stream.sinks.base import Sink, SinkContext, SinkError, fit_to_size, pad_to_even, prepare_output_file
 from stream.types import Faces, Frame
 
@@ -45,10 +44,6 @@ _FRAGMENTED = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_d
 # each packet is written, leave one that plays up to its last second.
 _MATROSKA = {"cluster_time_limit": "1000", "flush_packets": "1"}
 _CONTAINER_OPTIONS: dict[str, dict[str, str]] = {".mp4": _FRAGMENTED, ".mov": _FRAGMENTED, ".mkv": _MATROSKA}
-# Closing waits for the writer thread in short steps (so Ctrl-C is seen); after a second signal, for at most this
-# long for the frame it is encoding (milliseconds normally: the bound only covers a wedged encoder).
-_WAIT_STEP_S = 0.2
-_ABANDON_WAIT_S = 10.0
 
 
 def as_frame_rate(fps: float | Fraction) -> Fraction:
@@ -158,7 +153,7 @@ class VideoSink(Sink, kind="video"):
         self._error: BaseException | None = None
         self._queue: queue.Queue[tuple[np.ndarray, int] | None] | None = None
         self._thread: threading.Thread | None = None
-        # Set when the writer thread has left its loop (never read from is_alive(): see _stop_writer).
+        # Set when the writer thread has left its loop (never read from is_alive(): see wait_for_worker).
         self._writer_done = threading.Event()
         self._abandon = threading.Event()  # a second signal: drop the queued frames, stop after the one in hand
         if self.options.video_writer_thread:
@@ -278,43 +273,28 @@ class VideoSink(Sink, kind="video"):
         if self._error is not None:
             raise SinkError(str(self._error)) from self._error
 
-    def _stop_writer(self, frames: queue.Queue[tuple[np.ndarray, int] | None]) -> None:
-        """Let the writer encode what is queued and end; on a second Ctrl-C/SIGTERM meanwhile, drop the rest.
-
-        The container may only be flushed and closed once the writer has left the encoder: closed under it, the
-        file was deleted as empty (the writer had not opened its stream yet) or libav crashed. And a join that a
-        signal cuts short marks the still-running thread as stopped on Python 3.11, so the writer's own Event
-        is what is waited for.
-        """
-        try:
-            frames.put(None)
-            while not self._writer_done.wait(_WAIT_STEP_S):
-                pass
-        except (KeyboardInterrupt, Terminated):
-            self._abandon.set()
-            dropped = 0
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    dropped += frames.get_nowait() is not None
-            frames.put_nowait(None)  # wakes a writer waiting for a frame; the queue was just emptied
-            self._frames_written -= dropped
-            logger.warning("video output %s: %d queued frames dropped (stopped again while they were written)",
-                           self.path, dropped)
-            # The frame in hand takes one encode (milliseconds); a further signal must not close the file under it.
-            deadline = time.monotonic() + _ABANDON_WAIT_S
-            while not self._writer_done.is_set() and time.monotonic() < deadline:
-                with contextlib.suppress(KeyboardInterrupt, Terminated):
-                    self._writer_done.wait(_WAIT_STEP_S)
-            raise
+    def _drop_queued_frames(self, frames: queue.Queue[tuple[np.ndarray, int] | None]) -> None:
+        """A second Ctrl-C/SIGTERM while the writer drains its queue: it stops after the frame in hand."""
+        self._abandon.set()
+        dropped = 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                dropped += frames.get_nowait() is not None
+        frames.put_nowait(None)  # wakes a writer waiting for a frame; the queue was just emptied
+        self._frames_written -= dropped
+        logger.warning("video output %s: %d queued frames dropped (stopped again while they were written)",
+                       self.path, dropped)
 
     def _close(self) -> None:
         stopped_again: BaseException | None = None
         try:
-            if self._thread is not None and self._queue is not None:
-                try:
-                    self._stop_writer(self._queue)
-                except (KeyboardInterrupt, Terminated) as signalled:
-                    stopped_again = signalled  # raised once the frames encoded so far are flushed and indexed
+            frames = self._queue
+            if self._thread is not None and frames is not None:
+                # The container is flushed and closed only once the writer has left the encoder: closed under
+                # it, libav crashed or the file was deleted as empty. A second signal meanwhile is raised once
+                # the frames encoded so far are flushed and indexed.
+                stopped_again = wait_for_worker(self._writer_done, start=lambda: frames.put(None),
+                                                hurry=lambda: self._drop_queued_frames(frames))
             self._raise_pending_error()
             if self._stream is not None:
                 try:

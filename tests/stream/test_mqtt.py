@@ -217,6 +217,45 @@ def test_full_spool_counts_drops_and_the_next_run_sends_what_was_kept(
     assert second.left_in_spool == 0
 
 
+def test_a_second_signal_during_the_drain_keeps_the_rest_in_the_spool(
+    broker: Mosquitto, subscribers: list[Subscriber], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The broker is gone at the end of the run, so closing waits (drain=60) for it; a second Ctrl-C ends the wait at
+    # once. The publisher leaves the spool before it is closed, and the next run delivers what was kept.
+    url = f"mqtt://127.0.0.1:{broker.port}/faces?camera=desk&heartbeat=0&counts=0&spool={tmp_path}&drain=60"
+    sink = MqttSink(url)
+    broker.stop()
+    deadline = time.monotonic() + 10
+    while sink.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not sink.connected
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    caplog.set_level(logging.INFO, logger="stream.sinks.mqtt")
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sink.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 30  # not the 60 s drain
+    assert sink.left_in_spool >= 1 and "publisher stopped" not in caplog.text
+    assert f"{sink.left_in_spool} left in the spool" in caplog.text
+
+    broker.start()
+    subscribers.append(sub := Subscriber(broker.port, "faces/#"))
+    with MqttSink(url.replace("drain=60", "drain=10")) as second:
+        pass
+    received = _payloads([m for m in sub.wait_for(lambda m: sum(_stopped([x]) for x in m) >= 2) if not m.retain])
+    assert received[0]["status"] == "offline" and received[0]["reason"] == "stopped"  # the first run's report
+    assert second.left_in_spool == 0
+
+
 def test_username_and_password(tmp_path: Path, subscribers: list[Subscriber]) -> None:
     clip = shared_file(*CLIP)
     server = Mosquitto(tmp_path / "broker", users={"cam": "s3cret:@pw"}).start()

@@ -114,7 +114,9 @@ def test_a_second_signal_still_leaves_playable_outputs(tmp_path: Path, gap_s: fl
     records = read_events(events)  # every line is complete JSON
     assert [r["frame"] for r in records] == list(range(len(records)))
     frames, width, height = probe_video(out)  # playable: every packet decodes
-    assert 0 < frames <= len(records)
+    # A second signal interrupts at once: the frame in flight may have reached the video and not the events file,
+    # and frames still queued for the encoder are dropped.
+    assert 0 < frames <= len(records) + 1
     assert (width, height) == _size(clip)
 
 
