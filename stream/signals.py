@@ -3,12 +3,17 @@
 After Ctrl-C/SIGTERM the frame in flight still reaches every sink (so the video and the events file hold the
 same frames); a run that does not reach the end of its frame within :data:`STOP_GRACE_S` (e.g. blocked on a
 live source that went silent) is interrupted where it is. A second signal interrupts at once.
+
+An exception raised by a signal handler lands wherever the main thread is, and Python ignores exceptions in a
+finalizer or weakref callback (it prints "Exception ignored in ..." and goes on). A forced stop that lands there
+is raised again a moment later instead (:meth:`StopSignals._on_unraisable`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +22,8 @@ from types import FrameType
 from typing import Any, NoReturn
 
 STOP_GRACE_S = 2.0
+# A forced stop that Python ignored (raised inside a finalizer) is raised again after this long.
+_RERAISE_S = 0.05
 # A worker told to stop at once (a second signal) gets this long to leave what it is doing (an encode, a spool
 # write: milliseconds normally; the bound only covers a wedged one); waits poll at _WAIT_STEP_S.
 _SETTLE_S = 10.0
@@ -40,6 +47,8 @@ class StopSignals:
         self.received: int | None = None  # the last signal, also one that raised (so an error it caused maps back)
         self.graceful = False
         self._has_timer = hasattr(signal, "setitimer")  # not on Windows: there a second Ctrl-C forces the stop
+        self._swallowed: int | None = None  # a forced stop Python ignored (raised in a finalizer), to raise again
+        self._previous_hook: Callable[[Any], Any] | None = None
 
     def install(self) -> dict[int, Any]:
         """Install the handlers; returns the previous ones for :meth:`restore`."""
@@ -48,6 +57,7 @@ class StopSignals:
         }
         if self._has_timer:
             previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._previous_hook, sys.unraisablehook = sys.unraisablehook, self._on_unraisable
         return previous
 
     def disarm(self) -> None:
@@ -61,6 +71,8 @@ class StopSignals:
         self.disarm()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if self._previous_hook is not None:
+            sys.unraisablehook, self._previous_hook = self._previous_hook, None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum
@@ -72,8 +84,20 @@ class StopSignals:
         self._raise(signum)
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
-            self._raise(self.signum)
+        swallowed, self._swallowed = self._swallowed, None
+        if swallowed is not None or self.signum is not None:
+            self._raise(swallowed if swallowed is not None else self.signum)  # type: ignore[arg-type]
+
+    def _on_unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook``: a forced stop raised inside a finalizer or weakref callback was ignored by Python;
+        raise it again in a moment, where it unwinds the run (silently: it is no error). Anything else is
+        reported as before."""
+        if isinstance(unraisable.exc_value, (KeyboardInterrupt, Terminated)) and self.received is not None:
+            self._swallowed = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+            signal.setitimer(signal.ITIMER_REAL, _RERAISE_S)
+            return
+        assert self._previous_hook is not None
+        self._previous_hook(unraisable)
 
     @staticmethod
     def _raise(signum: int) -> NoReturn:

@@ -23,6 +23,7 @@ import uvicorn
 from stream.config import Config
 from stream.serve import parse_address, with_env_token
 from stream.serve.live import CameraView, Hub
+from stream.signals import wait_for_worker
 
 logger = logging.getLogger("stream.serve")
 
@@ -117,6 +118,9 @@ def serve_beside(address: str, config: Config, source: Any) -> Iterator[CameraVi
 
 #: A camera's status in :mod:`stream.cameras` as the page says it.
 _CAMERA_STATUS = {"opening": "starting", "ended": "offline"}
+# Stopping waits this long for the camera thread to finish its frame (a frame takes tens of ms; a source read
+# blocked on a silent camera ends within its own timeout, and the exit does not wait for that reader).
+_STOP_TIMEOUT_S = 10.0
 
 
 def _camera_status(camera: Any) -> str:
@@ -175,6 +179,7 @@ class CameraRunner:
         self.spec, self.config, self.view, self.loop, self.realtime = spec, config, view, loop, realtime
         self.error: str | None = None
         self._stop = threading.Event()
+        self._done = threading.Event()  # set as the thread ends (never read from is_alive(): see wait_for_worker)
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
 
     def start(self) -> None:
@@ -193,9 +198,11 @@ class CameraRunner:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop after the frame in flight; a second Ctrl-C meanwhile still lets the thread leave the models first
+        (the interpreter must not shut down under it), and is then the outcome anyway."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10.0)
+        if self._thread.ident is not None:
+            wait_for_worker(self._done, hurry=self._stop.set, timeout_s=_STOP_TIMEOUT_S)
 
     def _run(self) -> None:
         from stream.pipeline import Pipeline, run
@@ -223,7 +230,10 @@ class CameraRunner:
             self.error = str(error)
             logger.error("camera %s: %s", self.view.name, error)
         finally:
-            self.view.close()
+            try:
+                self.view.close()
+            finally:
+                self._done.set()
 
 
 def _paced(frames: Any, fps: float | None) -> Iterator[Any]:
