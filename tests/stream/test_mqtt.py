@@ -23,6 +23,7 @@ from stream.sinks.mqtt import MqttSink, Spool, parse_mqtt_url
 from tests.conftest import REPO, shared_file
 from tests.stream.test_sources_rtsp import RtspServer, rtsp_ready  # noqa: F401 (rtsp_ready is a fixture)
 from tests.support.cli_util import child_env, cli_command, error_line, run_cli
+from tests.support.interrupts import raised_after
 from tests.support.mosquitto import Mosquitto, Subscriber, free_port, make_tls_files, mosquitto_binary
 
 CLIP = ("videos", "talking_man_512.mp4")  # one man, 78 frames at 25 fps
@@ -230,19 +231,10 @@ def test_a_second_signal_during_the_drain_keeps_the_rest_in_the_spool(
         time.sleep(0.05)
     assert not sink.connected
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
     caplog.set_level(logging.INFO, logger="stream.sinks.mqtt")
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.5)
     started = time.monotonic()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sink.close()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with raised_after(0.5), pytest.raises(KeyboardInterrupt):
+        sink.close()
     assert time.monotonic() - started < 30  # not the 60 s drain
     assert sink.left_in_spool >= 1 and "publisher stopped" not in caplog.text
     assert f"{sink.left_in_spool} left in the spool" in caplog.text

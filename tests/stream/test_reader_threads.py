@@ -20,28 +20,15 @@ import pytest
 from stream.sources import _off_the_main_thread
 from stream.sources.base import ReaderThread
 from tests.support.cli_util import child_env
+from tests.support.interrupts import raised_after
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="needs POSIX interval timers")
 
 
-class _Interrupted(Exception):
-    """What the test's signal handler raises, as the CLI's raises KeyboardInterrupt or Terminated."""
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise _Interrupted
-
-
 def test_a_reader_whose_wait_a_signal_cut_short_is_still_known_to_run() -> None:
     release = threading.Event()
-    previous = signal.signal(signal.SIGALRM, _raise_interrupted)
-    signal.setitimer(signal.ITIMER_REAL, 0.3)
-    try:
-        with pytest.raises(_Interrupted):
-            _off_the_main_thread(release.wait, 30.0, name="stalled-server")
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with raised_after(0.3), pytest.raises(KeyboardInterrupt):
+        _off_the_main_thread(release.wait, 30.0, name="stalled-server")
     try:
         assert "reader:open stalled-server" in ReaderThread.unfinished()
     finally:

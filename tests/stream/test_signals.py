@@ -44,6 +44,30 @@ def _lines(path: Path) -> int:
         return 0
 
 
+def _signalled_mid_run(command: list[str], events: Path, signals: list[tuple[int, float]]) -> tuple[int, str]:
+    """Run the CLI until ``events`` holds 20 lines, then send each signal after its pause (s) while the run lasts:
+    ``(exit status, stderr)``."""
+    process = subprocess.Popen(
+        command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _lines(events) < 20:
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the run produced no 20 events within 60 s"
+            time.sleep(0.01)
+        for signum, pause_s in signals:
+            time.sleep(pause_s)
+            if process.poll() is None:
+                process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, stderr
+
+
 @pytest.mark.parametrize(
     ("signum", "code", "message"),
     [
@@ -57,22 +81,8 @@ def test_signal_mid_run_finalizes_outputs(tmp_path: Path, signum: int, code: int
     command = cli_command(
         "--source", str(clip), "--output", str(out), "--events", str(events), "--summary", str(summary)
     )
-    process = subprocess.Popen(
-        command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(events) < 20:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the run produced no 20 events within 60 s"
-            time.sleep(0.01)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == code, stderr
+    returncode, stderr = _signalled_mid_run(command, events, [(signum, 0.0)])
+    assert returncode == code, stderr
     assert "Traceback" not in stderr and "error:" not in stderr, stderr
     assert message in stderr
     records = read_events(events)  # every line is complete JSON
@@ -93,27 +103,10 @@ def test_a_second_signal_still_leaves_playable_outputs(tmp_path: Path, gap_s: fl
     out, events = tmp_path / "x.mp4", tmp_path / "e.jsonl"
     command = cli_command("--source", str(clip), "--output", str(out), "--events", str(events),
                           "--set", "output.video_queue_size=64")
-    process = subprocess.Popen(
-        command, cwd=REPO, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while _lines(events) < 20:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "the run produced no 20 events within 60 s"
-            time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
-        time.sleep(gap_s)
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    returncode, stderr = _signalled_mid_run(command, events, [(signal.SIGINT, 0.0), (signal.SIGINT, gap_s)])
     # A second signal that comes once the run has finished, while the interpreter shuts down (its handlers are
     # the defaults again), ends the process by SIGINT: what a shell reports as 130 too.
-    assert process.returncode in (130, -signal.SIGINT), stderr
+    assert returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr and "error:" not in stderr, stderr
     records = read_events(events)  # every line is complete JSON
     assert [r["frame"] for r in records] == list(range(len(records)))

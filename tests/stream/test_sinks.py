@@ -42,6 +42,7 @@ from stream.sinks.base import fit_to_size, pad_to_even
 from stream.sinks.images import output_name
 from stream.sources import redact_url
 from stream.types import AGE_GROUP_PROBS, AGE_GROUPS, AGE_YEARS, LABEL_READY, N_OBS, NO_TRACK, P_FEMALE, Faces, Frame
+from tests.support.interrupts import raised_after
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -229,17 +230,8 @@ def test_video_stopped_again_while_draining_keeps_what_it_encoded(tmp_path, monk
     monkeypatch.setattr(sink, "_encode", slow_encode)
     write_frames(sink, 40)
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, 0.3)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            sink.close()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    with raised_after(0.3), pytest.raises(KeyboardInterrupt):
+        sink.close()
     assert sink._writer_done.is_set()
     assert 0 < sink.frames_written < 40
     frames, rate, _, _ = probe(path)
