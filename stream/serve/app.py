@@ -30,8 +30,6 @@ from pydantic import BaseModel, Field
 
 from stream.config import Config
 from stream.counts import ALL_CAMERAS
-
-# The group indices of a shown age range ("31-55"): the labels' own reading of their text.
 from stream.labels import span_of
 from stream.serve.analyze import Analyzer
 from stream.serve.auth import TokenGate
@@ -203,8 +201,11 @@ def create_app(config: Config, hub: Hub | None = None, analyzer: Analyzer | None
             for face in answer["faces"]:
                 if face["age_group_probs"] is not None:
                     colour = GENDER_COLOURS.get(face["gender"] or "unknown", GENDER_COLOURS["unknown"])
-                    shown = face["age_range"]
-                    span = None if shown is None else range(span_of(shown)[0], span_of(shown)[1] + 1)
+                    # The groups of the shown age ("31-55": two), read as the labels read their own text.
+                    span = None
+                    if face["age_range"] is not None:
+                        first, last = span_of(face["age_range"])
+                        span = range(first, last + 1)
                     face["chart_svg"] = age_bars(face["age_group_probs"], colour, highlight=span,
                                                  title=f"face {face['id']} age groups")
         return answer

@@ -120,8 +120,7 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
             # FFmpeg's TLS layer says no more than "Input/output error" when the certificate check fails.
             raise _ConnectError(
                 "the TLS handshake failed, most likely because this machine does not trust the server's "
-                "certificate: give the CA that signed it as source.tls_ca_file (or, on a network you trust, "
-                "set source.tls_verify=false)",
+                f"certificate: {_UNTRUSTED_HINT}",
                 fatal=True,
             ) from exc
         elapsed = time.monotonic() - started
@@ -136,6 +135,11 @@ def _open_stream_container(url: str, options: SourceOptions) -> Any:
         container.close()
         raise _ConnectError("the stream has no video track (check the URL's path)")
     return container
+
+
+# What to do about a server whose certificate is not trusted (FFmpeg's and urllib's errors alike).
+_UNTRUSTED_HINT = ("give the CA that signed it as source.tls_ca_file (or, on a network you trust, set "
+                   "source.tls_verify=false)")
 
 
 def _ca_file(options: SourceOptions) -> str | None:
@@ -202,8 +206,7 @@ def download_remote_file(url: str, options: SourceOptions) -> Path:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, ssl.SSLCertVerificationError):
             raise SourceError(f"cannot download '{redact_url(url)}': the server's TLS certificate is not trusted "
-                              f"({reason.verify_message}); give the CA that signed it as source.tls_ca_file (or, on "
-                              "a network you trust, set source.tls_verify=false)") from None
+                              f"({reason.verify_message}); {_UNTRUSTED_HINT}") from None
         raise SourceError(f"cannot download '{redact_url(url)}': {_scrub(str(exc), url)}") from None
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
